@@ -1,0 +1,396 @@
+"""The catalog: one SQLite file per library (sqlite-utils), the source of truth.
+
+Photos, roots, per-file failures and per-model embeddings live here; the hnswlib index is derived
+from the ``embeddings`` table and can always be rebuilt from it. Every multi-row change runs in one
+transaction so a crash leaves either the old or the new state, never half of it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import sqlite_utils
+
+from .errors import RetllmError
+
+SCHEMA_VERSION = 1
+
+PHOTO_COLUMNS = (
+    "id",
+    "root_id",
+    "path",
+    "size",
+    "mtime_ns",
+    "hash",
+    "width",
+    "height",
+    "format",
+    "taken_at",
+    "camera_make",
+    "camera_model",
+    "gps_lat",
+    "gps_lon",
+    "orientation",
+    "status",
+    "added_at",
+    "updated_at",
+)
+
+
+def _migration_1(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """CREATE TABLE roots (
+            id INTEGER PRIMARY KEY,
+            path TEXT NOT NULL UNIQUE,
+            added_at REAL NOT NULL,
+            online INTEGER NOT NULL DEFAULT 1,
+            last_scan_at REAL
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE photos (
+            id INTEGER PRIMARY KEY,
+            root_id INTEGER NOT NULL REFERENCES roots(id) ON DELETE CASCADE,
+            path TEXT NOT NULL UNIQUE,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            hash TEXT NOT NULL,
+            width INTEGER, height INTEGER, format TEXT,
+            taken_at TEXT, camera_make TEXT, camera_model TEXT,
+            gps_lat REAL, gps_lon REAL, orientation INTEGER,
+            status TEXT NOT NULL DEFAULT 'ok',
+            added_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX photos_root ON photos(root_id)")
+    db.execute("CREATE INDEX photos_hash ON photos(hash)")
+    db.execute("CREATE INDEX photos_taken ON photos(taken_at)")
+    db.execute(
+        """CREATE TABLE embeddings (
+            photo_id INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+            model TEXT NOT NULL,
+            dim INTEGER NOT NULL,
+            vector BLOB NOT NULL,
+            PRIMARY KEY (photo_id, model)
+        )"""
+    )
+    db.execute("CREATE INDEX embeddings_model ON embeddings(model)")
+    db.execute(
+        """CREATE TABLE failures (
+            path TEXT PRIMARY KEY,
+            root_id INTEGER REFERENCES roots(id) ON DELETE CASCADE,
+            size INTEGER, mtime_ns INTEGER,
+            reason TEXT NOT NULL,
+            failed_at REAL NOT NULL
+        )"""
+    )
+
+
+MIGRATIONS = [_migration_1]
+
+
+@dataclass
+class Root:
+    id: int
+    path: str
+    online: bool
+    last_scan_at: float | None
+
+
+@dataclass
+class Photo:
+    id: int
+    root_id: int
+    path: str
+    size: int
+    mtime_ns: int
+    hash: str
+    width: int | None = None
+    height: int | None = None
+    format: str | None = None
+    taken_at: str | None = None
+    camera_make: str | None = None
+    camera_model: str | None = None
+    gps_lat: float | None = None
+    gps_lon: float | None = None
+    orientation: int | None = None
+    status: str = "ok"
+    added_at: float = 0.0
+    updated_at: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in PHOTO_COLUMNS}
+
+
+@dataclass
+class Failure:
+    path: str
+    reason: str
+    size: int | None
+    mtime_ns: int | None
+    failed_at: float
+
+
+class CatalogError(RetllmError):
+    pass
+
+
+class Catalog:
+    """Typed access to the library's SQLite file. Safe to share between threads (one lock for writes)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = sqlite3.connect(
+                str(self.path), check_same_thread=False, timeout=30.0, isolation_level=None
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.DatabaseError as e:
+            raise CatalogError(f"cannot open catalog {self.path}: {e}") from e
+        self._conn = conn
+        self.db = sqlite_utils.Database(conn)
+        self._lock = threading.RLock()
+        self._migrate()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def _migrate(self) -> None:
+        with self.transaction():
+            self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+            version = int(self.get_meta("schema_version", "0"))
+            if version > SCHEMA_VERSION:
+                raise CatalogError(
+                    f"catalog {self.path} was written by a newer RetLLM Desktop (schema {version}); please upgrade"
+                )
+            for i in range(version, SCHEMA_VERSION):
+                MIGRATIONS[i](self.db)
+            self.set_meta("schema_version", str(SCHEMA_VERSION))
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error:
+                pass
+            self._conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One atomic unit of change (BEGIN IMMEDIATE: writers queue instead of failing mid-way)."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            else:
+                self._conn.execute("COMMIT")
+
+    def integrity_check(self) -> str:
+        return self._conn.execute("PRAGMA integrity_check").fetchone()[0]
+
+    # -- meta ------------------------------------------------------------------------------------
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._lock:
+            self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    # -- roots -----------------------------------------------------------------------------------
+    def add_root(self, path: str) -> Root:
+        with self.transaction():
+            self._conn.execute(
+                "INSERT OR IGNORE INTO roots (path, added_at) VALUES (?, ?)", (path, time.time())
+            )
+        root = self.root_by_path(path)
+        assert root is not None
+        return root
+
+    def remove_root(self, root_id: int) -> list[int]:
+        """Forget a root and its photos; returns the removed photo ids (for the vector index)."""
+        with self.transaction():
+            ids = [r[0] for r in self._conn.execute("SELECT id FROM photos WHERE root_id = ?", (root_id,))]
+            self._conn.execute("DELETE FROM roots WHERE id = ?", (root_id,))
+        return ids
+
+    def roots(self) -> list[Root]:
+        rows = self._conn.execute("SELECT id, path, online, last_scan_at FROM roots ORDER BY path").fetchall()
+        return [Root(r[0], r[1], bool(r[2]), r[3]) for r in rows]
+
+    def root_by_path(self, path: str) -> Root | None:
+        r = self._conn.execute(
+            "SELECT id, path, online, last_scan_at FROM roots WHERE path = ?", (path,)
+        ).fetchone()
+        return Root(r[0], r[1], bool(r[2]), r[3]) if r else None
+
+    def set_root_online(self, root_id: int, online: bool) -> None:
+        """An unplugged drive marks its photos offline instead of deleting them."""
+        with self.transaction():
+            self._conn.execute("UPDATE roots SET online = ? WHERE id = ?", (int(online), root_id))
+            self._conn.execute(
+                "UPDATE photos SET status = ? WHERE root_id = ?", ("ok" if online else "offline", root_id)
+            )
+
+    def mark_root_scanned(self, root_id: int) -> None:
+        with self._lock:
+            self._conn.execute("UPDATE roots SET last_scan_at = ? WHERE id = ?", (time.time(), root_id))
+
+    # -- photos ----------------------------------------------------------------------------------
+    def _photo(self, row: sqlite3.Row | tuple) -> Photo:
+        return Photo(*row)
+
+    _SELECT = "SELECT " + ", ".join(PHOTO_COLUMNS) + " FROM photos"
+
+    def photo(self, photo_id: int) -> Photo | None:
+        r = self._conn.execute(self._SELECT + " WHERE id = ?", (photo_id,)).fetchone()
+        return self._photo(r) if r else None
+
+    def photo_by_path(self, path: str) -> Photo | None:
+        r = self._conn.execute(self._SELECT + " WHERE path = ?", (path,)).fetchone()
+        return self._photo(r) if r else None
+
+    def photos_by_ids(self, ids: Iterable[int]) -> dict[int, Photo]:
+        ids = list(ids)
+        out: dict[int, Photo] = {}
+        for start in range(0, len(ids), 900):
+            chunk = ids[start : start + 900]
+            q = self._SELECT + f" WHERE id IN ({','.join('?' * len(chunk))})"
+            for r in self._conn.execute(q, chunk):
+                p = self._photo(r)
+                out[p.id] = p
+        return out
+
+    def photos_by_hash(self, content_hash: str) -> list[Photo]:
+        return [self._photo(r) for r in self._conn.execute(self._SELECT + " WHERE hash = ?", (content_hash,))]
+
+    def photos_in_root(self, root_id: int) -> list[Photo]:
+        return [self._photo(r) for r in self._conn.execute(self._SELECT + " WHERE root_id = ?", (root_id,))]
+
+    def stat_map(self, root_id: int) -> dict[str, tuple[int, int, int, str]]:
+        """path -> (id, size, mtime_ns, hash): what the scanner diffs the disk against, in one query."""
+        rows = self._conn.execute(
+            "SELECT path, id, size, mtime_ns, hash FROM photos WHERE root_id = ?", (root_id,)
+        )
+        return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
+
+    def insert_photo(self, photo: Photo) -> int:
+        data = photo.as_dict()
+        data.pop("id")
+        cols = ", ".join(data)
+        cur = self._conn.execute(
+            f"INSERT INTO photos ({cols}) VALUES ({', '.join('?' * len(data))})", list(data.values())
+        )
+        return int(cur.lastrowid)
+
+    def update_photo(self, photo_id: int, **fields: object) -> None:
+        fields["updated_at"] = time.time()
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        self._conn.execute(f"UPDATE photos SET {sets} WHERE id = ?", [*fields.values(), photo_id])
+
+    def delete_photos(self, ids: Iterable[int]) -> None:
+        ids = list(ids)
+        for start in range(0, len(ids), 900):
+            chunk = ids[start : start + 900]
+            self._conn.execute(f"DELETE FROM photos WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+
+    def count_photos(self, status: str | None = None) -> int:
+        if status:
+            return self._conn.execute("SELECT count(*) FROM photos WHERE status = ?", (status,)).fetchone()[0]
+        return self._conn.execute("SELECT count(*) FROM photos").fetchone()[0]
+
+    def ids_in_date_range(self, date_from: str | None = None, date_to: str | None = None) -> set[int]:
+        """Photos whose EXIF capture time lies in [date_from, date_to] (ISO strings; a bare date is a whole day)."""
+        q = "SELECT id FROM photos WHERE taken_at IS NOT NULL"
+        args: list[object] = []
+        if date_from:
+            q += " AND taken_at >= ?"
+            args.append(date_from)
+        if date_to:
+            q += " AND taken_at <= ?"
+            args.append(date_to + "T23:59:59.999999" if len(date_to) == 10 else date_to)
+        return {r[0] for r in self._conn.execute(q, args)}
+
+    # -- embeddings ------------------------------------------------------------------------------
+    def put_embedding(self, photo_id: int, model: str, vector: np.ndarray) -> None:
+        v = np.ascontiguousarray(vector, dtype=np.float32)
+        self._conn.execute(
+            "INSERT OR REPLACE INTO embeddings (photo_id, model, dim, vector) VALUES (?, ?, ?, ?)",
+            (photo_id, model, int(v.shape[0]), v.tobytes()),
+        )
+
+    def embedding(self, photo_id: int, model: str) -> np.ndarray | None:
+        r = self._conn.execute(
+            "SELECT vector FROM embeddings WHERE photo_id = ? AND model = ?", (photo_id, model)
+        ).fetchone()
+        return np.frombuffer(r[0], dtype=np.float32).copy() if r else None
+
+    def embedding_ids(self, model: str) -> set[int]:
+        return {r[0] for r in self._conn.execute("SELECT photo_id FROM embeddings WHERE model = ?", (model,))}
+
+    def iter_embeddings(self, model: str, ids: Iterable[int] | None = None, batch: int = 4096):
+        """Yield (ids array, vectors matrix) chunks: rebuilding the index never loads everything at once."""
+        if ids is None:
+            cur = self._conn.execute("SELECT photo_id, vector FROM embeddings WHERE model = ?", (model,))
+            rows_iter: Iterable = iter(lambda: cur.fetchmany(batch), [])
+        else:
+            id_list = list(ids)
+
+            def gen():
+                for s in range(0, len(id_list), 900):
+                    chunk = id_list[s : s + 900]
+                    q = f"SELECT photo_id, vector FROM embeddings WHERE model = ? AND photo_id IN ({','.join('?' * len(chunk))})"
+                    yield self._conn.execute(q, [model, *chunk]).fetchall()
+
+            rows_iter = gen()
+        for rows in rows_iter:
+            if not rows:
+                continue
+            yield (
+                np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
+                np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows]),
+            )
+
+    def embedding_models(self) -> dict[str, int]:
+        return dict(self._conn.execute("SELECT model, count(*) FROM embeddings GROUP BY model").fetchall())
+
+    def ids_missing_embedding(self, model: str) -> list[int]:
+        q = "SELECT id FROM photos WHERE id NOT IN (SELECT photo_id FROM embeddings WHERE model = ?)"
+        return [r[0] for r in self._conn.execute(q, (model,))]
+
+    # -- failures --------------------------------------------------------------------------------
+    def record_failure(
+        self, path: str, root_id: int | None, reason: str, size: int | None, mtime_ns: int | None
+    ):
+        self._conn.execute(
+            "INSERT OR REPLACE INTO failures (path, root_id, size, mtime_ns, reason, failed_at) VALUES (?,?,?,?,?,?)",
+            (path, root_id, size, mtime_ns, reason, time.time()),
+        )
+
+    def clear_failure(self, path: str) -> None:
+        self._conn.execute("DELETE FROM failures WHERE path = ?", (path,))
+
+    def failure_map(self, root_id: int) -> dict[str, tuple[int | None, int | None]]:
+        rows = self._conn.execute("SELECT path, size, mtime_ns FROM failures WHERE root_id = ?", (root_id,))
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    def failures(self, limit: int | None = None) -> list[Failure]:
+        q = "SELECT path, reason, size, mtime_ns, failed_at FROM failures ORDER BY path"
+        if limit:
+            q += f" LIMIT {int(limit)}"
+        return [Failure(*r) for r in self._conn.execute(q)]
+
+    def count_failures(self) -> int:
+        return self._conn.execute("SELECT count(*) FROM failures").fetchone()[0]

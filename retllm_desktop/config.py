@@ -1,0 +1,78 @@
+"""Where things live: library folder, models folder, resources, with env overrides.
+
+Precedence for every path: explicit argument > environment variable > checkout/user default.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from platformdirs import user_cache_dir, user_config_dir, user_data_dir
+
+APP_NAME = "retllm-desktop"
+ENV_LIBRARY = "RETLLM_LIBRARY"
+ENV_MODELS = "RETLLM_MODELS"
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+_CHECKOUT_DIR = _PACKAGE_DIR.parent
+
+
+def resources_dir() -> Path:
+    """The shipped data files (prompts, registry, tokenizer vocab).
+
+    A checkout or editable install has them beside the package; a wheel install puts them
+    under ``<prefix>/share/retllm-desktop/resources``.
+    """
+    candidates = [_CHECKOUT_DIR / "resources", Path(sys.prefix) / "share" / APP_NAME / "resources"]
+    for c in candidates:
+        if c.is_dir():
+            return c
+    return candidates[0]
+
+
+def resource_path(name: str) -> Path:
+    return resources_dir() / name
+
+
+def default_library_dir() -> Path:
+    return Path(user_data_dir(APP_NAME, appauthor=False)) / "library"
+
+
+def library_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
+    if explicit:
+        return Path(explicit).expanduser()
+    env = os.environ.get(ENV_LIBRARY)
+    if env:
+        return Path(env).expanduser()
+    return default_library_dir()
+
+
+def user_models_dir() -> Path:
+    return Path(user_data_dir(APP_NAME, appauthor=False)) / "models"
+
+
+def models_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """Models folder: ``--models`` > ``RETLLM_MODELS`` > ``models/`` of a checkout (if it holds models) > user dir."""
+    if explicit:
+        return Path(explicit).expanduser()
+    env = os.environ.get(ENV_MODELS)
+    if env:
+        return Path(env).expanduser()
+    checkout = _CHECKOUT_DIR / "models"
+    if checkout.is_dir() and any(p.is_dir() for p in checkout.iterdir()):
+        return checkout
+    return user_models_dir()
+
+
+def config_dir() -> Path:
+    return Path(user_config_dir(APP_NAME, appauthor=False))
+
+
+def cache_dir() -> Path:
+    return Path(user_cache_dir(APP_NAME, appauthor=False))
+
+
+def default_threads() -> int:
+    return max(1, os.cpu_count() or 1)

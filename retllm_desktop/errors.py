@@ -1,0 +1,31 @@
+"""Exceptions the shells turn into one-line messages (CLI) or dialogs (GUI)."""
+
+from __future__ import annotations
+
+
+class RetllmError(Exception):
+    """Base class: a problem the user can act on; ``str(err)`` is the message to show."""
+
+
+class ModelNotFoundError(RetllmError):
+    """A required model file is missing or unreadable."""
+
+
+class ModelLoadError(RetllmError):
+    """A model file exists but could not be loaded (corrupt, wrong format)."""
+
+
+class ImageError(RetllmError):
+    """A photo could not be read or decoded."""
+
+
+class LibraryLockedError(RetllmError):
+    """Another process is writing to this library."""
+
+
+class CancelledError(RetllmError):
+    """Long work was cancelled by the user."""
+
+
+class QueryError(RetllmError):
+    """The query is empty or refers to something that does not exist."""

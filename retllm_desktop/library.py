@@ -1,0 +1,304 @@
+"""The engine façade the shells use: open a library, manage roots, index, search, status.
+
+A library is one folder::
+
+    <library>/catalog.db          SQLite catalog (source of truth, WAL mode)
+    <library>/index/<model>.hnsw  vector index per CLIP model (derived, repaired from the catalog)
+    <library>/cache/              LLM image-embedding cache, thumbnails
+    <library>/write.lock          held by the one process that is indexing
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import config
+from .catalog import Catalog, Root
+from .errors import QueryError, RetllmError
+from .indexer import Indexer, IndexSummary
+from .locking import WriterLock
+from .scanner import Scanner
+from .search import CoarseSearcher, Query, SearchUpdate
+from .vector_index import VectorIndex
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class LibraryStatus:
+    library: str
+    models_dir: str
+    roots: list[dict[str, Any]]
+    photos: int
+    offline: int
+    failures: int
+    clip_model: str | None
+    clip_error: str | None
+    embeddings: dict[str, int]
+    indexed: int  # vectors in the index for the current CLIP model
+    index_healthy: bool
+    missing_embeddings: int
+    mllm_model: str | None = None
+    mllm_error: str | None = None
+    failed_files: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+
+
+class Library:
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        models_dir: str | os.PathLike[str] | None = None,
+        clip_model: str | None = None,
+        mllm_model: str | None = None,
+        threads: int | None = None,
+        decode_workers: int | None = None,
+        batch_size: int = 16,
+    ):
+        self.path = config.library_dir(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.models_dir = config.models_dir(models_dir)
+        self.clip_name = clip_model
+        self.mllm_name = mllm_model
+        self.threads = threads or config.default_threads()
+        self.decode_workers = decode_workers or max(1, min(4, os.cpu_count() or 1))
+        self.batch_size = batch_size
+        self.catalog = Catalog(self.path / "catalog.db")
+        self.lock = WriterLock(self.path / "write.lock")
+        self._clip = None
+        self._index: VectorIndex | None = None
+        self._mllm = None
+        self._model_lock = threading.RLock()
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str] | None = None, **kwargs: Any) -> Library:
+        return cls(path, **kwargs)
+
+    def __enter__(self) -> Library:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._model_lock:
+            if self._index is not None and self._index.dirty and self._try_lock():
+                try:
+                    self._index.save()
+                finally:
+                    self.lock.release()
+            for m in (self._clip, self._mllm):
+                if m is not None:
+                    m.close()
+            self._clip = self._mllm = None
+        self.catalog.close()
+
+    def _try_lock(self) -> bool:
+        try:
+            self.lock.acquire()
+            return True
+        except RetllmError:
+            return False
+
+    # -- models ----------------------------------------------------------------------------------
+    @property
+    def clip(self):
+        """The CLIP model (loaded lazily; raises ModelNotFoundError with instructions when missing)."""
+        with self._model_lock:
+            if self._clip is None:
+                from .models.clip import ClipModel, find_clip_model
+
+                self._clip = ClipModel(find_clip_model(self.models_dir, self.clip_name), threads=self.threads)
+            return self._clip
+
+    @property
+    def index(self) -> VectorIndex:
+        """The vector index of the current CLIP model, checked against the catalog on first use."""
+        with self._model_lock:
+            if self._index is None:
+                clip = self.clip
+                idx = VectorIndex(
+                    self.path / "index" / f"{_safe_name(clip.name)}.hnsw",
+                    dim=clip.embed_dim,
+                    threads=self.threads,
+                )
+                idx.reconcile(
+                    self.catalog.embedding_ids(clip.name),
+                    lambda ids: self.catalog.iter_embeddings(clip.name, ids),
+                )
+                if idx.dirty and self._try_lock():
+                    try:
+                        idx.save()
+                    finally:
+                        self.lock.release()
+                self._index = idx
+            return self._index
+
+    # -- roots -----------------------------------------------------------------------------------
+    def roots(self) -> list[Root]:
+        return self.catalog.roots()
+
+    def add_root(self, path: str | os.PathLike[str]) -> Root:
+        p = Path(path).expanduser()
+        if not p.exists():
+            raise RetllmError(f"folder not found: {p}")
+        if not p.is_dir():
+            raise RetllmError(f"not a folder: {p}")
+        real = str(p.resolve())
+        for root in self.catalog.roots():
+            if real == root.path:
+                return root
+            if real.startswith(root.path.rstrip(os.sep) + os.sep):
+                return root  # already covered by a parent root
+        root = self.catalog.add_root(real)
+        # Roots inside the new one are merged into it: their photos keep their ids and vectors.
+        for child in self.catalog.roots():
+            if child.id != root.id and child.path.startswith(real.rstrip(os.sep) + os.sep):
+                with self.catalog.transaction():
+                    self.catalog.db.execute(
+                        "UPDATE photos SET root_id = ? WHERE root_id = ?", [root.id, child.id]
+                    )
+                    self.catalog.db.execute(
+                        "UPDATE failures SET root_id = ? WHERE root_id = ?", [root.id, child.id]
+                    )
+                    self.catalog.db.execute("DELETE FROM roots WHERE id = ?", [child.id])
+        return root
+
+    def remove_root(self, path: str | os.PathLike[str]) -> int:
+        """Forget a folder (the photos themselves are untouched); returns how many photos left the library."""
+        real = str(Path(path).expanduser().resolve())
+        root = self.catalog.root_by_path(real) or self.catalog.root_by_path(str(path))
+        if root is None:
+            raise RetllmError(f"not a library folder: {path}")
+        with self.lock:
+            ids = self.catalog.remove_root(root.id)
+            if self._index is not None or ids:
+                self.index.remove(ids)
+                self.index.save()
+        return len(ids)
+
+    # -- indexing --------------------------------------------------------------------------------
+    def index_roots(
+        self,
+        paths: list[str] | None = None,
+        progress: Progress | None = None,
+        cancel: threading.Event | None = None,
+        only_paths: set[str] | None = None,
+    ) -> IndexSummary:
+        """Add ``paths`` as roots (if given) and bring the catalog and index up to date with the disk."""
+        t0 = time.perf_counter()
+        with self.lock:
+            for p in paths or []:
+                self.add_root(p)
+            clip = self.clip
+            index = self.index
+            plan = Scanner(self.catalog, hash_workers=self.decode_workers).plan(
+                progress=progress, cancel=cancel, only_paths=only_paths
+            )
+            indexer = Indexer(
+                self.catalog, index, clip, decode_workers=self.decode_workers, batch_size=self.batch_size
+            )
+            summary = indexer.run(plan, progress=progress, cancel=cancel)
+            if cancel is not None and cancel.is_set():
+                summary.cancelled = True
+        summary.seconds = round(time.perf_counter() - t0, 3)
+        return summary
+
+    def rebuild_index(self, progress: Progress | None = None) -> int:
+        """Rebuild the vector index from the catalog's stored vectors (no re-embedding)."""
+        with self.lock:
+            clip = self.clip
+            idx = self.index
+            ids = sorted(self.catalog.embedding_ids(clip.name))
+            idx.rebuild(self.catalog.iter_embeddings(clip.name, ids), expected=len(ids))
+            idx.save()
+            if progress:
+                progress("rebuild", len(ids), len(ids))
+            return len(idx)
+
+    # -- search ----------------------------------------------------------------------------------
+    def search_coarse(self, query: Query, top: int = 50) -> SearchUpdate:
+        if len(self.index) == 0:
+            return SearchUpdate(
+                query=query, results=[], phase="done", message="the library has no indexed photos yet"
+            )
+        return CoarseSearcher(self.catalog, self.index, self.clip).search(query, top=top)
+
+    def search(
+        self,
+        query: Query | str,
+        top: int = 50,
+        rerank: Any = None,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[SearchUpdate]:
+        """Yield the coarse results at once, then (with ``rerank`` options) the LLM-reranked updates."""
+        if isinstance(query, str):
+            query = Query(text=query)
+        coarse = self.search_coarse(query, top=top)
+        if rerank is None or not coarse.results:
+            coarse.phase = "done"
+            yield coarse
+            return
+        yield coarse
+        yield from self._rerank(coarse, rerank, cancel)
+
+    def _rerank(
+        self, coarse: SearchUpdate, options: Any, cancel: threading.Event | None
+    ) -> Iterator[SearchUpdate]:
+        raise QueryError("reranking is not available in this build")
+
+    # -- status ----------------------------------------------------------------------------------
+    def status(self, failures_limit: int = 50) -> LibraryStatus:
+        clip_name = clip_error = None
+        indexed, healthy, missing = 0, False, 0
+        try:
+            clip_name = self.clip.name
+            idx = self.index
+            indexed = len(idx)
+            stored = self.catalog.embedding_ids(clip_name)
+            healthy = idx.ids() == stored
+            missing = len(self.catalog.ids_missing_embedding(clip_name))
+        except RetllmError as e:
+            clip_error = str(e)
+        roots = []
+        for r in self.catalog.roots():
+            n = self.catalog.db.execute("SELECT count(*) FROM photos WHERE root_id = ?", [r.id]).fetchone()[0]
+            roots.append(
+                {
+                    "path": r.path,
+                    "online": r.online and os.path.isdir(r.path),
+                    "photos": n,
+                    "last_scan_at": r.last_scan_at,
+                }
+            )
+        return LibraryStatus(
+            library=str(self.path),
+            models_dir=str(self.models_dir),
+            roots=roots,
+            photos=self.catalog.count_photos(),
+            offline=self.catalog.count_photos("offline"),
+            failures=self.catalog.count_failures(),
+            clip_model=clip_name,
+            clip_error=clip_error,
+            embeddings=self.catalog.embedding_models(),
+            indexed=indexed,
+            index_healthy=healthy,
+            missing_embeddings=missing,
+            failed_files=[
+                {"path": f.path, "reason": f.reason} for f in self.catalog.failures(failures_limit)
+            ],
+        )

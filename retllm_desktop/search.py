@@ -1,0 +1,193 @@
+"""Coarse search (CLIP + vector index) and the result stream the shells consume.
+
+A search yields :class:`SearchUpdate` objects: the first carries the coarse results (milliseconds), the
+following ones the same results reordered as the multimodal LLM judges the head of the list. GUI and CLI
+consume the same stream.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .catalog import Catalog, Photo
+from .errors import QueryError
+from .imaging import load_rgb
+from .vector_index import VectorIndex
+
+
+@dataclass(frozen=True)
+class Query:
+    """Text, image (query by example), or both (a composed query)."""
+
+    text: str | None = None
+    image: str | None = None
+    image_weight: float = 0.5  # share of the image in a composed query's embedding
+    date_from: str | None = None  # ISO date/time bounds on the EXIF capture time, inclusive
+    date_to: str | None = None
+
+    def __post_init__(self) -> None:
+        text = (self.text or "").strip()
+        object.__setattr__(self, "text", text or None)
+        if self.text is None and not self.image:
+            raise QueryError("empty query: give some text, an image, or both")
+        if self.image and not os.path.isfile(self.image):
+            raise QueryError(f"query image not found: {self.image}")
+        if not 0.0 <= self.image_weight <= 1.0:
+            raise QueryError("image_weight must be between 0 and 1")
+
+    @property
+    def kind(self) -> str:
+        if self.text and self.image:
+            return "composed"
+        return "image" if self.image else "text"
+
+
+@dataclass
+class SearchResult:
+    photo: Photo
+    score: float  # the coarse (CLIP cosine) score
+    coarse_rank: int
+    rank: int = 0  # current position, 1-based
+    fine: Any = None  # models.mllm.FineScore once the LLM judged this photo
+    hidden: bool = False  # judged as not matching under the relevance cutoff
+
+    @property
+    def path(self) -> str:
+        return self.photo.path
+
+    def as_dict(self) -> dict:
+        p = self.photo
+        d: dict[str, Any] = {
+            "rank": self.rank,
+            "path": p.path,
+            "score": round(float(self.score if self.fine is None else self.fine.score), 6),
+            "coarse_score": round(float(self.score), 6),
+            "coarse_rank": self.coarse_rank,
+            "photo_id": p.id,
+            "width": p.width,
+            "height": p.height,
+            "taken_at": p.taken_at,
+            "camera_make": p.camera_make,
+            "camera_model": p.camera_model,
+            "gps": [p.gps_lat, p.gps_lon] if p.gps_lat is not None else None,
+            "status": p.status,
+        }
+        if self.fine is not None:
+            d.update(
+                fine_score=round(float(self.fine.score), 6),
+                p_true=round(float(self.fine.p_true), 6),
+                p_false=round(float(self.fine.p_false), 6),
+                entropy=round(float(self.fine.entropy), 6),
+                ve_used=bool(self.fine.ve_used),
+                hidden=self.hidden,
+            )
+        return d
+
+
+@dataclass
+class SearchUpdate:
+    """One state of a search's result list; ``phase`` is "coarse", "rerank" (partial) or "done"."""
+
+    query: Query
+    results: list[SearchResult]
+    phase: str
+    done: int = 0  # candidates judged by the LLM so far
+    total: int = 0  # candidates the LLM will judge
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    model: str | None = None  # the reranking model's name
+    message: str | None = None  # why reranking did not run, when it did not
+
+    @property
+    def visible(self) -> list[SearchResult]:
+        return [r for r in self.results if not r.hidden]
+
+    def as_dict(self) -> dict:
+        return {
+            "query": self.query.text,
+            "image": self.query.image,
+            "phase": self.phase,
+            "results": [r.as_dict() for r in self.visible],
+            "reranked": self.done,
+            "rerank_total": self.total,
+            "rerank_model": self.model,
+            "message": self.message,
+            "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
+        }
+
+
+def _normalize(v: np.ndarray) -> np.ndarray:
+    n = float(np.linalg.norm(v))
+    return v / n if n > 0 else v
+
+
+class CoarseSearcher:
+    """Query → embedding → nearest photos. Knows nothing about the LLM stage."""
+
+    def __init__(self, catalog: Catalog, index: VectorIndex, clip: Any):
+        self.catalog = catalog
+        self.index = index
+        self.clip = clip
+
+    def _image_embedding(self, path: str) -> tuple[np.ndarray, int | None]:
+        """Reuse the stored vector when the query image is an indexed, unchanged photo."""
+        real = os.path.abspath(path)
+        photo = self.catalog.photo_by_path(real)
+        if photo is not None:
+            try:
+                st = os.stat(real)
+                if st.st_size == photo.size and st.st_mtime_ns == photo.mtime_ns:
+                    vec = self.catalog.embedding(photo.id, self.clip.name)
+                    if vec is not None:
+                        return vec, photo.id
+            except OSError:
+                pass
+        img = load_rgb(real, min_side=self.clip.image_size)
+        vec = self.clip.encode_images(self.clip.preprocess(img)[None])[0]
+        return vec, photo.id if photo else None
+
+    def embed_query(self, query: Query) -> tuple[np.ndarray, int | None]:
+        text_vec = self.clip.encode_texts([query.text])[0] if query.text else None
+        if not query.image:
+            return _normalize(text_vec), None
+        img_vec, self_id = self._image_embedding(query.image)
+        if text_vec is None:
+            return _normalize(img_vec), self_id
+        w = query.image_weight
+        return _normalize(w * _normalize(img_vec) + (1.0 - w) * _normalize(text_vec)), self_id
+
+    def search(self, query: Query, top: int = 50) -> SearchUpdate:
+        timings: dict[str, float] = {}
+        t = time.perf_counter()
+        vec, self_id = self.embed_query(query)
+        timings["encode"] = (time.perf_counter() - t) * 1000
+        t = time.perf_counter()
+        allowed = None
+        if query.date_from or query.date_to:
+            allowed = self.catalog.ids_in_date_range(query.date_from, query.date_to)
+        k = top + (1 if self_id is not None else 0)
+        ids, scores = self.index.search(vec, k, allowed=allowed)
+        timings["search"] = (time.perf_counter() - t) * 1000
+        t = time.perf_counter()
+        photos = self.catalog.photos_by_ids(ids.tolist())
+        results: list[SearchResult] = []
+        for pid, score in zip(ids.tolist(), scores.tolist(), strict=True):
+            photo = photos.get(pid)
+            if photo is None or pid == self_id:  # an image query does not return itself
+                continue
+            results.append(SearchResult(photo=photo, score=float(score), coarse_rank=len(results) + 1))
+        results = results[:top]
+        for n, r in enumerate(results, 1):
+            r.rank = n
+        timings["fetch"] = (time.perf_counter() - t) * 1000
+        timings["coarse_total"] = sum(timings.values())
+        return SearchUpdate(query=query, results=results, phase="coarse", timings_ms=timings)
+
+
+def resolve_query_image(path: str | None) -> str | None:
+    return str(Path(path).expanduser().resolve()) if path else None

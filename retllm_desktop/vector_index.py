@@ -1,0 +1,227 @@
+"""hnswlib wrapper: add, delete, search, persist atomically, reconcile with the catalog.
+
+The index is derived data: the catalog's ``embeddings`` table holds every vector, so a missing,
+stale or corrupt index file is repaired from it, never trusted over it. Labels are photo ids.
+Vectors are L2-normalised, so inner product = cosine similarity.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import hnswlib
+import numpy as np
+
+VectorChunks = Iterator[tuple[np.ndarray, np.ndarray]]
+
+
+class VectorIndex:
+    """Approximate (HNSW) search for large libraries, exact numpy search for small ones."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        dim: int,
+        *,
+        M: int = 16,
+        ef_construction: int = 200,
+        ef_search: int = 128,
+        exact_threshold: int = 20_000,
+        threads: int = 1,
+    ):
+        self.path = Path(path)
+        self.meta_path = self.path.with_suffix(self.path.suffix + ".json")
+        self.dim = dim
+        self.M = M
+        self.ef_construction = ef_construction
+        self.ef_search = ef_search
+        self.exact_threshold = exact_threshold
+        self.threads = max(1, threads)
+        self._lock = threading.RLock()
+        self._deleted: set[int] = set()
+        self._active: set[int] = set()
+        self._dense: tuple[np.ndarray, np.ndarray] | None = None
+        self._dirty = False
+        self.loaded_from_disk = False
+        self._index = self._load_or_new()
+
+    # -- persistence -----------------------------------------------------------------------------
+    def _new(self, capacity: int = 1024) -> hnswlib.Index:
+        idx = hnswlib.Index(space="ip", dim=self.dim)
+        idx.init_index(
+            max_elements=capacity, ef_construction=self.ef_construction, M=self.M, allow_replace_deleted=True
+        )
+        idx.set_ef(self.ef_search)
+        idx.set_num_threads(self.threads)
+        return idx
+
+    def _load_or_new(self) -> hnswlib.Index:
+        if self.path.exists() and self.meta_path.exists():
+            try:
+                meta = json.loads(self.meta_path.read_text())
+                if int(meta["dim"]) != self.dim:
+                    raise ValueError("dimension changed")
+                idx = hnswlib.Index(space="ip", dim=self.dim)
+                idx.load_index(
+                    str(self.path), max_elements=int(meta.get("capacity", 0)), allow_replace_deleted=True
+                )
+                idx.set_ef(self.ef_search)
+                idx.set_num_threads(self.threads)
+                self._deleted = {int(x) for x in meta.get("deleted", [])}
+                self._active = {int(x) for x in idx.get_ids_list()} - self._deleted
+                self.loaded_from_disk = True
+                return idx
+            except Exception:  # noqa: BLE001 - a corrupt index is rebuilt from the catalog by reconcile()
+                self._deleted, self._active = set(), set()
+        return self._new()
+
+    def save(self) -> None:
+        """Write index + sidecar via temp files and rename, so a crash keeps the previous good pair."""
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            tmp_meta = self.meta_path.with_name(self.meta_path.name + ".tmp")
+            self._index.save_index(str(tmp))
+            meta = {
+                "dim": self.dim,
+                "capacity": self._index.get_max_elements(),
+                "count": len(self._active),
+                "deleted": sorted(self._deleted),
+            }
+            tmp_meta.write_text(json.dumps(meta))
+            for f in (tmp, tmp_meta):
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+            os.replace(tmp_meta, self.meta_path)
+            self._dirty = False
+
+    @property
+    def dirty(self) -> bool:
+        return self._dirty
+
+    # -- mutation --------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._active)
+
+    def __contains__(self, label: int) -> bool:
+        return int(label) in self._active
+
+    def ids(self) -> set[int]:
+        return set(self._active)
+
+    def _ensure_capacity(self, extra: int) -> None:
+        need = self._index.element_count + extra
+        cap = self._index.get_max_elements()
+        if need > cap:
+            self._index.resize_index(max(need, cap * 2))
+
+    def add(self, ids: Iterable[int], vectors: np.ndarray) -> None:
+        """Add or replace vectors; re-adding a deleted label revives it."""
+        ids = np.asarray(list(ids), dtype=np.int64)
+        if ids.size == 0:
+            return
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(ids), self.dim)
+        with self._lock:
+            revive = np.array([int(i) in self._deleted for i in ids])
+            for label in ids[revive]:
+                try:
+                    self._index.unmark_deleted(int(label))
+                except RuntimeError:
+                    pass
+                self._deleted.discard(int(label))
+            existing = np.array([int(i) in self._active or revive[n] for n, i in enumerate(ids)])
+            if existing.any():
+                self._index.add_items(vectors[existing], ids[existing])
+            fresh = ~existing
+            if fresh.any():
+                reuse = min(len(self._deleted), int(fresh.sum()))
+                self._ensure_capacity(int(fresh.sum()) - reuse)
+                self._index.add_items(vectors[fresh], ids[fresh], replace_deleted=bool(self._deleted))
+                if self._deleted:
+                    # Slots of deleted labels may have been reused: those labels are gone from the graph.
+                    self._deleted &= {int(x) for x in self._index.get_ids_list()}
+            self._active.update(int(i) for i in ids)
+            self._dense = None
+            self._dirty = True
+
+    def remove(self, ids: Iterable[int]) -> int:
+        removed = 0
+        with self._lock:
+            for label in ids:
+                label = int(label)
+                if label not in self._active:
+                    continue
+                try:
+                    self._index.mark_deleted(label)
+                except RuntimeError:
+                    pass
+                self._active.discard(label)
+                self._deleted.add(label)
+                removed += 1
+            if removed:
+                self._dense = None
+                self._dirty = True
+        return removed
+
+    def rebuild(self, chunks: VectorChunks, expected: int = 0) -> None:
+        """Start over from the catalog's vectors (the `rebuild` command and corrupt-file repair)."""
+        with self._lock:
+            self._index = self._new(max(1024, expected))
+            self._active, self._deleted = set(), set()
+            for ids, vecs in chunks:
+                self.add(ids, vecs)
+            self._dirty = True
+
+    def reconcile(self, catalog_ids: set[int], fetch: Callable[[list[int]], VectorChunks]) -> tuple[int, int]:
+        """Make the index hold exactly ``catalog_ids``: add the missing, delete the ghosts."""
+        with self._lock:
+            missing = sorted(catalog_ids - self._active)
+            ghosts = self._active - catalog_ids
+            if len(missing) > max(1000, len(catalog_ids) // 2) or not self.loaded_from_disk and missing:
+                self.rebuild(fetch(sorted(catalog_ids)), expected=len(catalog_ids))
+                return len(missing), len(ghosts)
+            removed = self.remove(ghosts)
+            for ids, vecs in fetch(missing):
+                self.add(ids, vecs)
+            return len(missing), removed
+
+    # -- search ----------------------------------------------------------------------------------
+    def _dense_matrix(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._dense is None:
+            labels = np.array(sorted(self._active), dtype=np.int64)
+            if labels.size:
+                mat = np.asarray(self._index.get_items(labels, return_type="numpy"), dtype=np.float32)
+            else:
+                mat = np.zeros((0, self.dim), dtype=np.float32)
+            self._dense = (labels, mat)
+        return self._dense
+
+    def search(
+        self, query: np.ndarray, k: int, allowed: set[int] | None = None, exact: bool | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (ids, cosine scores), best first; ``allowed`` restricts the candidates (filters)."""
+        q = np.ascontiguousarray(query, dtype=np.float32).reshape(1, self.dim)
+        with self._lock:
+            n = len(self._active) if allowed is None else len(allowed & self._active)
+            k = min(k, n)
+            if k <= 0:
+                return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+            use_exact = exact if exact is not None else n <= self.exact_threshold
+            if use_exact:
+                labels, mat = self._dense_matrix()
+                if allowed is not None:
+                    mask = np.isin(labels, np.fromiter(allowed, dtype=np.int64))
+                    labels, mat = labels[mask], mat[mask]
+                scores = mat @ q[0]
+                top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
+                top = top[np.argsort(-scores[top], kind="stable")]
+                return labels[top], scores[top]
+            self._index.set_ef(max(self.ef_search, k))
+            filt = (lambda label: label in allowed) if allowed is not None else None
+            labels, dist = self._index.knn_query(q, k=k, filter=filt)
+            return labels[0].astype(np.int64), (1.0 - dist[0]).astype(np.float32)
