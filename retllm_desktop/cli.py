@@ -17,7 +17,8 @@ from .errors import RetllmError
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
+def add_common_args(p: argparse.ArgumentParser) -> None:
+    """--library/--models/--clip-model/--threads/--json, shared by every command that opens a library."""
     p.add_argument(
         "--library", metavar="DIR", help="library folder (default: $RETLLM_LIBRARY or the user data dir)"
     )
@@ -38,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("index", help="add folders to the library and index them")
-    _add_common(p)
+    add_common_args(p)
     p.add_argument(
         "paths", nargs="*", metavar="PATH", help="folders to add (default: re-scan the library's folders)"
     )
@@ -46,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="parallel image decoders")
 
     p = sub.add_parser("search", help="search the library by text, image, or both")
-    _add_common(p)
+    add_common_args(p)
     p.add_argument("query", nargs="?", default="", metavar="QUERY")
     p.add_argument("--image", metavar="PATH", help="query by example image (with QUERY: a composed query)")
     p.add_argument("--image-weight", type=float, default=0.5, help="image share in a composed query (0..1)")
@@ -55,31 +56,47 @@ def build_parser() -> argparse.ArgumentParser:
         "--from", dest="date_from", metavar="DATE", help="only photos taken on/after DATE (YYYY-MM-DD)"
     )
     p.add_argument("--to", dest="date_to", metavar="DATE", help="only photos taken on/before DATE")
-    _add_rerank_args(p)
+    add_rerank_args(p)
 
     p = sub.add_parser("status", help="library folders, counts, failures, models, index health")
-    _add_common(p)
+    add_common_args(p)
     p.add_argument("--failures", type=int, default=20, help="how many failed files to list")
 
     p = sub.add_parser("rebuild", help="rebuild the vector index from the catalog (no re-embedding)")
-    _add_common(p)
+    add_common_args(p)
 
     p = sub.add_parser("remove", help="remove folders from the library (photos on disk are untouched)")
-    _add_common(p)
+    add_common_args(p)
     p.add_argument("paths", nargs="+", metavar="PATH")
 
-    p = sub.add_parser("models", help="manage models")
-    msub = p.add_subparsers(dest="models_command", metavar="ACTION")
-    e = msub.add_parser("export-clip", help="convert an open_clip model to ONNX (needs the 'export' extra)")
-    e.add_argument("out", metavar="OUT", help="models folder to write into")
-    e.add_argument("--arch", default="ViT-B-32")
-    e.add_argument("--pretrained", default=None, help="open_clip pretrained tag (downloads weights)")
-    e.add_argument("--name", default=None, help="model name (default: ARCH[-PRETRAINED])")
-    e.add_argument("--json", action="store_true")
+    for module_name in EXTENSION_MODULES:
+        _register_extension(sub, module_name)
     return parser
 
 
-def _add_rerank_args(p: argparse.ArgumentParser) -> None:
+# Commands that live in their own modules; each module has ``register(subparsers)`` which adds its parsers
+# with ``set_defaults(func=handler)``; a handler takes the parsed args and returns an exit code.
+EXTENSION_MODULES = (
+    "retllm_desktop.cli_models",  # models list/download/verify/remove/path/add/export-clip
+    "retllm_desktop.cli_watch",  # watch
+    "retllm_desktop.cli_eval",  # eval
+    "retllm_desktop.cli_explain",  # explain
+)
+
+
+def _register_extension(sub, module_name: str) -> None:
+    import importlib
+
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name != module_name:
+            raise
+        return
+    module.register(sub)
+
+
+def add_rerank_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--rerank",
         dest="rerank",
@@ -102,7 +119,7 @@ def _add_rerank_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _open_library(args: argparse.Namespace, **extra):
+def open_library(args: argparse.Namespace, **extra):
     from .library import Library
 
     return Library(
@@ -115,7 +132,7 @@ def _open_library(args: argparse.Namespace, **extra):
     )
 
 
-def _print_json(obj: object) -> None:
+def print_json(obj: object) -> None:
     sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=None) + "\n")
 
 
@@ -136,13 +153,13 @@ def cmd_index(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_sigint)
     bar = ProgressBar(enabled=None if not args.json else False)
-    with _open_library(args, batch_size=args.batch_size, decode_workers=args.workers) as lib:
+    with open_library(args, batch_size=args.batch_size, decode_workers=args.workers) as lib:
         if not args.paths and not lib.roots():
             raise RetllmError("no folders to index: pass one or more folder paths")
         summary = lib.index_roots(args.paths, progress=bar, cancel=cancel)
     bar.finish()
     if args.json:
-        _print_json(summary.as_dict())
+        print_json(summary.as_dict())
     else:
         s = summary
         print(
@@ -155,7 +172,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     return EXIT_CANCELLED if summary.cancelled else EXIT_OK
 
 
-def _rerank_options(args: argparse.Namespace):
+def rerank_options(args: argparse.Namespace):
     from .rerank import RerankOptions
 
     return RerankOptions(k=args.rerank_k, ve=args.ve, min_match=args.min_match)
@@ -175,10 +192,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     )
     if args.top < 1:
         raise RetllmError("--top must be at least 1")
-    with _open_library(args) as lib:
+    with open_library(args) as lib:
         rerank = None
         if args.rerank is not False:
-            rerank = _rerank_options(args)
+            rerank = rerank_options(args)
             if args.rerank is None and not lib.mllm_available():
                 rerank = None
         last = None
@@ -191,7 +208,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                 )
     assert last is not None
     if args.json:
-        _print_json(last.as_dict())
+        print_json(last.as_dict())
     else:
         if not last.visible:
             print(last.message or "no results")
@@ -207,10 +224,10 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    with _open_library(args) as lib:
+    with open_library(args) as lib:
         st = lib.status(failures_limit=args.failures)
     if args.json:
-        _print_json(st.as_dict())
+        print_json(st.as_dict())
         return EXIT_OK
     print(f"library: {st.library}")
     print(f"models:  {st.models_dir}")
@@ -232,10 +249,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
-    with _open_library(args) as lib:
+    with open_library(args) as lib:
         n = lib.rebuild_index()
     if args.json:
-        _print_json({"indexed": n})
+        print_json({"indexed": n})
     else:
         print(f"index rebuilt: {n} vectors")
     return EXIT_OK
@@ -243,27 +260,14 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
 
 def cmd_remove(args: argparse.Namespace) -> int:
     removed = 0
-    with _open_library(args) as lib:
+    with open_library(args) as lib:
         for p in args.paths:
             removed += lib.remove_root(p)
     if args.json:
-        _print_json({"removed": removed})
+        print_json({"removed": removed})
     else:
         print(f"removed {len(args.paths)} folder(s), {removed} photos left the library (files untouched)")
     return EXIT_OK
-
-
-def cmd_models(args: argparse.Namespace) -> int:
-    if args.models_command == "export-clip":
-        from .models.clip_export import export_clip
-
-        result = export_clip(args.arch, args.pretrained, Path(args.out), name=args.name)
-        if args.json:
-            _print_json(result)
-        else:
-            print(json.dumps(result, indent=2))
-        return EXIT_OK
-    raise RetllmError("usage: retllm-desktop models export-clip OUT [--arch ARCH] [--pretrained TAG]")
 
 
 COMMANDS = {
@@ -272,7 +276,6 @@ COMMANDS = {
     "status": cmd_status,
     "rebuild": cmd_rebuild,
     "remove": cmd_remove,
-    "models": cmd_models,
 }
 
 
@@ -297,8 +300,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
+    handler = getattr(args, "func", None) or COMMANDS[args.command]
     try:
-        return COMMANDS[args.command](args)
+        return handler(args)
     except RetllmError as e:
         print(f"retllm-desktop: error: {e}", file=sys.stderr)
         return EXIT_ERROR
