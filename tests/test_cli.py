@@ -1,0 +1,108 @@
+"""The CLI's JSON contracts and exit codes, run as a real subprocess like a user or script would."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    e = {**os.environ, **(env or {})}
+    e.pop("RETLLM_LIBRARY", None)
+    return subprocess.run(
+        [sys.executable, "-m", "retllm_desktop", *args], capture_output=True, text=True, timeout=120, env=e
+    )
+
+
+@pytest.fixture
+def lib_args(tmp_path: Path, clip_models_dir: Path) -> list[str]:
+    return ["--library", str(tmp_path / "lib"), "--models", str(clip_models_dir), "--threads", "1"]
+
+
+def test_index_search_status_json(lib_args: list[str], photo_tree: Path) -> None:
+    r = run("index", *lib_args, "--json", str(photo_tree))
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert {
+        k: summary[k] for k in ("added", "updated", "moved", "removed", "failed", "unchanged", "total")
+    } == {
+        "added": 12,
+        "updated": 0,
+        "moved": 0,
+        "removed": 0,
+        "failed": 0,
+        "unchanged": 0,
+        "total": 12,
+    }
+    assert summary["seconds"] >= 0
+
+    r = run("search", *lib_args, "--json", "--top", "4", "--no-rerank", "a dog on the beach")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["query"] == "a dog on the beach" and out["image"] is None
+    assert [x["rank"] for x in out["results"]] == [1, 2, 3, 4]
+    assert all(Path(x["path"]).is_file() for x in out["results"])
+    scores = [x["score"] for x in out["results"]]
+    assert scores == sorted(scores, reverse=True)
+    assert {"encode", "search", "fetch"} <= set(out["timings_ms"])
+
+    img = out["results"][0]["path"]
+    r = run("search", *lib_args, "--json", "--no-rerank", "--image", img, "--top", "3")
+    out = json.loads(r.stdout)
+    assert r.returncode == 0 and out["image"] == img and img not in [x["path"] for x in out["results"]]
+
+    r = run("status", *lib_args, "--json")
+    st = json.loads(r.stdout)
+    assert st["photos"] == 12 and st["indexed"] == 12 and st["index_healthy"] is True
+    assert st["roots"][0]["path"] == str(photo_tree.resolve())
+
+
+def test_text_output_and_incremental(lib_args: list[str], photo_tree: Path) -> None:
+    assert run("index", *lib_args, str(photo_tree)).returncode == 0
+    (photo_tree / "album-a" / "img01.jpg").unlink()
+    r = run("index", *lib_args)
+    assert r.returncode == 0 and "1 removed" in r.stdout and "11 photos indexed" in r.stdout
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["index", "/definitely/not/here"], "folder not found"),
+        (["search", ""], "empty query"),
+        (["search", "--image", "/no/such.jpg"], "query image not found"),
+        (["search", "--top", "0", "cats"], "--top"),
+    ],
+)
+def test_bad_input_exit_codes(lib_args: list[str], args: list[str], message: str) -> None:
+    r = run(args[0], *lib_args, *args[1:])
+    assert r.returncode == 1
+    assert message in r.stderr and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+def test_missing_models_is_a_clear_error(tmp_path: Path, photo_tree: Path) -> None:
+    r = run(
+        "index",
+        "--library",
+        str(tmp_path / "lib"),
+        "--models",
+        str(tmp_path / "empty-models"),
+        str(photo_tree),
+    )
+    assert r.returncode == 1
+    assert "CLIP" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_rebuild_and_remove(lib_args: list[str], photo_tree: Path) -> None:
+    run("index", *lib_args, str(photo_tree))
+    r = run("rebuild", *lib_args, "--json")
+    assert r.returncode == 0 and json.loads(r.stdout) == {"indexed": 12}
+    r = run("remove", *lib_args, "--json", str(photo_tree))
+    assert r.returncode == 0 and json.loads(r.stdout) == {"removed": 12}
+    assert all(p.exists() for p in photo_tree.rglob("*.jpg"))
+    st = json.loads(run("status", *lib_args, "--json").stdout)
+    assert st["photos"] == 0 and st["indexed"] == 0

@@ -1,0 +1,92 @@
+"""Coarse search: text, image, composed and filtered queries through the real models and index."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from retllm_desktop.errors import QueryError
+from retllm_desktop.library import Library
+from retllm_desktop.search import Query
+
+from .conftest import make_photo
+
+
+@pytest.fixture
+def indexed(library: Library, photo_tree: Path) -> Library:
+    library.index_roots([str(photo_tree)])
+    return library
+
+
+def test_text_search_matches_bruteforce_cosine(indexed: Library) -> None:
+    lib = indexed
+    updates = list(lib.search(Query(text="a red car"), top=5))
+    assert [u.phase for u in updates] == ["done"]
+    res = updates[0].results
+    assert [r.rank for r in res] == [1, 2, 3, 4, 5]
+    q = lib.clip.encode_texts(["a red car"])[0]
+    ids = sorted(lib.catalog.embedding_ids(lib.clip.name))
+    mat = np.stack([lib.catalog.embedding(i, lib.clip.name) for i in ids])
+    expected = [ids[i] for i in np.argsort(-(mat @ q))[:5]]
+    assert [r.photo.id for r in res] == expected
+    assert res[0].score == pytest.approx(float(mat[ids.index(expected[0])] @ q), abs=1e-5)
+    assert updates[0].timings_ms["encode"] >= 0
+
+
+def test_image_query_finds_its_copy_and_excludes_itself(
+    indexed: Library, photo_tree: Path, tmp_path: Path
+) -> None:
+    target = photo_tree / "album-a" / "img03.jpg"
+    res = indexed.search_coarse(Query(image=str(target)), top=3).results
+    assert str(target) not in [r.path for r in res]
+    outside = tmp_path / "elsewhere.jpg"  # a query image outside the library: same pixels, other file
+    outside.write_bytes(target.read_bytes())
+    res = indexed.search_coarse(Query(image=str(outside)), top=3).results
+    assert res[0].path == str(target) and res[0].score > 0.999
+
+
+def test_composed_query_is_between_text_and_image(indexed: Library, photo_tree: Path) -> None:
+    img = str(photo_tree / "album-b" / "img04.jpg")
+    lib = indexed
+    t = lib.clip.encode_texts(["sunset"])[0]
+    v = lib.catalog.embedding(lib.catalog.photo_by_path(img).id, lib.clip.name)
+    expected = 0.3 * v + 0.7 * t
+    expected /= np.linalg.norm(expected)
+    vec, self_id = (
+        __import__("retllm_desktop.search", fromlist=["CoarseSearcher"])
+        .CoarseSearcher(lib.catalog, lib.index, lib.clip)
+        .embed_query(Query(text="sunset", image=img, image_weight=0.3))
+    )
+    np.testing.assert_allclose(vec, expected, atol=1e-5)
+    assert self_id == lib.catalog.photo_by_path(img).id
+
+
+def test_date_filter(library: Library, tmp_path: Path) -> None:
+    from PIL import Image
+
+    root = tmp_path / "dated"
+    for i, day in enumerate(["2020:01:05", "2021:06:01", "2021:06:30", "2023:12:31"]):
+        p = make_photo(root / f"d{i}.jpg", seed=i)
+        img = Image.open(p)
+        exif = Image.Exif()
+        exif.get_ifd(0x8769)[0x9003] = f"{day} 12:00:00"
+        img.save(p, exif=exif)
+    make_photo(root / "undated.jpg", seed=9)
+    library.index_roots([str(root)])
+    res = library.search_coarse(Query(text="x", date_from="2021-06-01", date_to="2021-06-30"), top=10).results
+    assert sorted(Path(r.path).name for r in res) == ["d1.jpg", "d2.jpg"]
+    assert all(r.photo.taken_at.startswith("2021-06") for r in res)
+
+
+def test_bad_queries(indexed: Library, tmp_path: Path) -> None:
+    with pytest.raises(QueryError, match="empty"):
+        Query(text="   ")
+    with pytest.raises(QueryError, match="not found"):
+        Query(image=str(tmp_path / "nope.jpg"))
+
+
+def test_empty_library_says_so(library: Library) -> None:
+    update = library.search_coarse(Query(text="anything"))
+    assert update.results == [] and "no indexed photos" in update.message
