@@ -1,0 +1,1 @@
+"""Developer tools: synthetic random-weight models for tests and benchmarks (no torch needed)."""
