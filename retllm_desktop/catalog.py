@@ -167,6 +167,11 @@ class Catalog:
     def _migrate(self) -> None:
         with self.transaction():
             self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+            # Vectors written since the model's index file was last saved (see Library._load_index).
+            self.db.execute(
+                "CREATE TABLE IF NOT EXISTS index_journal (photo_id INTEGER NOT NULL, model TEXT NOT NULL, "
+                "PRIMARY KEY (photo_id, model)) WITHOUT ROWID"
+            )
             version = int(self.get_meta("schema_version", "0"))
             if version > SCHEMA_VERSION:
                 raise CatalogError(
@@ -188,14 +193,40 @@ class Catalog:
     def transaction(self) -> Iterator[None]:
         """One atomic unit of change (BEGIN IMMEDIATE: writers queue instead of failing mid-way)."""
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as e:
+                raise (self._storage_error(e) or e) from e
             try:
                 yield
-            except BaseException:
-                self._conn.execute("ROLLBACK")
+            except BaseException as e:
+                if self._conn.in_transaction:  # SQLite may already have rolled back (disk full)
+                    self._conn.execute("ROLLBACK")
+                if isinstance(e, sqlite3.OperationalError) and (err := self._storage_error(e)):
+                    raise err from e
                 raise
             else:
-                self._conn.execute("COMMIT")
+                try:
+                    self._conn.execute("COMMIT")
+                except sqlite3.OperationalError as e:
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
+                    raise (self._storage_error(e) or e) from e
+
+    def _storage_error(self, e: sqlite3.OperationalError) -> CatalogError | None:
+        """Disk full / read-only / I/O errors become a clear message; the last committed state is kept."""
+        text = str(e).lower()
+        if "full" in text:
+            why = "the disk is full"
+        elif "readonly" in text or "read-only" in text:
+            why = "the library folder is read-only"
+        elif "disk i/o error" in text:
+            why = "the disk could not be written (full or failing?)"
+        else:
+            return None
+        return CatalogError(
+            f"cannot save the library catalog {self.path}: {why} ({e}); the previous saved state is kept"
+        )
 
     def integrity_check(self) -> str:
         return self._conn.execute("PRAGMA integrity_check").fetchone()[0]
@@ -362,6 +393,19 @@ class Catalog:
                 np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
                 np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows]),
             )
+
+    def journal_add(self, ids: Iterable[int], model: str) -> None:
+        """Note vectors the on-disk index does not have yet (call inside the transaction that writes them)."""
+        self._conn.executemany(
+            "INSERT OR IGNORE INTO index_journal (photo_id, model) VALUES (?, ?)", [(int(i), model) for i in ids]
+        )
+
+    def journal_ids(self, model: str) -> set[int]:
+        return {r[0] for r in self._conn.execute("SELECT photo_id FROM index_journal WHERE model = ?", (model,))}
+
+    def clear_journal(self, model: str) -> None:
+        with self._lock:
+            self._conn.execute("DELETE FROM index_journal WHERE model = ?", (model,))
 
     def embedding_models(self) -> dict[str, int]:
         return dict(self._conn.execute("SELECT model, count(*) FROM embeddings GROUP BY model").fetchall())

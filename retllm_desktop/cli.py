@@ -175,6 +175,10 @@ def cmd_index(args: argparse.Namespace) -> int:
 def rerank_options(args: argparse.Namespace):
     from .rerank import RerankOptions
 
+    if args.rerank_k < 0:
+        raise RetllmError("--rerank-k must be 0 or more")
+    if args.min_match is not None and not 0.0 <= args.min_match <= 1.0:
+        raise RetllmError("--min-match must be between 0 and 1")
     return RerankOptions(k=args.rerank_k, ve=args.ve, min_match=args.min_match)
 
 
@@ -198,14 +202,16 @@ def cmd_search(args: argparse.Namespace) -> int:
             rerank = rerank_options(args)
             if args.rerank is None and not lib.mllm_available():
                 rerank = None
+        if args.rerank and not lib.mllm_available():
+            from .models.mllm import find_mllm_model
+
+            find_mllm_model(lib.models_dir, args.mllm_model)  # raises: what is missing, how to get it
         last = None
         for update in lib.search(query, top=args.top, rerank=rerank):
             last = update
-            if not args.json and update.phase == "coarse" and rerank is not None:
-                print(
-                    f"(checking the top {min(args.rerank_k, len(update.results))} with the LLM…)",
-                    file=sys.stderr,
-                )
+            if not args.json and update.phase == "coarse" and rerank is not None and sys.stderr.isatty():
+                n = min(args.rerank_k, len(update.results))
+                print(f"checking the top {n} with the LLM…", file=sys.stderr)
     assert last is not None
     if args.json:
         print_json(last.as_dict())
@@ -215,7 +221,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         for r in last.visible:
             extra = ""
             if r.fine is not None:
-                extra = f"  match {r.fine.p_true:.2f}" + (" (2nd look)" if r.fine.ve_used else "")
+                extra = f"  match {r.fine.score:.2f}" + (" (2nd look)" if r.fine.ve_used else "")
             date = f"  {r.photo.taken_at[:10]}" if r.photo.taken_at else ""
             print(f"{r.rank:3d}. {r.score:.3f}{extra}{date}  {r.path}")
         if last.message:

@@ -72,8 +72,7 @@ def file_hash(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def _open(path: str | Path) -> Image.Image:
-    """Open lazily (header only) with clear errors for everything Pillow can throw."""
+def _read(path: str | Path) -> bytes:
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -81,6 +80,17 @@ def _open(path: str | Path) -> Image.Image:
         raise ImageError(f"cannot read file: {e.strerror or e}") from e
     if not data:
         raise ImageError("empty file (0 bytes)")
+    return data
+
+
+def _hash_bytes(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def _open(path: str | Path, data: bytes | None = None) -> Image.Image:
+    """Open lazily (header only) with clear errors for everything Pillow can throw."""
+    if data is None:
+        data = _read(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -144,39 +154,43 @@ def read_metadata(path: str | Path) -> PhotoMeta:
     """Header + EXIF only (no pixel decode): size as displayed, capture time, camera, GPS."""
     img = _open(path)
     try:
-        orientation = _exif_orientation(img)
-        w, h = img.size
-        if orientation in (5, 6, 7, 8):
-            w, h = h, w
-        taken_at = make = model = None
-        lat = lon = None
-        try:
-            exif = img.getexif()
-            make = _clean_text(exif.get(_TAG_MAKE))
-            model = _clean_text(exif.get(_TAG_MODEL))
-            sub = exif.get_ifd(_IFD_EXIF)
-            taken_at = _parse_exif_datetime(
-                sub.get(_TAG_DATETIME_ORIGINAL) or sub.get(_TAG_DATETIME_DIGITIZED) or exif.get(_TAG_DATETIME)
-            )
-            gps = exif.get_ifd(_IFD_GPS)
-            if gps and 2 in gps and 4 in gps:
-                lat = _gps_to_degrees(gps.get(2), gps.get(1))
-                lon = _gps_to_degrees(gps.get(4), gps.get(3))
-        except Exception:  # noqa: BLE001 - corrupt EXIF: keep the pixels, drop the metadata
-            pass
-        return PhotoMeta(
-            width=w,
-            height=h,
-            format=img.format,
-            taken_at=taken_at,
-            camera_make=make,
-            camera_model=model,
-            gps_lat=lat,
-            gps_lon=lon,
-            orientation=orientation,
-        )
+        return _metadata(img)
     finally:
         img.close()
+
+
+def _metadata(img: Image.Image) -> PhotoMeta:
+    orientation = _exif_orientation(img)
+    w, h = img.size
+    if orientation in (5, 6, 7, 8):
+        w, h = h, w
+    taken_at = make = model = None
+    lat = lon = None
+    try:
+        exif = img.getexif()
+        make = _clean_text(exif.get(_TAG_MAKE))
+        model = _clean_text(exif.get(_TAG_MODEL))
+        sub = exif.get_ifd(_IFD_EXIF)
+        taken_at = _parse_exif_datetime(
+            sub.get(_TAG_DATETIME_ORIGINAL) or sub.get(_TAG_DATETIME_DIGITIZED) or exif.get(_TAG_DATETIME)
+        )
+        gps = exif.get_ifd(_IFD_GPS)
+        if gps and 2 in gps and 4 in gps:
+            lat = _gps_to_degrees(gps.get(2), gps.get(1))
+            lon = _gps_to_degrees(gps.get(4), gps.get(3))
+    except Exception:  # noqa: BLE001 - corrupt EXIF: keep the pixels, drop the metadata
+        pass
+    return PhotoMeta(
+        width=w,
+        height=h,
+        format=img.format,
+        taken_at=taken_at,
+        camera_make=make,
+        camera_model=model,
+        gps_lat=lat,
+        gps_lon=lon,
+        orientation=orientation,
+    )
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -206,22 +220,44 @@ def load_rgb(path: str | Path, min_side: int | None = None) -> Image.Image:
     """
     img = _open(path)
     try:
-        orientation = _exif_orientation(img)
-        if min_side and img.format == "JPEG":
-            img.draft("RGB", (min_side, min_side))
-        try:
-            img.seek(0)
-            img.load()
-        except Exception as e:  # noqa: BLE001
-            raise ImageError(f"cannot decode image: {e}") from e
-        if img.width < 1 or img.height < 1:
-            raise ImageError("image has no pixels")
-        out = _apply_orientation(_to_rgb(img), orientation)
-        if out is img:  # already RGB and upright: detach from the file before closing it
-            out = img.copy()
-        return out
+        return _decode(img, min_side)
     finally:
         img.close()
+
+
+@dataclass
+class LoadedPhoto:
+    meta: PhotoMeta
+    image: Image.Image
+    hash: str
+
+
+def load_photo(path: str | Path, min_side: int | None = None) -> LoadedPhoto:
+    """Metadata, decoded pixels and content hash from a single read of the file (the indexer's path)."""
+    data = _read(path)
+    img = _open(path, data)
+    try:
+        meta = _metadata(img)
+        return LoadedPhoto(meta, _decode(img, min_side), _hash_bytes(data))
+    finally:
+        img.close()
+
+
+def _decode(img: Image.Image, min_side: int | None) -> Image.Image:
+    orientation = _exif_orientation(img)
+    if min_side and img.format == "JPEG":
+        img.draft("RGB", (min_side, min_side))
+    try:
+        img.seek(0)
+        img.load()
+    except Exception as e:  # noqa: BLE001
+        raise ImageError(f"cannot decode image: {e}") from e
+    if img.width < 1 or img.height < 1:
+        raise ImageError("image has no pixels")
+    out = _apply_orientation(_to_rgb(img), orientation)
+    if out is img:  # already RGB and upright: detach from the file before closing it
+        out = img.copy()
+    return out
 
 
 _ORIENT_OPS = {

@@ -21,7 +21,7 @@ from PIL import Image
 
 from .catalog import Catalog, Photo
 from .errors import ImageError
-from .imaging import PhotoMeta, load_rgb, read_metadata
+from .imaging import PhotoMeta, load_photo
 from .scanner import FileStat, ScanPlan
 from .vector_index import VectorIndex
 
@@ -116,11 +116,10 @@ class Indexer:
     # -- stage 2: pixels → vectors ---------------------------------------------------------------
     def _prepare(self, fs: FileStat) -> _Prepared:
         try:
-            meta = read_metadata(fs.path)
-            img = load_rgb(fs.path, min_side=self.model.image_size)
-            if min(img.size) < 1:
-                raise ImageError("image has no pixels")
-            return _Prepared(fs, meta, self.model.preprocess(img))
+            loaded = load_photo(fs.path, min_side=self.model.image_size)
+            if fs.hash is None:  # hashing was deferred by the scanner: this read is the only one
+                fs.hash = loaded.hash
+            return _Prepared(fs, loaded.meta, self.model.preprocess(loaded.image))
         except ImageError as e:
             return _Prepared(fs, error=str(e))
         except MemoryError:
@@ -181,6 +180,8 @@ class Indexer:
                 self.catalog.put_embedding(pid, self.model.name, vec)
                 self.catalog.clear_failure(fs.path)
                 ids.append(pid)
+            # A kill before the next index save must not leave the old vector of a re-used id in the index.
+            self.catalog.journal_add(ids, self.model.name)
         self.index.add(ids, np.stack([v for _, _, v in items]))
 
     def _record_failures(self, failed: list[_Prepared], summary: IndexSummary) -> None:

@@ -10,6 +10,7 @@ A library is one folder::
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import threading
@@ -24,8 +25,8 @@ from .catalog import Catalog, Root
 from .errors import QueryError, RetllmError
 from .indexer import Indexer, IndexSummary
 from .locking import WriterLock
-from .scanner import Scanner
-from .search import CoarseSearcher, Query, SearchUpdate
+from .scanner import FileStat, Scanner
+from .search import CoarseSearcher, Query, SearchUpdate, rerank_updates
 from .vector_index import VectorIndex
 
 Progress = Callable[[str, int, int], None]
@@ -48,6 +49,7 @@ class LibraryStatus:
     mllm_model: str | None = None
     mllm_error: str | None = None
     failed_files: list[dict[str, Any]] = field(default_factory=list)
+    search_model: str | None = None  # differs from clip_model while a switched-to model is being filled
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -81,7 +83,9 @@ class Library:
         self.lock = WriterLock(self.path / "write.lock")
         self._clip = None
         self._index: VectorIndex | None = None
+        self._fallback: tuple[Any, VectorIndex] | None = None  # see _search_models()
         self._mllm = None
+        self.mllm_cache_bytes = 2 * 1024**3
         self._model_lock = threading.RLock()
 
     @classmethod
@@ -101,15 +105,15 @@ class Library:
                     self._index.save()
                 finally:
                     self.lock.release()
-            for m in (self._clip, self._mllm):
+            for m in (self._clip, self._mllm, self._fallback[0] if self._fallback else None):
                 if m is not None:
                     m.close()
-            self._clip = self._mllm = None
+            self._clip = self._mllm = self._fallback = None
         self.catalog.close()
 
     def _try_lock(self) -> bool:
         try:
-            self.lock.acquire()
+            self.lock.acquire(blocking=False)
             return True
         except RetllmError:
             return False
@@ -130,23 +134,78 @@ class Library:
         """The vector index of the current CLIP model, checked against the catalog on first use."""
         with self._model_lock:
             if self._index is None:
-                clip = self.clip
-                idx = VectorIndex(
-                    self.path / "index" / f"{_safe_name(clip.name)}.hnsw",
-                    dim=clip.embed_dim,
-                    threads=self.threads,
-                )
-                idx.reconcile(
-                    self.catalog.embedding_ids(clip.name),
-                    lambda ids: self.catalog.iter_embeddings(clip.name, ids),
-                )
-                if idx.dirty and self._try_lock():
-                    try:
-                        idx.save()
-                    finally:
-                        self.lock.release()
-                self._index = idx
+                self._index = self._load_index(self.clip)
             return self._index
+
+    def _load_index(self, clip: Any) -> VectorIndex:
+        idx = VectorIndex(
+            self.path / "index" / f"{_safe_name(clip.name)}.hnsw", dim=clip.embed_dim, threads=self.threads
+        )
+        stored = self.catalog.embedding_ids(clip.name)
+        idx.reconcile(stored, lambda ids: self.catalog.iter_embeddings(clip.name, ids))
+        # Vectors committed after the index file was saved (kill -9 in between): same label, maybe a new
+        # vector (re-embedded photo, or a reused id) — reconcile cannot see that, the journal can.
+        stale = sorted(self.catalog.journal_ids(clip.name) & stored)
+        for ids, vecs in self.catalog.iter_embeddings(clip.name, stale):
+            idx.add(ids, vecs)
+        idx.on_saved = lambda: self.catalog.clear_journal(clip.name)
+        if stale and not idx.dirty:
+            idx._dirty = True
+        if idx.dirty and self._try_lock():
+            try:
+                idx.save()
+            finally:
+                self.lock.release()
+        return idx
+
+    def _embeddings_complete(self, model_name: str) -> bool:
+        """Every online photo has a vector of ``model_name`` (offline photos cannot be embedded now)."""
+        db = self.catalog.db
+        have = db.execute("SELECT count(*) FROM embeddings WHERE model = ?", [model_name]).fetchone()[0]
+        if have >= self.catalog.count_photos():
+            return True
+        q = (
+            "SELECT 1 FROM photos p WHERE p.status = 'ok' AND NOT EXISTS "
+            "(SELECT 1 FROM embeddings e WHERE e.photo_id = p.id AND e.model = ?) LIMIT 1"
+        )
+        return db.execute(q, [model_name]).fetchone() is None
+
+    def _search_models(self) -> tuple[Any, VectorIndex]:
+        """(CLIP model, index) that search uses.
+
+        Embeddings are stored per model, so switching the CLIP model keeps the old vectors: until
+        ``index_roots`` has filled the selected model for every photo, search uses the installed model
+        whose stored embeddings cover the most photos (when that is more than the selected one's).
+        """
+        clip = self.clip
+        if self._embeddings_complete(clip.name):
+            return clip, self.index
+        from .models.clip import ClipConfig, ClipModel, list_clip_models
+
+        counts = self.catalog.embedding_models()
+        best: tuple[Path, str] | None = None
+        best_n = counts.get(clip.name, 0)
+        for model_dir in list_clip_models(self.models_dir):
+            try:
+                name = ClipConfig.load(model_dir).name
+            except RetllmError:
+                continue
+            if name != clip.name and counts.get(name, 0) > best_n:
+                best, best_n = (model_dir, name), counts[name]
+        if best is None:
+            return clip, self.index
+        with self._model_lock:
+            if self._fallback is None or self._fallback[0].name != best[1]:
+                if self._fallback is not None:
+                    self._fallback[0].close()
+                other = ClipModel(best[0], threads=self.threads)
+                self._fallback = (other, self._load_index(other))
+            return self._fallback
+
+    @property
+    def search_model(self) -> str:
+        """Name of the CLIP model whose embeddings search uses now (see ``_search_models``)."""
+        return self._search_models()[0].name
 
     # -- roots -----------------------------------------------------------------------------------
     def roots(self) -> list[Root]:
@@ -209,6 +268,8 @@ class Library:
             plan = Scanner(self.catalog, hash_workers=self.decode_workers).plan(
                 progress=progress, cancel=cancel, only_paths=only_paths
             )
+            if only_paths is None:
+                self._plan_backfill(plan, clip.name)
             indexer = Indexer(
                 self.catalog, index, clip, decode_workers=self.decode_workers, batch_size=self.batch_size
             )
@@ -217,6 +278,25 @@ class Library:
                 summary.cancelled = True
         summary.seconds = round(time.perf_counter() - t0, 3)
         return summary
+
+    def _plan_backfill(self, plan: Any, model_name: str) -> None:
+        """Queue known photos that lack a ``model_name`` vector (the CLIP model was switched) for embedding.
+
+        They go to ``plan.changed`` (so the summary counts them as updated); vectors of other models stay.
+        """
+        queued = {fs.photo_id for fs in plan.to_embed if fs.photo_id is not None}
+        queued.update(plan.removed)
+        current = {fs.photo_id: fs for fs in plan.touched}
+        current.update({m.photo_id: dataclasses.replace(m.new, photo_id=m.photo_id) for m in plan.moved})
+        missing = [pid for pid in self.catalog.ids_missing_embedding(model_name) if pid not in queued]
+        for pid, photo in sorted(self.catalog.photos_by_ids(missing).items()):
+            fs = current.get(pid)
+            if fs is None:
+                if photo.status != "ok" or not os.path.isfile(photo.path):
+                    continue
+                fs = FileStat(photo.path, photo.root_id, photo.size, photo.mtime_ns, photo_id=pid)
+            fs = dataclasses.replace(fs, hash=fs.hash or photo.hash, old_hash=photo.hash)
+            plan.changed.append(fs)
 
     def rebuild_index(self, progress: Progress | None = None) -> int:
         """Rebuild the vector index from the catalog's stored vectors (no re-embedding)."""
@@ -232,11 +312,12 @@ class Library:
 
     # -- search ----------------------------------------------------------------------------------
     def search_coarse(self, query: Query, top: int = 50) -> SearchUpdate:
-        if len(self.index) == 0:
+        clip, index = self._search_models()
+        if len(index) == 0:
             return SearchUpdate(
                 query=query, results=[], phase="done", message="the library has no indexed photos yet"
             )
-        return CoarseSearcher(self.catalog, self.index, self.clip).search(query, top=top)
+        return CoarseSearcher(self.catalog, index, clip).search(query, top=top)
 
     def search(
         self,
@@ -259,11 +340,56 @@ class Library:
     def _rerank(
         self, coarse: SearchUpdate, options: Any, cancel: threading.Event | None
     ) -> Iterator[SearchUpdate]:
-        raise QueryError("reranking is not available in this build")
+        try:
+            scorer = self.mllm
+        except RetllmError as e:
+            coarse.phase = "done"
+            coarse.message = f"reranking skipped: {e}"
+            yield coarse
+            return
+        yield from rerank_updates(coarse, scorer, options, cancel)
+
+    # -- the fine stage (multimodal LLM) ---------------------------------------------------------
+    @property
+    def mllm(self):
+        """The reranking LLM (loaded lazily, kept warm; its image embeddings cached per library)."""
+        with self._model_lock:
+            if self._mllm is None:
+                from .models.mllm import MllmScorer, find_mllm_model
+                from .models.mllm_cache import EmbeddingCache
+
+                cache = EmbeddingCache(self.path / "cache" / "mllm", max_bytes=self.mllm_cache_bytes)
+                self._mllm = MllmScorer(
+                    find_mllm_model(self.models_dir, self.mllm_name), threads=self.threads, cache=cache
+                )
+            return self._mllm
+
+    def mllm_available(self) -> bool:
+        """Whether a reranking LLM is installed (does not load it)."""
+        if self._mllm is not None:
+            return True
+        try:
+            from .models.mllm import find_mllm_model
+
+            find_mllm_model(self.models_dir, self.mllm_name)
+            return True
+        except (RetllmError, ImportError):
+            return False
+
+    def explain(self, photo_path: str, query: Query | str) -> Iterator[str]:
+        """Stream the LLM's one-sentence reason why ``photo_path`` does or does not match ``query``."""
+        if isinstance(query, str):
+            query = Query(text=query)
+        if not os.path.isfile(photo_path):
+            raise QueryError(f"photo not found: {photo_path}")
+        photo = self.catalog.photo_by_path(os.path.abspath(photo_path))
+        yield from self.mllm.explain(
+            photo_path, text=query.text, query_image=query.image, candidate_key=photo.hash if photo else None
+        )
 
     # -- status ----------------------------------------------------------------------------------
     def status(self, failures_limit: int = 50) -> LibraryStatus:
-        clip_name = clip_error = None
+        clip_name = clip_error = search_model = None
         indexed, healthy, missing = 0, False, 0
         try:
             clip_name = self.clip.name
@@ -272,8 +398,16 @@ class Library:
             stored = self.catalog.embedding_ids(clip_name)
             healthy = idx.ids() == stored
             missing = len(self.catalog.ids_missing_embedding(clip_name))
+            search_model = self.search_model
         except RetllmError as e:
             clip_error = str(e)
+        mllm_model = mllm_error = None
+        try:
+            from .models.mllm import MllmConfig, find_mllm_model
+
+            mllm_model = MllmConfig.from_dir(find_mllm_model(self.models_dir, self.mllm_name)).name
+        except (RetllmError, ImportError) as e:
+            mllm_error = str(e)
         roots = []
         for r in self.catalog.roots():
             n = self.catalog.db.execute("SELECT count(*) FROM photos WHERE root_id = ?", [r.id]).fetchone()[0]
@@ -301,4 +435,7 @@ class Library:
             failed_files=[
                 {"path": f.path, "reason": f.reason} for f in self.catalog.failures(failures_limit)
             ],
+            search_model=search_model,
+            mllm_model=mllm_model,
+            mllm_error=mllm_error,
         )

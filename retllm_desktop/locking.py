@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 from .errors import LibraryLockedError
@@ -35,18 +36,32 @@ else:
 
 
 class WriterLock:
-    """Re-entrant within a process; a second process gets :class:`LibraryLockedError` with the holder's pid."""
+    """Re-entrant within a thread; a second process gets :class:`LibraryLockedError` with the holder's pid.
+
+    Threads of one process (GUI indexing + folder watcher) take turns: ``acquire()`` waits for the other
+    thread, ``acquire(blocking=False)`` raises :class:`LibraryLockedError` instead.
+    """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self._fd: int | None = None
         self._depth = 0
+        self._thread_lock = threading.RLock()
 
     @property
     def held(self) -> bool:
         return self._fd is not None
 
-    def acquire(self) -> None:
+    def acquire(self, blocking: bool = True) -> None:
+        if not self._thread_lock.acquire(blocking=blocking):
+            raise LibraryLockedError("this library is being updated by another task of this app; try again")
+        try:
+            self._acquire_file()
+        except BaseException:
+            self._thread_lock.release()
+            raise
+
+    def _acquire_file(self) -> None:
         if self._fd is not None:
             self._depth += 1
             return
@@ -69,14 +84,17 @@ class WriterLock:
     def release(self) -> None:
         if self._fd is None:
             return
-        self._depth -= 1
-        if self._depth > 0:
-            return
-        fd, self._fd = self._fd, None
         try:
-            _unlock(fd)
+            self._depth -= 1
+            if self._depth > 0:
+                return
+            fd, self._fd = self._fd, None
+            try:
+                _unlock(fd)
+            finally:
+                os.close(fd)
         finally:
-            os.close(fd)
+            self._thread_lock.release()
 
     def __enter__(self) -> WriterLock:
         self.acquire()

@@ -163,11 +163,18 @@ class Scanner:
                     pid, _, _, h = known[path]
                     all_missing.append((pid, path, h))
 
-        self._hash(candidates, plan, progress, cancel)
+        # New files are hashed now only when some catalog paths vanished (a move is possible); otherwise the
+        # indexer hashes them from the same read that decodes them, so a first import reads each file once.
+        to_hash = candidates if all_missing else [fs for fs in candidates if fs.photo_id is not None]
+        self._hash(to_hash, plan, progress, cancel)
+        hashed = {id(fs) for fs in to_hash}
         for pid, path, h in all_missing:
             seen_hashes_missing.setdefault(h, []).append((pid, path))
 
         for fs in candidates:
+            if fs.hash is None and id(fs) not in hashed:
+                plan.new.append(fs)
+                continue
             if fs.hash is None:
                 continue  # failed to hash: recorded in plan.failed
             if fs.photo_id is not None:

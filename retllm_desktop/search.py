@@ -8,7 +8,9 @@ consume the same stream.
 from __future__ import annotations
 
 import os
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .catalog import Catalog, Photo
-from .errors import QueryError
+from .errors import CancelledError, QueryError
 from .imaging import load_rgb
 from .vector_index import VectorIndex
 
@@ -191,3 +193,85 @@ class CoarseSearcher:
 
 def resolve_query_image(path: str | None) -> str | None:
     return str(Path(path).expanduser().resolve()) if path else None
+
+
+def rerank_updates(
+    coarse: SearchUpdate,
+    scorer: Any,
+    options: Any,
+    cancel: threading.Event | None = None,
+) -> Iterator[SearchUpdate]:
+    """The fine stage as a stream: one :class:`SearchUpdate` after every candidate the LLM judged.
+
+    ``scorer`` is a :class:`retllm_desktop.models.mllm.MllmScorer` (anything with its ``score``).
+    Candidates whose file is not reachable now (offline drive) are not sent to the LLM and keep
+    their coarse order after the judged ones. Cancellation ends the stream quietly: the last update
+    the caller got is a consistent partial ranking.
+    """
+    from .rerank import rerank_stream
+
+    query = coarse.query
+    reachable = [r for r in coarse.results if os.path.isfile(r.photo.path)]
+    unreachable = [r for r in coarse.results if not os.path.isfile(r.photo.path)]
+    query_key = None
+    if query.image:
+        try:
+            st = os.stat(query.image)
+            query_key = f"{query.image}:{st.st_size}:{st.st_mtime_ns}"
+        except OSError:
+            query_key = None
+    scorer.ve_threshold = options.ve_threshold
+
+    def score(result: SearchResult):
+        return scorer.score(
+            result.photo.path,
+            text=query.text,
+            query_image=query.image,
+            candidate_key=result.photo.hash or None,
+            query_key=query_key,
+            ve=options.ve,
+        )
+
+    t0 = time.perf_counter()
+    model_name = getattr(getattr(scorer, "config", None), "name", None)
+    try:
+        for upd in rerank_stream(reachable, score, options, cancel):
+            results: list[SearchResult] = []
+            for item in upd.items:
+                r = item.candidate
+                results.append(
+                    SearchResult(photo=r.photo, score=r.score, coarse_rank=r.coarse_rank, fine=item.fine)
+                )
+            results.extend(
+                SearchResult(photo=r.photo, score=r.score, coarse_rank=r.coarse_rank) for r in unreachable
+            )
+            for n, r in enumerate(results, 1):
+                r.rank = n
+            results.extend(
+                SearchResult(
+                    photo=it.candidate.photo,
+                    score=it.candidate.score,
+                    coarse_rank=it.candidate.coarse_rank,
+                    fine=it.fine,
+                    hidden=True,
+                )
+                for it in upd.hidden
+            )
+            timings = dict(coarse.timings_ms)
+            timings["rerank"] = (time.perf_counter() - t0) * 1000
+            if upd.done:
+                timings["rerank_per_candidate"] = timings["rerank"] / upd.done
+            yield SearchUpdate(
+                query=query,
+                results=results,
+                phase="done" if upd.finished else "rerank",
+                done=upd.done,
+                total=upd.total,
+                timings_ms=timings,
+                model=model_name,
+                message=None
+                if upd.finished or upd.done
+                else f"checking {upd.total} photos with {model_name}",
+            )
+    except CancelledError:
+        return

@@ -7,6 +7,8 @@ Vectors are L2-normalised, so inner product = cosine similarity.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import threading
@@ -15,6 +17,8 @@ from pathlib import Path
 
 import hnswlib
 import numpy as np
+
+from .errors import RetllmError
 
 VectorChunks = Iterator[tuple[np.ndarray, np.ndarray]]
 
@@ -47,6 +51,7 @@ class VectorIndex:
         self._dense: tuple[np.ndarray, np.ndarray] | None = None
         self._dirty = False
         self.loaded_from_disk = False
+        self.on_saved: Callable[[], None] | None = None  # called after each successful save
         self._index = self._load_or_new()
 
     # -- persistence -----------------------------------------------------------------------------
@@ -65,6 +70,8 @@ class VectorIndex:
                 meta = json.loads(self.meta_path.read_text())
                 if int(meta["dim"]) != self.dim:
                     raise ValueError("dimension changed")
+                if "index_bytes" in meta and self.path.stat().st_size != int(meta["index_bytes"]):
+                    raise ValueError("index file and sidecar do not belong together")
                 idx = hnswlib.Index(space="ip", dim=self.dim)
                 idx.load_index(
                     str(self.path), max_elements=int(meta.get("capacity", 0)), allow_replace_deleted=True
@@ -85,20 +92,40 @@ class VectorIndex:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_name(self.path.name + ".tmp")
             tmp_meta = self.meta_path.with_name(self.meta_path.name + ".tmp")
-            self._index.save_index(str(tmp))
-            meta = {
-                "dim": self.dim,
-                "capacity": self._index.get_max_elements(),
-                "count": len(self._active),
-                "deleted": sorted(self._deleted),
-            }
-            tmp_meta.write_text(json.dumps(meta))
-            for f in (tmp, tmp_meta):
-                with open(f, "rb") as fh:
-                    os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-            os.replace(tmp_meta, self.meta_path)
+            try:
+                self._index.save_index(str(tmp))
+                # hnswlib does not report short writes (disk full): check the size it meant to write.
+                expected = self._index.index_file_size()
+                if tmp.stat().st_size != expected:
+                    raise OSError(errno.ENOSPC, "short write (disk full?)")
+                meta = {
+                    "dim": self.dim,
+                    "capacity": self._index.get_max_elements(),
+                    "count": len(self._active),
+                    "deleted": sorted(self._deleted),
+                    "index_bytes": expected,
+                }
+                tmp_meta.write_text(json.dumps(meta))
+                for f in (tmp, tmp_meta):
+                    with open(f, "rb") as fh:
+                        os.fsync(fh.fileno())
+                os.replace(tmp, self.path)
+                os.replace(tmp_meta, self.meta_path)
+            except (OSError, RuntimeError) as e:
+                for f in (tmp, tmp_meta):
+                    with contextlib.suppress(OSError):
+                        f.unlink()
+                why = getattr(e, "strerror", None) or str(e)
+                if isinstance(e, OSError) and e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                    why = f"the library folder is read-only ({why})"
+                elif isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+                    why = f"the disk is full ({why})"
+                raise RetllmError(
+                    f"cannot save the search index {self.path}: {why}; the previous saved state is kept"
+                ) from e
             self._dirty = False
+            if self.on_saved is not None:
+                self.on_saved()
 
     @property
     def dirty(self) -> bool:

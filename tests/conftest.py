@@ -60,3 +60,15 @@ def library(tmp_path: Path, clip_models_dir: Path) -> Iterator:
     lib = Library(tmp_path / "lib", models_dir=clip_models_dir, threads=1, decode_workers=2, batch_size=4)
     yield lib
     lib.close()
+
+
+@pytest.fixture(scope="session")
+def full_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny random-weight CLIP + tiny GGUF multimodal LLM pair: the whole two-stage pipeline."""
+    from retllm_desktop.devtools.synthetic_clip import write_synthetic_clip
+    from retllm_desktop.devtools.synthetic_mllm import write_synthetic_mllm
+
+    out = tmp_path_factory.mktemp("models-full")
+    write_synthetic_clip(out, "tiny", seed=0)
+    write_synthetic_mllm(out, "tiny", seed=0)
+    return out

@@ -45,7 +45,7 @@ def test_unchanged_files_are_not_reopened(library: Library, photo_tree: Path, mo
         raise AssertionError("an unchanged photo was read")
 
     for mod in (imaging, indexer, scanner):
-        for name in ("file_hash", "load_rgb", "read_metadata"):
+        for name in ("file_hash", "load_rgb", "read_metadata", "load_photo"):
             if hasattr(mod, name):
                 monkeypatch.setattr(mod, name, boom)
     assert library.index_roots().unchanged == 12
@@ -89,7 +89,7 @@ def test_moved_folder_is_repathed_not_reembedded(library: Library, photo_tree: P
     import retllm_desktop.indexer as indexer
 
     monkeypatch.setattr(
-        indexer, "load_rgb", lambda *a, **k: (_ for _ in ()).throw(AssertionError("re-decoded"))
+        indexer, "load_photo", lambda *a, **k: (_ for _ in ()).throw(AssertionError("re-decoded"))
     )
     s = library.index_roots()
     assert (s.moved, s.added, s.removed) == (6, 0, 0)
