@@ -27,6 +27,7 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--clip-model", metavar="NAME", help="CLIP model name under <models>/clip/")
     p.add_argument("--threads", type=int, help="CPU threads for the models (default: all cores)")
+    p.add_argument("--int8", action="store_true", help="int8-quantized CLIP (faster; its own embeddings)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
 
@@ -128,6 +129,7 @@ def open_library(args: argparse.Namespace, **extra):
         clip_model=getattr(args, "clip_model", None),
         mllm_model=getattr(args, "mllm_model", None),
         threads=args.threads,
+        clip_int8=getattr(args, "int8", False),
         **extra,
     )
 

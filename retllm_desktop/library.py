@@ -70,11 +70,13 @@ class Library:
         threads: int | None = None,
         decode_workers: int | None = None,
         batch_size: int = 16,
+        clip_int8: bool = False,
     ):
         self.path = config.library_dir(path)
         self.path.mkdir(parents=True, exist_ok=True)
         self.models_dir = config.models_dir(models_dir)
         self.clip_name = clip_model
+        self.clip_int8 = clip_int8  # int8 dynamic quantization: ~2.5x faster on CPU, quality to be checked
         self.mllm_name = mllm_model
         self.threads = threads or config.default_threads()
         self.decode_workers = decode_workers or max(1, min(4, os.cpu_count() or 1))
@@ -124,9 +126,12 @@ class Library:
         """The CLIP model (loaded lazily; raises ModelNotFoundError with instructions when missing)."""
         with self._model_lock:
             if self._clip is None:
-                from .models.clip import ClipModel, find_clip_model
+                from .models.clip import ClipConfig, ClipModel, find_clip_model, quantize_dynamic_int8
 
-                self._clip = ClipModel(find_clip_model(self.models_dir, self.clip_name), threads=self.threads)
+                model_dir = find_clip_model(self.models_dir, self.clip_name)
+                if self.clip_int8 and not ClipConfig.load(model_dir).quantized_image_model:
+                    quantize_dynamic_int8(model_dir)  # once per model folder, a few seconds
+                self._clip = ClipModel(model_dir, threads=self.threads, quantized=self.clip_int8)
             return self._clip
 
     @property

@@ -31,10 +31,10 @@ class VectorIndex:
         path: str | Path,
         dim: int,
         *,
-        M: int = 16,
+        M: int = 24,
         ef_construction: int = 200,
-        ef_search: int = 128,
-        exact_threshold: int = 20_000,
+        ef_search: int = 256,
+        exact_threshold: int = 50_000,
         threads: int = 1,
     ):
         self.path = Path(path)

@@ -185,3 +185,19 @@ def test_nested_root_is_merged(library: Library, photo_tree: Path) -> None:
     assert library.catalog.count_photos() == 12
     for path, pid in ids.items():
         assert library.catalog.photo_by_path(path).id == pid
+
+
+def test_int8_clip_has_its_own_embeddings(tmp_path: Path, clip_models_dir: Path, photo_tree: Path) -> None:
+    models = tmp_path / "models"
+    shutil.copytree(clip_models_dir, models)
+    with Library(tmp_path / "lib", models_dir=models, threads=1) as lib:
+        lib.index_roots([str(photo_tree)])
+        fp32 = lib.clip.name
+    with Library(tmp_path / "lib", models_dir=models, threads=1, clip_int8=True) as lib:
+        assert lib.clip.name == fp32 + "-int8"
+        s = lib.index_roots()
+        assert s.unchanged == 12
+        assert lib.catalog.embedding_models() == {fp32: 12, fp32 + "-int8": 12}
+        pid = lib.catalog.photo_by_path(str(photo_tree / "album-a" / "img01.jpg")).id
+        a, b = lib.catalog.embedding(pid, fp32), lib.catalog.embedding(pid, fp32 + "-int8")
+        assert float(a @ b) > 0.9

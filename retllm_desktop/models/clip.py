@@ -316,7 +316,8 @@ class ClipModel:
 
     @property
     def name(self) -> str:
-        return self._config.name
+        """Embeddings are stored per name, so the int8 variant (slightly different vectors) has its own."""
+        return f"{self._config.name}-int8" if self.quantized else self._config.name
 
     @property
     def embed_dim(self) -> int:
