@@ -48,5 +48,8 @@ bench: setup
 demo-models: setup
 	$(PY) -m retllm_desktop.devtools.synthetic_models models --size tiny
 
+screenshot: setup
+	$(PY) scripts/screenshot.py
+
 clean:
 	rm -rf $(VENV) $(EXPORT_VENV) build *.egg-info .pytest_cache .ruff_cache

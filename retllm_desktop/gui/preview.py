@@ -1,0 +1,321 @@
+"""The large preview of one result: image, details and scores, actions, arrow keys through results."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QRectF, QSize, Qt, QUrl, Signal
+from PySide6.QtGui import (
+    QDesktopServices,
+    QGuiApplication,
+    QImage,
+    QKeySequence,
+    QPainter,
+    QPalette,
+    QPixmap,
+    QShortcut,
+)
+from PySide6.QtWidgets import (
+    QDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .qtcompat import emit
+from .results_model import describe_date
+from .workers import CallWorker, ExplainWorker, WorkerPool
+
+
+def show_in_folder(path: str) -> None:
+    """Reveal ``path`` in the platform's file manager (selecting it where the platform allows)."""
+    try:
+        if sys.platform == "darwin":
+            subprocess.Popen(["open", "-R", path])
+            return
+        if sys.platform.startswith("win"):
+            subprocess.Popen(["explorer", "/select,", os.path.normpath(path)])
+            return
+    except OSError:
+        pass
+    QDesktopServices.openUrl(QUrl.fromLocalFile(os.path.dirname(path)))
+
+
+class ImageView(QWidget):
+    """Paints a pixmap aspect-fit and centred; says "Loading…" until one is set."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self._pm: QPixmap | None = None
+        self._message = "Loading…"
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.setMinimumSize(320, 240)
+        self.setAccessibleName("Photo")
+
+    def set_pixmap(self, pm: QPixmap | None, message: str = "") -> None:
+        self._pm, self._message = pm, message
+        self.update()
+
+    def has_image(self) -> bool:
+        return self._pm is not None and not self._pm.isNull()
+
+    def sizeHint(self) -> QSize:
+        return QSize(900, 640)
+
+    def paintEvent(self, _event) -> None:
+        p = QPainter(self)
+        p.fillRect(self.rect(), self.palette().color(QPalette.ColorRole.Base).darker(115))
+        if self.has_image():
+            pm = self._pm
+            dpr = pm.devicePixelRatio() or 1.0
+            w, h = pm.width() / dpr, pm.height() / dpr
+            scale = min(self.width() / w, self.height() / h, 4.0)
+            tw, th = w * scale, h * scale
+            p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+            p.drawPixmap(
+                QRectF((self.width() - tw) / 2, (self.height() - th) / 2, tw, th), pm, QRectF(pm.rect())
+            )
+        else:
+            p.setPen(self.palette().color(QPalette.ColorRole.PlaceholderText))
+            p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, self._message)
+        p.end()
+
+
+class PreviewDialog(QDialog):
+    """``get_result(row)`` supplies results so arrows walk the grid; ``row_changed`` reports the move."""
+
+    row_changed = Signal(int)
+    find_similar = Signal(str)
+
+    def __init__(
+        self,
+        parent: QWidget | None,
+        get_result: Callable[[int], Any],
+        count: Callable[[], int],
+        row: int,
+        library: Any,
+        query: Any,
+        pool: WorkerPool,
+        llm_pool: WorkerPool | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setObjectName("preview")
+        self.setWindowTitle("Preview")
+        self.setAccessibleName("Photo preview")
+        self.get_result, self.count, self.library, self.query = get_result, count, library, query
+        self.pool, self.llm_pool = pool, llm_pool or pool
+        self.row = -1
+        self._image_worker: CallWorker | None = None
+        self._explain_worker: ExplainWorker | None = None
+
+        self.image = ImageView(self)
+        self.title = QLabel(self)
+        self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        f = self.title.font()
+        f.setPointSizeF(f.pointSizeF() * 1.2)
+        f.setBold(True)
+        self.title.setFont(f)
+        self.info = QFormLayout()
+        self.fields: dict[str, QLabel] = {}
+        for name in ("Path", "Taken", "Camera", "Size", "Similarity", "Match", "Second look", "Rank"):
+            lab = QLabel(self)
+            lab.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            lab.setWordWrap(True)
+            lab.setAccessibleName(name)
+            self.fields[name] = lab
+            self.info.addRow(f"{name}:", lab)
+        self.why = QLabel(self)
+        self.why.setWordWrap(True)
+        self.why.setAccessibleName("Why this photo")
+        self.why.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+        def button(text: str, tip: str, slot) -> QPushButton:
+            b = QPushButton(text, self)
+            b.setToolTip(tip)
+            b.setAccessibleName(text.replace("&", ""))
+            b.setAutoDefault(False)
+            b.clicked.connect(slot)
+            return b
+
+        self.open_btn = button("&Open", "Open in the default image viewer", self.open_photo)
+        self.folder_btn = button("Show in &folder", "Show the file in the file manager", self.reveal)
+        self.copy_btn = button("&Copy path", "Copy the file's path to the clipboard", self.copy_path)
+        self.why_btn = button("&Why this photo?", "Ask the model for a one-line explanation", self.explain)
+        self.similar_btn = button("Find &similar", "Search for photos like this one", self._find_similar)
+        self.prev_btn = button("◀", "Previous result (Left arrow)", lambda: self.step(-1))
+        self.next_btn = button("▶", "Next result (Right arrow)", lambda: self.step(1))
+        self.prev_btn.setAccessibleName("Previous result")
+        self.next_btn.setAccessibleName("Next result")
+        close = button("Close", "Close the preview (Esc)", self.close)
+
+        side = QVBoxLayout()
+        side.addWidget(self.title)
+        side.addLayout(self.info)
+        side.addWidget(self.why)
+        side.addStretch(1)
+        for b in (self.open_btn, self.folder_btn, self.copy_btn, self.why_btn, self.similar_btn):
+            side.addWidget(b)
+        nav = QHBoxLayout()
+        nav.addWidget(self.prev_btn)
+        nav.addWidget(self.next_btn)
+        nav.addStretch(1)
+        nav.addWidget(close)
+        side.addLayout(nav)
+        sidew = QWidget(self)
+        sidew.setLayout(side)
+        sidew.setFixedWidth(330)
+        lay = QHBoxLayout(self)
+        lay.addWidget(self.image, 1)
+        lay.addWidget(sidew)
+
+        for key, delta in (
+            (Qt.Key.Key_Left, -1),
+            (Qt.Key.Key_Right, 1),
+            (Qt.Key.Key_Up, -1),
+            (Qt.Key.Key_Down, 1),
+        ):
+            sc = QShortcut(QKeySequence(key), self)
+            sc.activated.connect(lambda d=delta: self.step(d))
+        QShortcut(QKeySequence(Qt.Key.Key_Space), self).activated.connect(self.close)
+        QShortcut(QKeySequence.StandardKey.Copy, self).activated.connect(self.copy_path)
+        self.resize(1200, 760)
+        self.show_row(row)
+
+    # -- content -----------------------------------------------------------------------------------
+    @property
+    def result(self) -> Any:
+        return self.get_result(self.row)
+
+    def show_row(self, row: int) -> None:
+        r = self.get_result(row)
+        if r is None:
+            return
+        self.row = row
+        p = r.photo
+        self.setWindowTitle(f"{os.path.basename(p.path)} — Preview")
+        self.title.setText(os.path.basename(p.path))
+        self.fields["Path"].setText(p.path)
+        self.fields["Taken"].setText(describe_date(p.taken_at))
+        camera = " ".join(x for x in (p.camera_make, p.camera_model) if x) or "unknown"
+        self.fields["Camera"].setText(camera)
+        size = f"{p.width} × {p.height}" if p.width and p.height else "unknown"
+        if p.gps_lat is not None and p.gps_lon is not None:
+            size += f" · GPS {p.gps_lat:.4f}, {p.gps_lon:.4f}"
+        self.fields["Size"].setText(size + ("" if p.status == "ok" else " · offline"))
+        self.fields["Similarity"].setText(f"{r.score:.4f} (coarse, CLIP cosine)")
+        fine = getattr(r, "fine", None)
+        if fine is None:
+            self.fields["Match"].setText("not checked by the model")
+            self.fields["Second look"].setText("—")
+        else:
+            self.fields["Match"].setText(
+                f"{fine.score:.0%} (P(True) {fine.p_true:.3f}, P(False) {fine.p_false:.3f}, entropy {fine.entropy:.2f})"
+            )
+            self.fields["Second look"].setText("yes, looked again" if fine.ve_used else "no")
+        rank = f"#{r.rank} of {self.count()}"
+        if r.coarse_rank and r.coarse_rank != r.rank:
+            rank += f" (was #{r.coarse_rank} before checking)"
+        self.fields["Rank"].setText(rank)
+        self.why.setText("")
+        self.prev_btn.setEnabled(row > 0)
+        self.next_btn.setEnabled(row < self.count() - 1)
+        self.why_btn.setEnabled(self.query is not None and hasattr(self.library, "explain"))
+        if self._explain_worker is not None:
+            self._explain_worker.cancel.set()
+            self._explain_worker = None
+        self._load_image(p.path)
+        emit(self.row_changed, row)
+
+    def _load_image(self, path: str) -> None:
+        if self._image_worker is not None:
+            self._image_worker.cancel.set()
+        self.image.set_pixmap(None, "Loading…")
+        dpr = self.devicePixelRatioF() or 1.0
+        px = int(max(1600, 1200 * dpr))
+
+        def load() -> QImage:
+            from .thumbnails import load_qimage
+
+            return load_qimage(path, px)
+
+        w = CallWorker(load)
+        self._image_worker = w
+
+        def done(img: Any, w=w) -> None:
+            if w is self._image_worker and isinstance(img, QImage) and not img.isNull():
+                pm = QPixmap.fromImage(img)
+                self.image.set_pixmap(pm)
+
+        def failed(msg: str, w=w) -> None:
+            if w is self._image_worker:
+                self.image.set_pixmap(None, f"Can't show this photo: {msg}")
+
+        w.signals.finished.connect(done)
+        w.signals.failed.connect(failed)
+        self.pool.start(w, priority=10)
+
+    def step(self, delta: int) -> None:
+        target = self.row + delta
+        if 0 <= target < self.count():
+            self.show_row(target)
+
+    # -- actions -------------------------------------------------------------------------------------
+    def open_photo(self) -> None:
+        if self.result is not None:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(self.result.photo.path))
+
+    def reveal(self) -> None:
+        if self.result is not None:
+            show_in_folder(self.result.photo.path)
+
+    def copy_path(self) -> None:
+        if self.result is not None:
+            QGuiApplication.clipboard().setText(self.result.photo.path)
+
+    def _find_similar(self) -> None:
+        if self.result is not None:
+            emit(self.find_similar, self.result.photo.path)
+            self.close()
+
+    def explain(self) -> None:
+        r = self.result
+        if r is None or self.query is None:
+            return
+        if self._explain_worker is not None:
+            self._explain_worker.cancel.set()
+        self.why.setText("Asking the model…")
+        w = ExplainWorker(self.library, r.photo.path, self.query)
+        self._explain_worker = w
+        chunks: list[str] = []
+
+        def chunk(text: str, w=w) -> None:
+            if w is self._explain_worker:
+                chunks.append(text)
+                self.why.setText("“" + "".join(chunks).strip() + "”")
+
+        def failed(msg: str, w=w) -> None:
+            if w is self._explain_worker:
+                self.why.setText(f"No explanation: {msg}")
+
+        def finished(_res: Any, w=w) -> None:
+            if w is self._explain_worker and not chunks:
+                self.why.setText("The model gave no explanation.")
+
+        w.signals.update.connect(chunk)
+        w.signals.failed.connect(failed)
+        w.signals.finished.connect(finished)
+        self.llm_pool.start(w)
+
+    def done(self, code: int) -> None:  # noqa: D401 - QDialog API (close/Esc end here)
+        for w in (self._image_worker, self._explain_worker):
+            if w is not None:
+                w.cancel.set()
+        super().done(code)

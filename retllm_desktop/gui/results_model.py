@@ -1,0 +1,275 @@
+"""The result grid's model (one row per SearchResult) and its painting delegate.
+
+The model is cheap for 10,000 rows: ``data()`` only looks things up; thumbnails come from the
+ThumbnailLoader (placeholder until ready). A rerank update with the same photos is applied as a layout
+change (selection and current item follow their photos); a different set resets the model.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from PySide6.QtCore import QAbstractListModel, QMimeData, QModelIndex, QRect, QRectF, QSize, Qt, QUrl
+from PySide6.QtGui import QColor, QFont, QPainter, QPainterPath, QPalette, QPen
+from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem
+
+from .qtcompat import emit
+from .thumbnails import ThumbnailLoader
+
+ResultRole = Qt.ItemDataRole.UserRole + 1
+PathRole = Qt.ItemDataRole.UserRole + 2
+KeyRole = Qt.ItemDataRole.UserRole + 3
+BrokenRole = Qt.ItemDataRole.UserRole + 4
+
+
+def describe_date(taken_at: str | None) -> str:
+    if not taken_at:
+        return "date unknown"
+    return taken_at.replace("T", " ")[:16]
+
+
+def fine_of(result: Any) -> Any:
+    return getattr(result, "fine", None)
+
+
+class ResultsModel(QAbstractListModel):
+    def __init__(self, thumbs: ThumbnailLoader, parent=None) -> None:
+        super().__init__(parent)
+        self.thumbs = thumbs
+        self.thumb_px = 160  # device pixels requested from the loader
+        self.sort_mode = "relevance"
+        self._engine: list[Any] = []  # results in the engine's order
+        self._rows: list[Any] = []  # results in display order
+        self._rows_by_key: dict[str, list[int]] = {}
+        thumbs.ready.connect(self._on_thumb)
+        thumbs.failed.connect(lambda key, _reason: self._on_thumb(key))
+
+    # -- content -----------------------------------------------------------------------------------
+    def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008 - Qt signature
+        return 0 if parent.isValid() else len(self._rows)
+
+    def result(self, row: int) -> Any:
+        return self._rows[row] if 0 <= row < len(self._rows) else None
+
+    def results(self) -> list[Any]:
+        return list(self._rows)
+
+    def row_of(self, photo_id: int) -> int:
+        for i, r in enumerate(self._rows):
+            if r.photo.id == photo_id:
+                return i
+        return -1
+
+    def _key(self, r: Any) -> str:
+        return ThumbnailLoader.key(r.photo.hash or r.photo.path, self.thumb_px)
+
+    def _sorted(self, results: list[Any]) -> list[Any]:
+        if self.sort_mode == "relevance":
+            return list(results)
+        newest = self.sort_mode == "newest"
+        dated = [r for r in results if r.photo.taken_at]
+        undated = [r for r in results if not r.photo.taken_at]
+        dated.sort(key=lambda r: r.photo.taken_at, reverse=newest)
+        return dated + undated
+
+    def _reindex(self) -> None:
+        self._rows_by_key = {}
+        for i, r in enumerate(self._rows):
+            self._rows_by_key.setdefault(self._key(r), []).append(i)
+
+    def set_results(self, results: list[Any], same_query: bool = False) -> None:
+        """Show ``results`` (engine order). ``same_query``: a rerank step of the list already shown."""
+        new_rows = self._sorted(results)
+        old_ids = [r.photo.id for r in self._rows]
+        new_ids = [r.photo.id for r in new_rows]
+        self._engine = list(results)
+        if same_query and sorted(old_ids) == sorted(new_ids) and len(set(new_ids)) == len(new_ids):
+            self._apply_layout(new_rows)
+            return
+        if not same_query:
+            self.thumbs.invalidate()
+        self.beginResetModel()
+        self._rows = new_rows
+        self._reindex()
+        self.endResetModel()
+
+    def _apply_layout(self, new_rows: list[Any]) -> None:
+        emit(self.layoutAboutToBeChanged)
+        new_pos = {r.photo.id: i for i, r in enumerate(new_rows)}
+        old_rows = self._rows
+        persistent = self.persistentIndexList()
+        moved_to = []
+        for idx in persistent:
+            r = old_rows[idx.row()] if 0 <= idx.row() < len(old_rows) else None
+            row = new_pos.get(r.photo.id, -1) if r is not None else -1
+            moved_to.append(self.index(row, 0) if row >= 0 else QModelIndex())
+        self._rows = new_rows
+        self._reindex()
+        self.changePersistentIndexList(persistent, moved_to)
+        emit(self.layoutChanged)
+        if self._rows:  # badges (fine scores) changed too
+            emit(self.dataChanged, self.index(0, 0), self.index(len(self._rows) - 1, 0))
+
+    def set_sort(self, mode: str) -> None:
+        if mode == self.sort_mode:
+            return
+        self.sort_mode = mode
+        self._apply_layout(self._sorted(self._engine))
+
+    def set_thumb_px(self, px: int) -> None:
+        if px != self.thumb_px:
+            self.beginResetModel()
+            self.thumb_px = px
+            self._reindex()
+            self.endResetModel()
+
+    def clear(self) -> None:
+        self.set_results([], same_query=False)
+
+    def _on_thumb(self, key: str) -> None:
+        for row in self._rows_by_key.get(key, ()):
+            idx = self.index(row, 0)
+            emit(self.dataChanged, idx, idx, [Qt.ItemDataRole.DecorationRole, BrokenRole])
+
+    # -- roles -------------------------------------------------------------------------------------
+    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or not 0 <= index.row() < len(self._rows):
+            return None
+        r = self._rows[index.row()]
+        p = r.photo
+        if role == Qt.ItemDataRole.DisplayRole:
+            return os.path.basename(p.path)
+        if role == Qt.ItemDataRole.DecorationRole:
+            return self.thumbs.pixmap(p.path, p.hash, self.thumb_px)
+        if role == ResultRole:
+            return r
+        if role == PathRole:
+            return p.path
+        if role == KeyRole:
+            return self._key(r)
+        if role == BrokenRole:
+            return self.thumbs.is_broken(p.hash or p.path, self.thumb_px)
+        if role in (Qt.ItemDataRole.ToolTipRole, Qt.ItemDataRole.AccessibleTextRole):
+            parts = [p.path if role == Qt.ItemDataRole.ToolTipRole else os.path.basename(p.path)]
+            parts.append(describe_date(p.taken_at))
+            fine = fine_of(r)
+            if fine is not None:
+                parts.append(f"match {fine.score:.0%} (checked)")
+            else:
+                parts.append(f"similarity {r.score:.3f}")
+            if p.status != "ok":
+                parts.append("offline")
+            return "\n".join(parts) if role == Qt.ItemDataRole.ToolTipRole else ", ".join(parts)
+        return None
+
+    def flags(self, index: QModelIndex) -> Qt.ItemFlag:
+        if not index.isValid():
+            return Qt.ItemFlag.NoItemFlags
+        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemIsDragEnabled
+
+    # Dragging results out gives file URLs (other apps, or back onto the window as an image query).
+    def mimeTypes(self) -> list[str]:
+        return ["text/uri-list"]
+
+    def mimeData(self, indexes: list[QModelIndex]) -> QMimeData:
+        md = QMimeData()
+        md.setUrls([QUrl.fromLocalFile(self._rows[i.row()].photo.path) for i in indexes if i.isValid()])
+        return md
+
+    def supportedDragActions(self) -> Qt.DropAction:
+        return Qt.DropAction.CopyAction
+
+
+class ThumbDelegate(QStyledItemDelegate):
+    """Paints a tile: thumbnail (or placeholder), file name, date, and an LLM verdict badge."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.tile = 160  # logical px of the thumbnail square
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:
+        fm = option.fontMetrics
+        return QSize(self.tile + 16, self.tile + 14 + 2 * fm.height())
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        pal: QPalette = option.palette
+        rect: QRect = option.rect.adjusted(3, 3, -3, -3)
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        hovered = bool(option.state & QStyle.StateFlag.State_MouseOver)
+        if selected or hovered:
+            c = QColor(pal.color(QPalette.ColorRole.Highlight))
+            c.setAlpha(110 if selected else 40)
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(c)
+            painter.drawRoundedRect(QRectF(rect), 8, 8)
+        square = QRect(rect.left() + (rect.width() - self.tile) // 2, rect.top() + 5, self.tile, self.tile)
+        pm = index.data(Qt.ItemDataRole.DecorationRole)
+        if pm is not None and not pm.isNull():
+            dpr = pm.devicePixelRatio() or 1.0
+            w, h = pm.width() / dpr, pm.height() / dpr
+            scale = min(self.tile / max(w, 1), self.tile / max(h, 1))
+            tw, th = w * scale, h * scale
+            target = QRectF(square.center().x() - tw / 2 + 0.5, square.center().y() - th / 2 + 0.5, tw, th)
+            path = QPainterPath()
+            path.addRoundedRect(target, 5, 5)
+            painter.setClipPath(path)
+            painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+            painter.drawPixmap(target, pm, QRectF(pm.rect()))
+            painter.setClipping(False)
+        else:
+            c = QColor(pal.color(QPalette.ColorRole.Mid))
+            c.setAlpha(70)
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(c)
+            painter.drawRoundedRect(QRectF(square.adjusted(8, 20, -8, -20)), 6, 6)
+            if index.data(BrokenRole):
+                painter.setPen(pal.color(QPalette.ColorRole.PlaceholderText))
+                painter.drawText(square, Qt.AlignmentFlag.AlignCenter, "can't show")
+        result = index.data(ResultRole)
+        fine = fine_of(result)
+        if fine is not None:
+            ok = fine.score >= 0.5
+            text = f"{'✓' if ok else '✗'} {fine.score:.0%}"
+            f = QFont(option.font)
+            f.setPointSizeF(max(7.0, f.pointSizeF() * 0.85))
+            f.setBold(True)
+            painter.setFont(f)
+            fm = painter.fontMetrics()
+            bw, bh = fm.horizontalAdvance(text) + 12, fm.height() + 4
+            badge = QRectF(square.left() + 4, square.top() + 4, bw, bh)
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(QColor(30, 140, 70, 225) if ok else QColor(90, 90, 90, 210))
+            painter.drawRoundedRect(badge, bh / 2, bh / 2)
+            painter.setPen(QPen(QColor("white")))
+            painter.drawText(badge, Qt.AlignmentFlag.AlignCenter, text)
+            painter.setFont(option.font)
+        text_color = pal.color(QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Text)
+        fm = option.fontMetrics
+        line1 = QRect(rect.left() + 4, square.bottom() + 5, rect.width() - 8, fm.height())
+        line2 = line1.translated(0, fm.height())
+        name = fm.elidedText(
+            str(index.data(Qt.ItemDataRole.DisplayRole) or ""), Qt.TextElideMode.ElideMiddle, line1.width()
+        )
+        painter.setPen(text_color)
+        painter.drawText(line1, Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignVCenter, name)
+        sub = QColor(text_color)
+        sub.setAlpha(150)
+        painter.setPen(sub)
+        date = describe_date(result.photo.taken_at if result is not None else None)
+        if result is not None and result.photo.status != "ok":
+            date += " · offline"
+        painter.drawText(
+            line2,
+            Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignVCenter,
+            date[:10] if len(date) > 10 and "offline" not in date else date,
+        )
+        if option.state & QStyle.StateFlag.State_HasFocus:
+            pen = QPen(pal.color(QPalette.ColorRole.Highlight))
+            pen.setWidthF(1.5)
+            painter.setPen(pen)
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            painter.drawRoundedRect(QRectF(rect).adjusted(0.5, 0.5, -0.5, -0.5), 8, 8)
+        painter.restore()

@@ -1,0 +1,310 @@
+"""First run / missing models: what each model is for, its size, download with progress or use local files.
+
+The model registry and downloader (``retllm_desktop.models.registry`` / ``.download``) are imported
+lazily; without them the dialog still explains what is missing and offers local folders.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, QUrl, Signal
+from PySide6.QtGui import QDesktopServices
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .qtcompat import emit
+from .workers import CallWorker, WorkerPool
+
+ROLE_TEXT = {
+    "clip": (
+        "Search model (CLIP) — required",
+        "Turns every photo and every query into a vector so the library can be searched in milliseconds.",
+    ),
+    "mllm": (
+        "Checking model (multimodal LLM) — optional",
+        "Looks at the top results one by one and asks “does this photo match?”, reordering them. "
+        "Without it you still get results, just not double-checked.",
+    ),
+}
+
+
+def human_size(n: Any) -> str:
+    if isinstance(n, str):
+        return n
+    try:
+        n = float(n)
+    except (TypeError, ValueError):
+        return "?"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit in ("B", "KB") else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+def registry_entries() -> tuple[list[Any], str | None]:
+    """(entries, None) from the model registry, or ([], why not) when it is not available."""
+    try:
+        from ..models.registry import load_registry  # type: ignore[import-not-found]
+    except Exception as e:  # noqa: BLE001 - module still being written, or broken
+        return [], f"model downloads are not available in this build ({type(e).__name__}: {e})"
+    try:
+        reg = load_registry()
+    except Exception as e:  # noqa: BLE001
+        return [], f"the model list could not be read: {e}"
+    for attr in ("entries", "models"):
+        value = getattr(reg, attr, None)
+        if value is not None:
+            reg = value
+            break
+    if isinstance(reg, dict):
+        reg = list(reg.values())
+    return list(reg or []), None
+
+
+def entry_field(entry: Any, name: str, default: Any = None) -> Any:
+    if isinstance(entry, dict):
+        return entry.get(name, default)
+    return getattr(entry, name, default)
+
+
+def _entry_size(entry: Any) -> str:
+    approx = entry_field(entry, "approx_bytes")
+    if callable(approx):
+        try:
+            approx = approx()
+        except Exception:  # noqa: BLE001
+            approx = None
+    if approx:
+        return human_size(approx)
+    mb = entry_field(entry, "size_mb")
+    if mb:
+        return human_size(float(mb) * 1e6)
+    return human_size(entry_field(entry, "size", entry_field(entry, "size_bytes")))
+
+
+class SetupDialog(QDialog):
+    """Emits ``models_changed(models_dir)`` when a model was downloaded or a folder chosen."""
+
+    models_changed = Signal(str)
+
+    def __init__(self, models_dir: str, clip_error: str | None, mllm_error: str | None, parent=None) -> None:
+        super().__init__(parent)
+        self.setObjectName("setupDialog")
+        self.setWindowTitle("Set up models")
+        self.setAccessibleName("Set up models")
+        self.models_dir = str(models_dir)
+        self.pool = WorkerPool(1, self)
+        self._downloads: dict[str, CallWorker] = {}
+
+        lay = QVBoxLayout(self)
+        intro = QLabel(
+            "<h3>Models</h3>RetLLM Desktop searches your photos with two local models; nothing leaves this "
+            f"computer. Models live in <code>{self.models_dir}</code>.",
+            self,
+        )
+        intro.setWordWrap(True)
+        lay.addWidget(intro)
+        problems = [m for m in (clip_error, mllm_error) if m]
+        self.problem = QLabel("<br>".join(f"• {p}" for p in problems) or "All models are present.", self)
+        self.problem.setWordWrap(True)
+        self.problem.setAccessibleName("What is missing")
+        self.problem.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        lay.addWidget(self.problem)
+
+        scroll = QScrollArea(self)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        body = QWidget(scroll)
+        body_lay = QVBoxLayout(body)
+        body_lay.setContentsMargins(0, 0, 0, 0)
+        scroll.setWidget(body)
+        lay.addWidget(scroll, 1)
+        entries, why_not = registry_entries()
+        self.entries = entries
+        self.download_note = why_not
+        for role in ("clip", "mllm"):
+            title, text = ROLE_TEXT[role]
+            box = QGroupBox(title, body)
+            grid = QGridLayout(box)
+            desc = QLabel(text, box)
+            desc.setWordWrap(True)
+            grid.addWidget(desc, 0, 0, 1, 3)
+            row = 1
+            for entry in entries:
+                if entry_field(entry, "role") != role:
+                    continue
+                name = str(entry_field(entry, "name", "?"))
+                details = " · ".join(
+                    x
+                    for x in (
+                        _entry_size(entry),
+                        str(entry_field(entry, "licence", entry_field(entry, "license", "")) or ""),
+                    )
+                    if x and x != "?"
+                )
+                info = QLabel(
+                    f"<b>{name}</b> ({details})<br>{entry_field(entry, 'description', '') or ''}", box
+                )
+                info.setWordWrap(True)
+                bar = QProgressBar(box)
+                bar.setAccessibleName(f"Download progress of {name}")
+                bar.setVisible(False)
+                btn = QPushButton("Download", box)
+                btn.setAccessibleName(f"Download {name}")
+                btn.clicked.connect(lambda _=False, e=entry, b=btn, pb=bar: self.download(e, b, pb))
+                grid.addWidget(info, row, 0)
+                grid.addWidget(bar, row, 1)
+                grid.addWidget(btn, row, 2)
+                row += 1
+            body_lay.addWidget(box)
+        body_lay.addStretch(1)
+        if why_not:
+            note = QLabel(
+                f"Downloading from here is not possible: {why_not}. Put model folders into the models folder "
+                "(see models/README.md), or choose a folder that already holds them.",
+                self,
+            )
+            note.setWordWrap(True)
+            lay.addWidget(note)
+
+        row = QHBoxLayout()
+        for text, tip, slot in (
+            (
+                "Use a models folder…",
+                "Choose a folder that already holds clip/ and mllm/ model folders",
+                self.choose_models_dir,
+            ),
+            (
+                "Add a model folder…",
+                "Copy one model's folder (with clip.json or mllm.json) into the models folder",
+                self.add_model_folder,
+            ),
+            ("Open models folder", "Show the models folder in the file manager", self.open_models_dir),
+        ):
+            b = QPushButton(text, self)
+            b.setToolTip(tip)
+            b.setAccessibleName(text.rstrip("…"))
+            b.clicked.connect(slot)
+            row.addWidget(b)
+        lay.addLayout(row)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)
+        buttons.rejected.connect(self.reject)
+        lay.addWidget(buttons)
+        self.resize(760, 680)
+
+    # -- actions -------------------------------------------------------------------------------------
+    def download(self, entry: Any, button: QPushButton, bar: QProgressBar) -> None:
+        name = str(entry_field(entry, "name", "?"))
+        running = self._downloads.get(name)
+        if running is not None and not running.done.is_set():
+            running.cancel.set()
+            button.setText("Download")
+            return
+        try:
+            from ..models.download import download_model  # type: ignore[import-not-found]
+        except Exception as e:  # noqa: BLE001
+            QMessageBox.information(self, "Download", f"Downloading is not available in this build ({e}).")
+            return
+        models_dir = self.models_dir
+
+        def run(worker: CallWorker) -> Any:
+            def progress(done: int, total: int) -> None:
+                emit(worker.signals.progress, "download", int(done // 1024), int(max(total, 0) // 1024))
+
+            return download_model(entry, Path(models_dir), progress=progress, cancel=worker.cancel)
+
+        w = CallWorker(run, pass_worker=True)
+        self._downloads[name] = w
+        bar.setVisible(True)
+        bar.setRange(0, 0)
+        button.setText("Cancel")
+        button.setAccessibleName(f"Cancel download of {name}")
+
+        def progress(_stage: str, done: int, total: int) -> None:
+            if total > 0:
+                bar.setRange(0, total)
+                bar.setValue(min(done, total))
+                bar.setFormat(f"{human_size(done * 1024)} / {human_size(total * 1024)}")
+
+        def finished(result: Any) -> None:
+            button.setText("Download")
+            if w.cancel.is_set() or result is None:
+                bar.setVisible(False)
+                return
+            bar.setRange(0, 1)
+            bar.setValue(1)
+            bar.setFormat("Downloaded")
+            button.setEnabled(False)
+            emit(self.models_changed, self.models_dir)
+
+        def failed(msg: str) -> None:
+            button.setText("Retry")
+            bar.setVisible(False)
+            QMessageBox.warning(self, "Download failed", f"{name}: {msg}")
+
+        w.signals.progress.connect(progress)
+        w.signals.finished.connect(finished)
+        w.signals.failed.connect(failed)
+        self.pool.start(w)
+
+    def choose_models_dir(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Choose a models folder", self.models_dir)
+        if path:
+            self.models_dir = path
+            emit(self.models_changed, path)
+
+    def add_model_folder(self) -> None:
+        src = QFileDialog.getExistingDirectory(self, "Choose a model's folder", os.path.expanduser("~"))
+        if not src:
+            return
+        s = Path(src)
+        role = "clip" if (s / "clip.json").is_file() else "mllm" if (s / "mllm.json").is_file() else None
+        if role is None:
+            QMessageBox.warning(
+                self,
+                "Not a model folder",
+                "That folder has neither clip.json nor mllm.json; see models/README.md.",
+            )
+            return
+        dest = Path(self.models_dir) / role / s.name
+        if dest.exists():
+            QMessageBox.information(self, "Already there", f"{dest} already exists.")
+            emit(self.models_changed, self.models_dir)
+            return
+        try:
+            shutil.copytree(s, dest)  # small for CLIP; multi-GB LLMs: prefer "Use a models folder"
+        except OSError as e:
+            QMessageBox.warning(self, "Copy failed", str(e))
+            return
+        emit(self.models_changed, self.models_dir)
+
+    def open_models_dir(self) -> None:
+        Path(self.models_dir).mkdir(parents=True, exist_ok=True)
+        QDesktopServices.openUrl(QUrl.fromLocalFile(self.models_dir))
+
+    def done(self, code: int) -> None:
+        self.pool.cancel_all()
+        super().done(code)
+
+    def closeEvent(self, event) -> None:
+        self.pool.cancel_all()
+        self.pool.wait(5000)
+        super().closeEvent(event)
