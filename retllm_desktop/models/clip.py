@@ -308,6 +308,7 @@ class ClipModel:
         self._image_io: tuple[str, str] | None = None
         self._text_io: tuple[str, str, Any] | None = None
         self._tokenizer: ClipTokenizer | None = None
+        self._text_has_mask = False
 
     # -- properties -------------------------------------------------------------------------------
     @property
@@ -400,7 +401,9 @@ class ClipModel:
         return inp.name, out.name
 
     def _validate_text(self, sess) -> tuple[str, str, Any]:
-        inputs = sess.get_inputs()
+        # Hub exports (optimum) may also take an attention mask: fed as "token is not padding".
+        inputs = [i for i in sess.get_inputs() if i.name != "attention_mask"]
+        self._text_has_mask = len(inputs) < len(sess.get_inputs())
         if len(inputs) != 1:
             raise ModelLoadError(f"{self.text_path}: expected one input, got {[i.name for i in inputs]}")
         inp = inputs[0]
@@ -447,7 +450,10 @@ class ClipModel:
             return np.zeros((0, self._config.embed_dim), np.float32)
         ids = self.tokenizer(texts)
         sess, (in_name, out_name, dtype) = self._text()
-        (emb,) = sess.run([out_name], {in_name: ids.astype(dtype, copy=False)})
+        feed = {in_name: ids.astype(dtype, copy=False)}
+        if self._text_has_mask:
+            feed["attention_mask"] = (ids != 0).astype(dtype)
+        (emb,) = sess.run([out_name], feed)
         return l2_normalize(emb)
 
     def encode_image_paths(self, paths: Iterable[str | Path], batch_size: int = 16) -> np.ndarray:

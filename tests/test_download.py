@@ -1,0 +1,496 @@
+"""Model downloads against a loopback HTTP server (127.0.0.1 only; nothing touches the internet).
+
+The server serves synthetic files under the Hub's URL scheme ({endpoint}/{repo}/resolve/{rev}/{path}),
+supports Range requests, and can cut a transfer mid-file, fail with 500/404, redirect (with the Hub's
+X-Linked-* headers on the redirect), or lie about the sha256. Disk-full is simulated by monkeypatching
+``download._write_chunk`` (the one place that writes to a .part file) to raise OSError(ENOSPC), and the
+free-space pre-check by monkeypatching ``shutil.disk_usage``.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import socket
+import threading
+import urllib.parse
+from collections import namedtuple
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from retllm_desktop import cli
+from retllm_desktop.errors import CancelledError, RetllmError
+from retllm_desktop.models import download as dl
+from retllm_desktop.models.clip import ClipModel, find_clip_model, list_clip_models
+from retllm_desktop.models.download import (
+    DiskFullError,
+    DownloadError,
+    IntegrityError,
+    OfflineError,
+    add_local_clip,
+    add_local_mllm,
+    download_model,
+    installed_models,
+    remove_model,
+    verify_models,
+)
+from retllm_desktop.models.registry import FileSpec, ModelEntry
+
+REPO = "test-org/tiny-clip"
+
+
+@dataclass
+class ServerState:
+    files: dict[str, bytes] = field(default_factory=dict)
+    headers: dict[str, dict[str, str]] = field(default_factory=dict)
+    status: dict[str, int] = field(default_factory=dict)
+    redirects: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
+    cut_once: dict[str, int] = field(default_factory=dict)  # path -> bytes sent before the connection drops
+    log: list[tuple[str, str | None]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):  # keep pytest output clean
+        pass
+
+    def do_GET(self):
+        st: ServerState = self.server.state  # type: ignore[attr-defined]
+        path = urllib.parse.unquote(self.path)
+        rng = self.headers.get("Range")
+        with st.lock:
+            st.log.append((path, rng))
+        if path in st.status:
+            self._empty(st.status[path])
+            return
+        if path in st.redirects:
+            target, extra = st.redirects[path]
+            self._empty(302, {"Location": target, **extra})
+            return
+        data = st.files.get(path)
+        if data is None:
+            self._empty(404)
+            return
+        start = 0
+        if rng:
+            start = int(rng.split("=", 1)[1].split("-", 1)[0])
+            if start >= len(data):
+                self._empty(416, {"Content-Range": f"bytes */{len(data)}"})
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
+        for k, v in st.headers.get(path, {}).items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(data) - start))
+        self.end_headers()
+        body = data[start:]
+        with st.lock:
+            cut = st.cut_once.pop(path, None)
+        if cut is not None:
+            self.wfile.write(body[:cut])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        self.wfile.write(body)
+
+    def _empty(self, code: int, headers: dict[str, str] | None = None) -> None:
+        self.send_response(code)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+Server = namedtuple("Server", "url state")
+
+
+@pytest.fixture
+def server():
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    httpd.daemon_threads = True
+    httpd.state = ServerState()  # type: ignore[attr-defined]
+    t = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    t.start()
+    try:
+        yield Server(f"http://127.0.0.1:{httpd.server_address[1]}", httpd.state)  # type: ignore[attr-defined]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture(autouse=True)
+def _hermetic_env(monkeypatch):
+    for k in ("RETLLM_OFFLINE", "HF_HUB_OFFLINE", "RETLLM_HF_ENDPOINT", "HF_ENDPOINT", "HF_TOKEN"):
+        monkeypatch.delenv(k, raising=False)
+    for k in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setattr(dl.time, "sleep", lambda s: None)  # no back-off waits in tests
+
+
+def _blob(n: int, seed: int) -> bytes:
+    return np.random.default_rng(seed).integers(0, 256, n, dtype=np.uint8).tobytes()
+
+
+def _sha(b: bytes) -> str:
+    return hashlib.sha256(b).hexdigest()
+
+
+def serve_clip(
+    server: Server, *, image: bytes, text: bytes, with_sha: bool = True, name: str = "tiny"
+) -> ModelEntry:
+    files = []
+    for ours, theirs, data in (
+        ("image.onnx", "onnx/vision model.onnx", image),
+        ("text.onnx", "onnx/text_model.onnx", text),
+    ):
+        server.state.files[f"/{REPO}/resolve/main/{theirs}"] = data
+        files.append(
+            FileSpec(ours, theirs, len(data) if with_sha else None, _sha(data) if with_sha else None)
+        )
+    return ModelEntry(
+        name=name,
+        role="clip",
+        hf_repo=REPO,
+        files=tuple(files),
+        licence="MIT",
+        config={"embed_dim": 64, "image_size": 64, "image_model": "image.onnx", "text_model": "text.onnx"},
+    )
+
+
+def _paths(server: Server, name: str) -> str:
+    return f"/{REPO}/resolve/main/{name}"
+
+
+def test_normal_download_layout_manifest_and_progress(server, tmp_path):
+    image, text = _blob(300_000, 1), _blob(120_000, 2)
+    entry = serve_clip(server, image=image, text=text)
+    seen: list[tuple[int, int]] = []
+    dest = download_model(
+        entry, tmp_path / "models", progress=lambda d, t: seen.append((d, t)), base_url=server.url
+    )
+    assert dest == tmp_path / "models" / "clip" / "tiny"
+    assert (dest / "image.onnx").read_bytes() == image and (dest / "text.onnx").read_bytes() == text
+    assert not list(dest.glob("*.part"))
+    cfg = json.loads((dest / "clip.json").read_text())
+    assert cfg["name"] == "tiny" and cfg["embed_dim"] == 64 and cfg["source"]["hf_repo"] == REPO
+    manifest = json.loads((dest / dl.MANIFEST).read_text())
+    assert (
+        manifest["files"]["image.onnx"]["sha256"] == _sha(image)
+        and manifest["files"]["image.onnx"]["verified"]
+    )
+    assert seen[-1] == (len(image) + len(text), len(image) + len(text))
+    assert all(a[0] <= b[0] for a, b in zip(seen, seen[1:], strict=False))
+    assert list_clip_models(tmp_path / "models") == [dest]
+    # URL scheme: {endpoint}/{repo}/resolve/{revision}/{path} (quoted)
+    assert (_paths(server, "onnx/vision model.onnx"), None) in server.state.log
+    # a second call finds everything in place and does not touch the network
+    n = len(server.state.log)
+    assert download_model(entry, tmp_path / "models", base_url=server.url) == dest
+    assert len(server.state.log) == n
+    (m,) = installed_models(tmp_path / "models")
+    assert (m.name, m.role, m.complete, m.source) == ("tiny", "clip", True, "download")
+    assert (
+        m.size_bytes
+        == len(image) + len(text) + (dest / "clip.json").stat().st_size + (dest / dl.MANIFEST).stat().st_size
+    )
+
+
+def test_endpoint_from_env_and_hub_metadata_on_redirect(server, tmp_path, monkeypatch):
+    """No hash in the registry: the X-Linked-Etag / X-Linked-Size the Hub puts on its redirect are checked."""
+    image, text = _blob(50_000, 3), _blob(40_000, 4)
+    entry = serve_clip(server, image=image, text=text, with_sha=False)
+    for theirs, data in (("onnx/vision model.onnx", image), ("onnx/text_model.onnx", text)):
+        src = _paths(server, theirs)
+        cdn = "/cdn/" + _sha(data)
+        server.state.files[cdn] = server.state.files.pop(src)
+        meta = {"X-Linked-Etag": f'"{_sha(data)}"', "X-Linked-Size": str(len(data))}
+        server.state.redirects[src] = (cdn, meta)
+    monkeypatch.setenv("RETLLM_HF_ENDPOINT", server.url)
+    dest = download_model(entry, tmp_path)
+    manifest = json.loads((dest / dl.MANIFEST).read_text())
+    assert all(rec["verified"] for rec in manifest["files"].values())
+    # the server now claims a different hash: the file is rejected and deleted
+    (tmp_path / "clip").rename(tmp_path / "old")
+    src = _paths(server, "onnx/text_model.onnx")
+    cdn, meta = server.state.redirects[src]
+    server.state.redirects[src] = (cdn, {**meta, "X-Linked-Etag": "0" * 64})
+    with pytest.raises(IntegrityError, match="corrupt"):
+        download_model(entry, tmp_path)
+    assert not (tmp_path / "clip" / "tiny" / "clip.json").exists()
+    assert not (tmp_path / "clip" / "tiny" / "text.onnx.part").exists()
+
+
+def test_resume_after_interrupted_transfer(server, tmp_path):
+    image, text = _blob(400_000, 5), _blob(10_000, 6)
+    entry = serve_clip(server, image=image, text=text)
+    server.state.cut_once[_paths(server, "onnx/vision model.onnx")] = 150_000
+    with pytest.raises(DownloadError, match="resume"):
+        download_model(entry, tmp_path, base_url=server.url, retries=0)
+    dest = tmp_path / "clip" / "tiny"
+    part = dest / "image.onnx.part"
+    assert part.stat().st_size == 150_000
+    assert not (dest / "image.onnx").exists() and not (dest / "clip.json").exists()
+    assert list_clip_models(tmp_path) == []  # a partial download is never taken for a model
+    assert [m.complete for m in installed_models(tmp_path)] == [False]
+    assert verify_models(tmp_path)[0].status == "partial"
+    download_model(entry, tmp_path, base_url=server.url, retries=0)
+    assert (dest / "image.onnx").read_bytes() == image
+    assert (_paths(server, "onnx/vision model.onnx"), "bytes=150000-") in server.state.log
+
+
+def test_interrupted_transfer_is_resumed_automatically(server, tmp_path):
+    image, text = _blob(200_000, 7), _blob(10_000, 8)
+    entry = serve_clip(server, image=image, text=text)
+    server.state.cut_once[_paths(server, "onnx/vision model.onnx")] = 70_000
+    dest = download_model(entry, tmp_path, base_url=server.url)  # default retries=2
+    assert (dest / "image.onnx").read_bytes() == image
+    assert (_paths(server, "onnx/vision model.onnx"), "bytes=70000-") in server.state.log
+
+
+def test_wrong_sha256_rejected(server, tmp_path):
+    image, text = _blob(30_000, 9), _blob(10_000, 10)
+    entry = serve_clip(server, image=image, text=text)
+    server.state.files[_paths(server, "onnx/text_model.onnx")] = _blob(10_000, 99)  # same size, other bytes
+    with pytest.raises(IntegrityError, match="sha256"):
+        download_model(entry, tmp_path, base_url=server.url)
+    dest = tmp_path / "clip" / "tiny"
+    assert not (dest / "text.onnx").exists() and not (dest / "text.onnx.part").exists()
+    assert not (dest / "clip.json").exists()
+    assert (
+        dest / "image.onnx"
+    ).read_bytes() == image  # the good file stays; a retry only fetches the bad one
+
+
+def test_server_error_and_not_found(server, tmp_path):
+    entry = serve_clip(server, image=_blob(1000, 11), text=_blob(1000, 12))
+    path = _paths(server, "onnx/vision model.onnx")
+    server.state.status[path] = 500
+    with pytest.raises(DownloadError, match="HTTP 500"):
+        download_model(entry, tmp_path, base_url=server.url, retries=2)
+    assert [p for p, _ in server.state.log].count(path) == 3  # retried, then a clear error
+    server.state.status[path] = 404
+    with pytest.raises(DownloadError, match="HTTP 404.*not on the server"):
+        download_model(entry, tmp_path, base_url=server.url)
+    assert not (tmp_path / "clip" / "tiny" / "clip.json").exists()
+
+
+def test_disk_full_keeps_partial_for_resume(server, tmp_path, monkeypatch):
+    """Simulated: the .part write raises OSError(ENOSPC) after the first chunk."""
+    image, text = _blob(300_000, 13), _blob(10_000, 14)
+    entry = serve_clip(server, image=image, text=text)
+    monkeypatch.setattr(dl, "CHUNK", 64 * 1024)
+    real_write = dl._write_chunk
+    calls = {"n": 0}
+
+    def full_disk(f, data):
+        calls["n"] += 1
+        if calls["n"] > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(f, data)
+
+    monkeypatch.setattr(dl, "_write_chunk", full_disk)
+    with pytest.raises(DiskFullError, match="disk full"):
+        download_model(entry, tmp_path, base_url=server.url)
+    part = tmp_path / "clip" / "tiny" / "image.onnx.part"
+    assert 0 < part.stat().st_size < len(image)
+    monkeypatch.setattr(dl, "_write_chunk", real_write)
+    dest = download_model(entry, tmp_path, base_url=server.url)
+    assert (dest / "image.onnx").read_bytes() == image
+    assert any(r and r.startswith("bytes=") for p, r in server.state.log)
+
+
+def test_not_enough_free_space_checked_before_writing(server, tmp_path, monkeypatch):
+    entry = serve_clip(server, image=_blob(100_000, 15), text=_blob(1000, 16))
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(dl.shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 1000, 1000))
+    with pytest.raises(DiskFullError, match="more needed"):
+        download_model(entry, tmp_path, base_url=server.url)
+
+
+@pytest.mark.parametrize("var", ["RETLLM_OFFLINE", "HF_HUB_OFFLINE"])
+def test_offline_mode_never_touches_network(server, tmp_path, monkeypatch, var):
+    entry = serve_clip(server, image=_blob(1000, 17), text=_blob(1000, 18))
+    monkeypatch.setenv(var, "1")
+    with pytest.raises(OfflineError, match=f"offline mode is on \\({var}\\)"):
+        download_model(entry, tmp_path, base_url=server.url)
+    assert server.state.log == []
+    monkeypatch.delenv(var)
+    download_model(entry, tmp_path, base_url=server.url)
+    monkeypatch.setenv(var, "1")  # installed models need no network
+    assert download_model(entry, tmp_path, base_url=server.url).is_dir()
+
+
+def test_unreachable_server_is_a_clear_error(tmp_path):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now
+    entry = ModelEntry("x", "clip", "o/x", (FileSpec("image.onnx", "a"), FileSpec("text.onnx", "b")))
+    with pytest.raises(OfflineError, match="cannot reach 127.0.0.1"):
+        download_model(entry, tmp_path, base_url=f"http://127.0.0.1:{port}")
+
+
+def test_cancel_keeps_partial(server, tmp_path, monkeypatch):
+    image, text = _blob(300_000, 19), _blob(1000, 20)
+    entry = serve_clip(server, image=image, text=text)
+    monkeypatch.setattr(dl, "CHUNK", 32 * 1024)
+    monkeypatch.setattr(dl, "PROGRESS_INTERVAL_S", 0.0)
+    cancel = threading.Event()
+
+    def progress(done, total):
+        if done >= 64 * 1024:
+            cancel.set()
+
+    with pytest.raises(CancelledError):
+        download_model(entry, tmp_path, progress=progress, cancel=cancel, base_url=server.url)
+    assert (tmp_path / "clip" / "tiny" / "image.onnx.part").stat().st_size >= 64 * 1024
+    assert download_model(entry, tmp_path, base_url=server.url)  # resumes
+
+
+def test_verify_and_remove(server, tmp_path):
+    image, text = _blob(20_000, 21), _blob(20_000, 22)
+    dest = download_model(serve_clip(server, image=image, text=text), tmp_path, base_url=server.url)
+    (r,) = verify_models(tmp_path)
+    assert (r.status, r.files) == ("ok", {"image.onnx": "ok", "text.onnx": "ok"})
+    with open(dest / "text.onnx", "r+b") as f:  # flip one byte, same size
+        f.write(bytes([text[0] ^ 0xFF]))
+    assert verify_models(tmp_path)[0].status == "corrupt"
+    (dest / "image.onnx").unlink()
+    r = verify_models(tmp_path, ["tiny"])[0]
+    assert r.status == "missing" and "image.onnx: missing" in r.detail
+    with pytest.raises(RetllmError, match="not installed"):
+        verify_models(tmp_path, ["nope"])
+    # a repair download re-fetches only what is broken
+    server.state.log.clear()
+    download_model(
+        serve_clip(server, image=image, text=text), tmp_path, base_url=server.url, verify_existing=True
+    )
+    assert verify_models(tmp_path)[0].status == "ok"
+    assert [p.rsplit("/", 1)[1] for p, _ in server.state.log] == ["vision model.onnx", "text_model.onnx"]
+    assert remove_model(tmp_path, "tiny") == dest and not dest.exists()
+    with pytest.raises(RetllmError, match="not installed"):
+        remove_model(tmp_path, "tiny")
+
+
+def test_add_local_clip_symlinks_and_renames(tmp_path):
+    from retllm_desktop.devtools.synthetic_clip import write_synthetic_clip
+
+    src = write_synthetic_clip(tmp_path / "elsewhere", "tiny", seed=3, check=False)
+    models = tmp_path / "models"
+    dest = add_local_clip(src, models, name="my-clip")
+    assert (dest / "image.onnx").is_symlink() and os.path.samefile(dest / "image.onnx", src / "image.onnx")
+    assert find_clip_model(models, "my-clip") == dest
+    with ClipModel(dest, threads=1) as m:
+        assert m.name == "my-clip" and m.encode_texts(["a dog"]).shape == (1, 64)
+    (r,) = verify_models(models)
+    assert r.status == "unverified"
+    with pytest.raises(RetllmError, match="already installed"):
+        add_local_clip(src, models, name="my-clip")
+    with pytest.raises(RetllmError, match="no clip.json"):
+        add_local_clip(tmp_path, models)
+    remove_model(models, "my-clip")
+    assert (src / "image.onnx").is_file()  # the user's files are untouched
+
+
+def test_add_local_mllm_links_not_copies(tmp_path):
+    g, mp = tmp_path / "Foo-Q4.gguf", tmp_path / "mmproj-foo.gguf"
+    g.write_bytes(b"GGUF" + b"\0" * 100)
+    mp.write_bytes(b"GGUF" + b"\1" * 50)
+    dest = add_local_mllm(g, mp, tmp_path / "models", handler="qwen25vl")
+    assert dest.name == "foo-q4"
+    meta = json.loads((dest / "mllm.json").read_text())
+    assert (meta["model"], meta["mmproj"], meta["handler"]) == ("model.gguf", "mmproj.gguf", "qwen25vl")
+    assert (dest / "model.gguf").is_symlink() and os.path.samefile(dest / "mmproj.gguf", mp)
+    (m,) = installed_models(tmp_path / "models")
+    assert (m.role, m.source, m.complete) == ("mllm", "local", True)
+    assert verify_models(tmp_path / "models")[0].status == "unverified"
+    not_gguf = tmp_path / "x.bin"
+    not_gguf.write_bytes(b"nope")
+    with pytest.raises(RetllmError, match="not a GGUF"):
+        add_local_mllm(not_gguf, mp, tmp_path / "models", name="x")
+    g.unlink()  # the linked file vanished
+    assert verify_models(tmp_path / "models")[0].status == "missing"
+    remove_model(tmp_path / "models", "foo-q4")
+    assert mp.is_file()
+
+
+def test_downloaded_synthetic_clip_loads_and_encodes(server, tmp_path):
+    """End to end: real (synthetic) ONNX towers served, downloaded and loaded by ClipModel."""
+    from retllm_desktop.devtools.synthetic_clip import write_synthetic_clip
+
+    src = write_synthetic_clip(tmp_path / "src", "tiny", seed=0, check=False)
+    entry = serve_clip(server, image=(src / "image.onnx").read_bytes(), text=(src / "text.onnx").read_bytes())
+    dest = download_model(entry, tmp_path / "models", base_url=server.url)
+    with ClipModel(find_clip_model(tmp_path / "models", "tiny"), threads=1) as m:
+        with ClipModel(src, threads=1) as ref:
+            np.testing.assert_allclose(
+                m.encode_texts(["a red car"]), ref.encode_texts(["a red car"]), atol=1e-6
+            )
+    assert dest.name == "tiny"
+
+
+def test_cli_models_commands(server, tmp_path, capsys):
+    image, text = _blob(5000, 23), _blob(5000, 24)
+    serve_clip(server, image=image, text=text)
+    reg = tmp_path / "reg.toml"
+    reg.write_text(
+        f"""
+default_preset = "p"
+[presets.p]
+clip = "tiny"
+[[clip]]
+name = "tiny"
+hf_repo = "{REPO}"
+size_mb = 0.01
+licence = "MIT"
+files = [
+  {{ name = "image.onnx", path = "onnx/vision model.onnx", sha256 = "{_sha(image)}" }},
+  {{ name = "text.onnx", path = "onnx/text_model.onnx", size = {len(text)} }},
+]
+config = {{ embed_dim = 64, image_size = 64 }}
+"""
+    )
+    models = str(tmp_path / "models")
+    common = ["--models", models, "--json"]
+
+    def run(*argv):
+        code = cli.main(list(argv))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    code, out, _ = run("models", "download", "--registry", str(reg), "--endpoint", server.url, *common)
+    assert code == 0 and json.loads(out)["installed"][0]["name"] == "tiny"
+    code, out, _ = run("models", "list", "--registry", str(reg), *common)
+    data = json.loads(out)
+    assert code == 0 and data["registry"][0]["installed"] and data["default_preset"] == "p"
+    code, out, _ = run("models", "verify", *common)
+    assert code == 0 and json.loads(out)["ok"]
+    code, out, _ = run("models", "path", "--models", models)
+    assert out.strip() == models
+    code, out, err = run("models", "download", "nope", "--registry", str(reg), "--models", models)
+    assert code == 1 and "unknown model 'nope'" in err
+    code, _, err = run("models", "add", "--models", models)
+    assert code == 1 and "--clip DIR" in err
+    code, out, _ = run("models", "remove", "tiny", *common)
+    assert code == 0 and not Path(json.loads(out)["removed"]).exists()
+    code, _, _ = run("models")
+    assert code == 2
+
+
+@pytest.mark.export
+def test_cli_export_clip_prints_parity(tmp_path, capsys):
+    pytest.importorskip("open_clip")
+    code = cli.main(["models", "export-clip", "--arch", "ViT-S-32", str(tmp_path), "--name", "exp"])
+    out = capsys.readouterr().out
+    assert code == 0 and "parity vs torch: max abs diff" in out
+    assert list_clip_models(tmp_path) == [tmp_path / "clip" / "exp"]
