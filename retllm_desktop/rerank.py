@@ -1,0 +1,163 @@
+"""Pure ranking logic of the fine stage (RetLLM): ordering, cut-off and streaming, no llama here.
+
+The multimodal LLM scores each of the top-k coarse (CLIP) candidates with P(True) to a
+"does it match?" question (see ``retllm_desktop.models.mllm``). As in the paper, scores are compared
+rounded to 2 decimals and ties go to the lower (more confident) top-10 entropy; remaining ties keep
+the coarse order. Everything past k keeps its coarse order after the reranked block.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from .errors import CancelledError
+
+T = TypeVar("T")
+
+VE_MODES = ("off", "auto", "always")
+
+
+@dataclass(frozen=True)
+class FineScore:
+    """Result of scoring one candidate with the multimodal LLM.
+
+    ``score`` is the final P(True) (after visual enhancement when used), ``first_pass_score`` the P(True)
+    of the first look; probabilities are full-vocabulary softmax mass on the answer token variants.
+    ``entropy`` is the normalised entropy of the top-10 next-token probabilities (0 = certain, 1 = flat).
+    """
+
+    p_true: float
+    p_false: float
+    entropy: float
+    ve_used: bool
+    score: float
+    first_pass_score: float
+    seconds: float = 0.0
+    cache_hit: bool = False
+    first_pass_entropy: float | None = None
+
+
+@dataclass
+class RerankOptions:
+    k: int = 10
+    ve: str = "auto"  # "off" | "auto" | "always"
+    min_match: float | None = None  # hide scored candidates whose P(True) is below this
+    ve_threshold: float = 0.75
+
+    def __post_init__(self) -> None:
+        if self.k < 0:
+            raise ValueError("k must be >= 0")
+        if self.ve not in VE_MODES:
+            raise ValueError(f"ve must be one of {VE_MODES}, got {self.ve!r}")
+
+
+@dataclass(frozen=True)
+class RankedItem(Generic[T]):
+    candidate: T
+    fine: FineScore | None  # None = not (yet) scored by the LLM
+    coarse_rank: int  # 0-based position in the coarse list
+    hidden: bool = False  # scored and below min_match
+
+
+@dataclass(frozen=True)
+class RerankUpdate(Generic[T]):
+    """Snapshot after each scored candidate.
+
+    ``items``: scored top-k candidates in fine order, then the not-yet-scored rest of the top-k in coarse
+    order, then everything past k in coarse order. Hidden items (below ``min_match``) are left out of
+    ``items`` and listed in ``hidden``.
+    """
+
+    items: list[RankedItem[T]]
+    done: int
+    total: int  # number of candidates that will be scored (= min(k, len(candidates)))
+    hidden: list[RankedItem[T]] = field(default_factory=list)
+    finished: bool = False
+
+    @property
+    def pairs(self) -> list[tuple[T, FineScore | None]]:
+        return [(it.candidate, it.fine) for it in self.items]
+
+
+def fine_sort_key(fine: FineScore, coarse_rank: int) -> tuple[float, float, int]:
+    """Score rounded to 2 decimals (desc), then entropy (asc), then coarse rank (asc)."""
+    return (-round(fine.score, 2), fine.entropy, coarse_rank)
+
+
+def order_by_fine(items: Iterable[tuple[T, FineScore, int] | RankedItem[T]]) -> list[RankedItem[T]]:
+    """Sort scored items: accepts ``RankedItem`` or ``(candidate, FineScore, coarse_rank)`` tuples."""
+    ranked: list[RankedItem[T]] = []
+    for it in items:
+        if isinstance(it, RankedItem):
+            ranked.append(it)
+        else:
+            cand, fine, rank = it
+            ranked.append(RankedItem(cand, fine, rank))
+    for it in ranked:
+        if it.fine is None:
+            raise ValueError("order_by_fine needs scored items")
+    return sorted(ranked, key=lambda it: fine_sort_key(it.fine, it.coarse_rank))  # type: ignore[arg-type]
+
+
+def _snapshot(
+    candidates: Sequence[T], scored: list[RankedItem[T]], k_eff: int, min_match: float | None, finished: bool
+) -> RerankUpdate[T]:
+    ordered = order_by_fine(scored)
+    visible = [it for it in ordered if not (min_match is not None and it.fine.score < min_match)]  # type: ignore[union-attr]
+    hidden = [
+        RankedItem(it.candidate, it.fine, it.coarse_rank, hidden=True)
+        for it in ordered
+        if min_match is not None and it.fine.score < min_match  # type: ignore[union-attr]
+    ]
+    n = len(scored)
+    rest_topk = [RankedItem(candidates[i], None, i) for i in range(n, k_eff)]
+    tail = [RankedItem(candidates[i], None, i) for i in range(k_eff, len(candidates))]
+    return RerankUpdate(visible + rest_topk + tail, n, k_eff, hidden, finished)
+
+
+def rerank_stream(
+    candidates: Sequence[T],
+    score_fn: Callable[[T], FineScore],
+    options: RerankOptions | None = None,
+    cancel: threading.Event | None = None,
+) -> Iterator[RerankUpdate[T]]:
+    """Score the top-k ``candidates`` (given in coarse order) one by one, yielding a snapshot after each.
+
+    The first update (``done == 0``) is the plain coarse order, so a UI can show results immediately;
+    the last one has ``finished=True``. ``score_fn`` is called with a candidate and must return a
+    ``FineScore`` (it usually closes over the query and the VE mode from ``options``).
+
+    Cancellation: ``cancel`` is checked before every candidate; when set, ``CancelledError`` is raised
+    (the caller keeps the last update it received, which is a consistent partial ranking). A
+    ``score_fn`` may itself raise ``CancelledError``; it propagates unchanged.
+    """
+    opts = options or RerankOptions()
+    cands = list(candidates)
+    k_eff = min(opts.k, len(cands))
+    scored: list[RankedItem[T]] = []
+    if cancel is not None and cancel.is_set():
+        raise CancelledError("Rerank cancelled.")
+    yield _snapshot(cands, scored, k_eff, opts.min_match, finished=k_eff == 0)
+    for i in range(k_eff):
+        if cancel is not None and cancel.is_set():
+            raise CancelledError("Rerank cancelled.")
+        fine = score_fn(cands[i])
+        scored.append(RankedItem(cands[i], fine, i))
+        yield _snapshot(cands, scored, k_eff, opts.min_match, finished=i == k_eff - 1)
+
+
+def rerank(
+    candidates: Sequence[T],
+    score_fn: Callable[[T], FineScore],
+    options: RerankOptions | None = None,
+    cancel: threading.Event | None = None,
+) -> RerankUpdate[T]:
+    """Run ``rerank_stream`` to the end and return the final update."""
+    last: RerankUpdate[T] | None = None
+    for update in rerank_stream(candidates, score_fn, options, cancel):
+        last = update
+    assert last is not None
+    return last
