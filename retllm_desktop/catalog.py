@@ -397,11 +397,13 @@ class Catalog:
     def journal_add(self, ids: Iterable[int], model: str) -> None:
         """Note vectors the on-disk index does not have yet (call inside the transaction that writes them)."""
         self._conn.executemany(
-            "INSERT OR IGNORE INTO index_journal (photo_id, model) VALUES (?, ?)", [(int(i), model) for i in ids]
+            "INSERT OR IGNORE INTO index_journal (photo_id, model) VALUES (?, ?)",
+            [(int(i), model) for i in ids],
         )
 
     def journal_ids(self, model: str) -> set[int]:
-        return {r[0] for r in self._conn.execute("SELECT photo_id FROM index_journal WHERE model = ?", (model,))}
+        q = "SELECT photo_id FROM index_journal WHERE model = ?"
+        return {r[0] for r in self._conn.execute(q, (model,))}
 
     def clear_journal(self, model: str) -> None:
         with self._lock:

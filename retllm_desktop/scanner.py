@@ -96,6 +96,19 @@ def walk_photos(
         stack.extend(reversed(subdirs))
 
 
+def utf8_safe(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+        return True
+    except UnicodeEncodeError:  # undecodable bytes in the name (os.fsdecode's surrogate escapes)
+        return False
+
+
+def display_path(path: str) -> str:
+    """``path`` with bytes that are not UTF-8 shown as \\xNN escapes (safe to store and print)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace") if not utf8_safe(path) else path
+
+
 class Scanner:
     def __init__(self, catalog: Catalog, hash_workers: int = 2):
         self.catalog = catalog
@@ -126,7 +139,7 @@ class Scanner:
             on_disk: set[str] = set()
 
             def record_dir_error(path: str, reason: str, _root: Root = root) -> None:
-                plan.failed.append((FileStat(path, _root.id, 0, 0), reason))
+                plan.failed.append((FileStat(display_path(path), _root.id, 0, 0), reason))
 
             for entry in self._entries(root, only_paths, record_dir_error):
                 if cancel is not None and cancel.is_set():
@@ -137,6 +150,14 @@ class Scanner:
                 except OSError:
                     continue  # vanished between listing and stat: it will be seen as removed
                 if not stat.S_ISREG(st.st_mode):
+                    continue
+                if not utf8_safe(path):  # SQLite text cannot hold it: record it under a readable name
+                    shown = display_path(path)
+                    if failed_before.get(shown) == (st.st_size, st.st_mtime_ns):
+                        plan.skipped_failed += 1
+                    else:
+                        fs = FileStat(shown, root.id, st.st_size, st.st_mtime_ns)
+                        plan.failed.append((fs, "file name is not valid UTF-8; rename the file to index it"))
                     continue
                 on_disk.add(path)
                 fs = FileStat(path, root.id, st.st_size, st.st_mtime_ns)

@@ -160,21 +160,25 @@ LLAVA_SYS = (
 
 
 def test_render_llava15():
-    # exactly what Llava15ChatHandler renders (trim_blocks eats the "\n" before USER/ASSISTANT, and
-    # all images of a message come before its text)
-    assert render_prompt("llava15", MSG1) == (LLAVA_SYS + "USER: <__media__>Match: a dog?ASSISTANT: ", ["C"])
+    # LLaVA-1.5's own format (not llama-cpp-python's handler template, which glues "ASSISTANT:" to the
+    # question and moves every image before the text): images interleaved with their labels.
+    assert render_prompt("llava15", MSG1) == (
+        LLAVA_SYS + " USER: <__media__>\nMatch: a dog? ASSISTANT:",
+        ["C"],
+    )
     text, refs = render_prompt("llava15", MSG2)
     assert text == (
-        LLAVA_SYS + "USER: <__media__><__media__>Query image: \nCandidate image: \nSame?"
-        "ASSISTANT: TrueUSER: <__media__>Again?ASSISTANT: "
+        LLAVA_SYS + " USER: Query image: <__media__>\n\nCandidate image: <__media__>\n\nSame?"
+        " ASSISTANT: True</s> USER: <__media__>\nAgain? ASSISTANT:"
     )
     assert refs == ["Q", "C", "Z"]
 
 
 def test_render_qwen25vl():
+    # As Qwen25VLChatHandler renders, except that the generation prompt keeps its trailing newline.
     assert render_prompt("qwen25vl", MSG1) == (
         "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
-        "<|im_start|>user\n<__media__>Match: a dog?<|im_end|>\n<|im_start|>assistant",
+        "<|im_start|>user\n<__media__>Match: a dog?<|im_end|>\n<|im_start|>assistant\n",
         ["C"],
     )
     text, refs = render_prompt("qwen25vl", MSG2)
@@ -182,7 +186,7 @@ def test_render_qwen25vl():
         "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
         "Query image: <__media__>\nCandidate image: <__media__>\nSame?<|im_end|>\n"
         "<|im_start|>assistant\nTrue<|im_end|>\n<|im_start|>user\n<__media__>Again?<|im_end|>\n"
-        "<|im_start|>assistant"
+        "<|im_start|>assistant\n"
     )
     assert refs == ["Q", "C", "Z"]
 

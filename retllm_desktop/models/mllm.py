@@ -219,6 +219,26 @@ def _placeholder(i: int) -> str:
     return f"\x1fretllm-image-{i}\x1f"
 
 
+# LLaVA-1.5's own conversation format ("<system> USER: <image>\n<text> ASSISTANT:"), used instead of
+# llama-cpp-python's Llava15ChatHandler template, which (under trim_blocks) glues "ASSISTANT:" to the
+# question and moves every image of a turn before all of its text, separating "Query image"/"Candidate
+# image" labels from their images in composed queries.
+LLAVA15_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message.role == 'system' %}{{ message.content }}"
+    "{% elif message.role == 'user' %}{{ ' USER: ' }}"
+    "{% if message.content is string %}{{ message.content }}"
+    "{% else %}{% for c in message.content %}"
+    "{% if c.type == 'image_url' %}{{ c.image_url.url }}{{ '\n' }}"
+    "{% elif c.type == 'text' %}{{ c.text }}{% endif %}"
+    "{% endfor %}{% endif %}"
+    "{% elif message.role == 'assistant' and message.content is not none %}"
+    "{{ ' ASSISTANT: ' }}{{ message.content }}{{ '</s>' }}"
+    "{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ ' ASSISTANT:' }}{% endif %}"
+)
+
+
 def render_prompt(
     handler: str,
     messages: Sequence[dict[str, Any]],
@@ -265,9 +285,13 @@ def render_prompt(
         has_system = any(m["role"] == "system" and m.get("content") for m in msgs)
         if not has_system and cls.DEFAULT_SYSTEM_MESSAGE is not None:
             msgs = [{"role": "system", "content": cls.DEFAULT_SYSTEM_MESSAGE}] + msgs
-        template = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True).from_string(
-            cls.CHAT_FORMAT
-        )
+        chat_format = LLAVA15_TEMPLATE if handler == "llava15" else cls.CHAT_FORMAT
+        # Deliberate deviation from llama-cpp-python's handler: Jinja drops a template's trailing newline
+        # by default, so the handler's Qwen2.5-VL prompt ends "<|im_start|>assistant" without the "\n" the
+        # model was trained with, and its first token is then often "\n" instead of True/False.
+        template = ImmutableSandboxedEnvironment(
+            trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=handler == "qwen25vl"
+        ).from_string(chat_format)
         text = template.render(
             messages=msgs, add_generation_prompt=True, eos_token=eos_token, bos_token=bos_token
         )
