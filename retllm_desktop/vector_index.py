@@ -34,7 +34,7 @@ class VectorIndex:
         M: int = 24,
         ef_construction: int = 200,
         ef_search: int = 256,
-        exact_threshold: int = 50_000,
+        exact_threshold: int = 100_000,
         threads: int = 1,
     ):
         self.path = Path(path)
