@@ -105,6 +105,8 @@ class Indexer:
             for fs in plan.touched:
                 self.catalog.update_photo(fs.photo_id, size=fs.size, mtime_ns=fs.mtime_ns)
             self.catalog.delete_photos(plan.removed)
+            for path in plan.stale_failures:
+                self.catalog.clear_failure(path)
             for fs, reason in plan.failed:
                 self.catalog.record_failure(fs.path, fs.root_id, reason, fs.size or None, fs.mtime_ns or None)
         self.index.remove(plan.removed)

@@ -50,6 +50,7 @@ class ScanPlan:
     skipped_failed: int = 0  # files that failed before and have not changed since
     failed: list[tuple[FileStat, str]] = field(default_factory=list)  # unreadable during the scan itself
     offline_roots: list[Root] = field(default_factory=list)
+    stale_failures: list[str] = field(default_factory=list)  # failed files that are gone from disk
     online_roots: list[Root] = field(default_factory=list)
 
     @property
@@ -153,6 +154,7 @@ class Scanner:
                     continue
                 if not utf8_safe(path):  # SQLite text cannot hold it: record it under a readable name
                     shown = display_path(path)
+                    on_disk.add(shown)
                     if failed_before.get(shown) == (st.st_size, st.st_mtime_ns):
                         plan.skipped_failed += 1
                     else:
@@ -183,6 +185,8 @@ class Scanner:
                 if path not in on_disk:
                     pid, _, _, h = known[path]
                     all_missing.append((pid, path, h))
+            failed_scope = failed_before if only_paths is None else (p for p in failed_before if p in only_paths)
+            plan.stale_failures.extend(p for p in failed_scope if p not in on_disk)
 
         # New files are hashed now only when some catalog paths vanished (a move is possible); otherwise the
         # indexer hashes them from the same read that decodes them, so a first import reads each file once.

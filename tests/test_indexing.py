@@ -112,6 +112,10 @@ def test_bad_files_are_recorded_not_fatal(library: Library, photo_tree: Path) ->
     s = library.index_roots()
     assert s.added == 1
     assert {Path(f.path).name for f in library.catalog.failures()} == {"broken.jpg"}
+    # A failed file that is deleted leaves the failure list too.
+    (photo_tree / "broken.jpg").unlink()
+    library.index_roots()
+    assert library.catalog.failures() == []
 
 
 def test_hidden_folders_and_symlink_loops_skipped(library: Library, photo_tree: Path) -> None:

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+from shiboken6 import isValid
 
 from .qtcompat import emit
 from .results_model import describe_date
@@ -249,13 +250,18 @@ class PreviewDialog(QDialog):
         w = CallWorker(load)
         self._image_worker = w
 
+        # The worker may finish after the preview was closed and its widgets deleted: check before use.
         def done(img: Any, w=w) -> None:
-            if w is self._image_worker and isinstance(img, QImage) and not img.isNull():
-                pm = QPixmap.fromImage(img)
-                self.image.set_pixmap(pm)
+            if (
+                w is self._image_worker
+                and isValid(self.image)
+                and isinstance(img, QImage)
+                and not img.isNull()
+            ):
+                self.image.set_pixmap(QPixmap.fromImage(img))
 
         def failed(msg: str, w=w) -> None:
-            if w is self._image_worker:
+            if w is self._image_worker and isValid(self.image):
                 self.image.set_pixmap(None, f"Can't show this photo: {msg}")
 
         w.signals.finished.connect(done)
@@ -297,16 +303,16 @@ class PreviewDialog(QDialog):
         chunks: list[str] = []
 
         def chunk(text: str, w=w) -> None:
-            if w is self._explain_worker:
+            if w is self._explain_worker and isValid(self.why):
                 chunks.append(text)
                 self.why.setText("“" + "".join(chunks).strip() + "”")
 
         def failed(msg: str, w=w) -> None:
-            if w is self._explain_worker:
+            if w is self._explain_worker and isValid(self.why):
                 self.why.setText(f"No explanation: {msg}")
 
         def finished(_res: Any, w=w) -> None:
-            if w is self._explain_worker and not chunks:
+            if w is self._explain_worker and isValid(self.why) and not chunks:
                 self.why.setText("The model gave no explanation.")
 
         w.signals.update.connect(chunk)
@@ -318,4 +324,5 @@ class PreviewDialog(QDialog):
         for w in (self._image_worker, self._explain_worker):
             if w is not None:
                 w.cancel.set()
+        self._image_worker = self._explain_worker = None  # late results are dropped
         super().done(code)
