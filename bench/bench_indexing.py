@@ -97,7 +97,9 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-index-"))
     try:
-        lib = Library(tmp / "lib", models_dir=models, threads=cores, decode_workers=cores, batch_size=args.batch)
+        lib = Library(
+            tmp / "lib", models_dir=models, threads=cores, decode_workers=cores, batch_size=args.batch
+        )
         lib.clip.load()
         t = time.perf_counter()
         summary = lib.index_roots([str(photos[0].parent)])

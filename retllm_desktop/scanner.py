@@ -185,7 +185,9 @@ class Scanner:
                 if path not in on_disk:
                     pid, _, _, h = known[path]
                     all_missing.append((pid, path, h))
-            failed_scope = failed_before if only_paths is None else (p for p in failed_before if p in only_paths)
+            failed_scope = (
+                failed_before if only_paths is None else (p for p in failed_before if p in only_paths)
+            )
             plan.stale_failures.extend(p for p in failed_scope if p not in on_disk)
 
         # New files are hashed now only when some catalog paths vanished (a move is possible); otherwise the
