@@ -228,6 +228,11 @@ class Catalog:
             f"cannot save the library catalog {self.path}: {why} ({e}); the previous saved state is kept"
         )
 
+    def change_token(self) -> tuple[int, int]:
+        """Changes when anything was committed, by this connection or another process (cheap to ask)."""
+        with self._lock:
+            return self._conn.total_changes, self._conn.execute("PRAGMA data_version").fetchone()[0]
+
     def integrity_check(self) -> str:
         return self._conn.execute("PRAGMA integrity_check").fetchone()[0]
 

@@ -87,6 +87,7 @@ class Library:
         self._index: VectorIndex | None = None
         self._fallback: tuple[Any, VectorIndex] | None = None  # see _search_models()
         self._mllm = None
+        self._complete_cache: tuple[tuple, bool] | None = None
         self.mllm_cache_bytes = 2 * 1024**3
         self._model_lock = threading.RLock()
 
@@ -164,7 +165,19 @@ class Library:
         return idx
 
     def _embeddings_complete(self, model_name: str) -> bool:
-        """Every online photo has a vector of ``model_name`` (offline photos cannot be embedded now)."""
+        """Every online photo has a vector of ``model_name`` (offline photos cannot be embedded now).
+
+        Asked on every search, so the answer is cached until the catalog changes (here or in another process).
+        """
+        key = (model_name, self.catalog.change_token())
+        cached = self._complete_cache
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        complete = self._count_complete(model_name)
+        self._complete_cache = (key, complete)
+        return complete
+
+    def _count_complete(self, model_name: str) -> bool:
         db = self.catalog.db
         have = db.execute("SELECT count(*) FROM embeddings WHERE model = ?", [model_name]).fetchone()[0]
         if have >= self.catalog.count_photos():
