@@ -103,12 +103,10 @@ def _how_to_get(models_dir: Path, name: str | None = None) -> str:
     entry = next((e for e in reg if e.name == name), None) or (reg[0] if reg else None)
     if entry is None:
         return ""
-    target = Path(models_dir) / MLLM_SUBDIR / entry.name
     return (
-        f" To install {entry.name!r} ({entry.licence}, ~{entry.size_mb + entry.mmproj_size_mb} MB): download "
-        f"{entry.gguf} and {entry.mmproj} from https://huggingface.co/{entry.hf_repo} into {target} and add "
-        f'{META_FILE} {{"name": "{entry.name}", "handler": "{entry.handler}", "model": "{entry.gguf}", '
-        f'"mmproj": "{entry.mmproj}"}}.'
+        f" Install one with `retllm-desktop models download {entry.name}` ({entry.licence}, "
+        f"~{entry.size_mb + entry.mmproj_size_mb} MB), or register GGUF files you already have with "
+        "`retllm-desktop models add --mllm MODEL.gguf --mmproj MMPROJ.gguf`."
     )
 
 
