@@ -14,30 +14,20 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from .errors import CancelledError
+from .models.fine_score import VE_MODES, FineScore
+
+__all__ = [
+    "VE_MODES",
+    "FineScore",
+    "RerankOptions",
+    "RankedItem",
+    "RerankUpdate",
+    "order_by_fine",
+    "rerank",
+    "rerank_stream",
+]
 
 T = TypeVar("T")
-
-VE_MODES = ("off", "auto", "always")
-
-
-@dataclass(frozen=True)
-class FineScore:
-    """Result of scoring one candidate with the multimodal LLM.
-
-    ``score`` is the final P(True) (after visual enhancement when used), ``first_pass_score`` the P(True)
-    of the first look; probabilities are full-vocabulary softmax mass on the answer token variants.
-    ``entropy`` is the normalised entropy of the top-10 next-token probabilities (0 = certain, 1 = flat).
-    """
-
-    p_true: float
-    p_false: float
-    entropy: float
-    ve_used: bool
-    score: float
-    first_pass_score: float
-    seconds: float = 0.0
-    cache_hit: bool = False
-    first_pass_entropy: float | None = None
 
 
 @dataclass

@@ -42,7 +42,7 @@ import numpy as np
 
 from ..config import default_threads, resource_path
 from ..errors import ModelLoadError, ModelNotFoundError, RetllmError
-from ..rerank import VE_MODES, FineScore
+from .fine_score import VE_MODES, FineScore
 from .mllm_cache import EmbeddingCache
 
 try:  # Python >= 3.11
