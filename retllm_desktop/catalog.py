@@ -20,7 +20,7 @@ import sqlite_utils
 
 from .errors import RetllmError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 PHOTO_COLUMNS = (
     "id",
@@ -94,7 +94,15 @@ def _migration_1(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS = [_migration_1]
+def _migration_2(db: sqlite_utils.Database) -> None:
+    # Vectors written since the model's index file was last saved (see Library._load_index).
+    db.execute(
+        "CREATE TABLE index_journal (photo_id INTEGER NOT NULL, model TEXT NOT NULL, "
+        "PRIMARY KEY (photo_id, model)) WITHOUT ROWID"
+    )
+
+
+MIGRATIONS = [_migration_1, _migration_2]
 
 
 @dataclass
@@ -167,11 +175,6 @@ class Catalog:
     def _migrate(self) -> None:
         with self.transaction():
             self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
-            # Vectors written since the model's index file was last saved (see Library._load_index).
-            self.db.execute(
-                "CREATE TABLE IF NOT EXISTS index_journal (photo_id INTEGER NOT NULL, model TEXT NOT NULL, "
-                "PRIMARY KEY (photo_id, model)) WITHOUT ROWID"
-            )
             version = int(self.get_meta("schema_version", "0"))
             if version > SCHEMA_VERSION:
                 raise CatalogError(
