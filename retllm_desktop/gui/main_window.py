@@ -160,7 +160,9 @@ class MainWindow(QMainWindow):
             self.setWindowIcon(QIcon(str(icon_path)))
 
         self.engine_pool = WorkerPool(2, self)  # indexing, status, library changes
-        self.search_pool = WorkerPool(1, self)  # search + rerank + explain: one LLM user at a time
+        # Two threads: a new query's coarse results must not wait for the previous query's LLM check in
+        # flight (cancelled, it ends after that candidate); the LLM's own lock serialises the rest.
+        self.search_pool = WorkerPool(2, self)
         self.misc_pool = WorkerPool(1, self)  # preview images, chip thumbnails
         self.thumbs = ThumbnailLoader(None, threads=2, parent=self)
         self.bridge = _Bridge(self)
