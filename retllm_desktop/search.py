@@ -230,6 +230,7 @@ def rerank_updates(
             candidate_key=result.photo.hash or None,
             query_key=query_key,
             ve=options.ve,
+            cancel=cancel,
         )
 
     t0 = time.perf_counter()

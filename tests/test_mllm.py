@@ -451,3 +451,29 @@ def test_embedding_cache_roundtrip_eviction_restart(tmp_path):
     c2._path("f").write_bytes(b"nonsense")
     assert c2.get("f") is None and not c2._path("f").exists()
     assert not list(tmp_path.glob("*/.tmp-*"))  # no temp files left behind
+
+
+def test_cancel_aborts_inside_llama_and_leaves_a_clean_context(tmp_path):
+    import threading
+
+    from retllm_desktop.devtools.synthetic_mllm import write_synthetic_mllm
+    from retllm_desktop.errors import CancelledError
+    from retllm_desktop.models.mllm import MllmScorer, find_mllm_model
+
+    from .conftest import make_photo
+
+    models = tmp_path / "m"
+    write_synthetic_mllm(models, "tiny", seed=0)
+    photo = make_photo(tmp_path / "p.jpg", seed=3)
+    with MllmScorer(find_mllm_model(models), threads=1) as scorer:
+        clean = scorer.score(photo, text="a red car", ve="off")
+        cancel = threading.Event()
+        cancel.set()
+        calls = scorer.stats["tokens_evaluated"]
+        with pytest.raises(CancelledError):
+            scorer.score(photo, text="a blue boat", ve="off", cancel=cancel)
+        # The abort came from llama.cpp's callback during decoding, not from a check before it.
+        assert scorer.stats["tokens_evaluated"] == calls
+        again = scorer.score(photo, text="a red car", ve="off", cancel=threading.Event())
+        assert again.p_true == pytest.approx(clean.p_true, abs=1e-6)
+        assert again.entropy == pytest.approx(clean.entropy, abs=1e-6)

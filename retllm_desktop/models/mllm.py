@@ -25,6 +25,7 @@ with the same flags, but evaluated chunk by chunk with ``mtmd_encode_chunk`` /
 from __future__ import annotations
 
 import codecs
+import contextlib
 import ctypes
 import hashlib
 import json
@@ -41,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from ..config import default_threads, resource_path
-from ..errors import ModelLoadError, ModelNotFoundError, RetllmError
+from ..errors import CancelledError, ModelLoadError, ModelNotFoundError, RetllmError
 from .fine_score import VE_MODES, FineScore
 from .mllm_cache import EmbeddingCache
 
@@ -462,6 +463,25 @@ class _Prepared:
         self.image_keys: list[str] = []
 
 
+class _AbortFlag:
+    """The cancel event of the call in flight, read by llama.cpp's abort callback (from its threads)."""
+
+    def __init__(self) -> None:
+        self.event: threading.Event | None = None
+
+    def is_set(self) -> bool:
+        event = self.event
+        return event is not None and event.is_set()
+
+    @contextlib.contextmanager
+    def watching(self, event: threading.Event | None) -> Iterator[None]:
+        previous, self.event = self.event, event
+        try:
+            yield
+        finally:
+            self.event = previous
+
+
 class MllmScorer:
     """P(True) scorer for (candidate photo, query) pairs; lazy-loads the model on first use.
 
@@ -533,6 +553,8 @@ class MllmScorer:
         self._closed = False
         self._post_decode_cb: Any = None
         self._content_keys: dict[tuple[str, int, int], str] = {}
+        self._abort_flag = _AbortFlag()
+        self._abort_cb: Any = None
         # (P(True), P(False), entropy) of each look of the last score() call, for diagnostics/tests
         self.last_passes: list[tuple[float, float, float]] = []
 
@@ -614,6 +636,10 @@ class MllmScorer:
             raise ModelLoadError(f"{cfg.mmproj_path} has no vision encoder.")
         self._llm, self._mtmd = llm, mtmd
         self._lc, self._mc = llama_cpp, mtmd_cpp
+        # llama.cpp asks this between graph nodes: a cancelled search stops mid-candidate, not after it.
+        flag = self._abort_flag
+        self._abort_cb = llama_cpp.ggml_abort_callback(lambda _data: flag.is_set())
+        llama_cpp.llama_set_abort_callback(llm._ctx.ctx, self._abort_cb, None)
         self._n_vocab = llm.n_vocab()
         self._n_embd = int(llama_cpp.llama_model_n_embd_inp(llm.model))
         self._marker = mtmd_cpp.mtmd_default_marker().decode("utf-8")
@@ -683,12 +709,31 @@ class MllmScorer:
         candidate_key: str | None = None,
         query_key: str | None = None,
         ve: str = "auto",
+        cancel: threading.Event | None = None,
     ) -> FineScore:
         """Score one candidate; see the class docstring for visual enhancement and the combination rule.
 
         ``candidate_key`` / ``query_key`` identify photo contents for the embedding cache (e.g. the
-        catalog's file hash); without them the file is hashed.
+        catalog's file hash); without them the file is hashed. Setting ``cancel`` aborts the evaluation in
+        flight (between llama.cpp graph nodes) with :class:`CancelledError`; the context is left clean.
         """
+        with self._lock, self._abort_flag.watching(cancel):  # the flag belongs to the lock holder
+            try:
+                return self._score(candidate_path, text, query_image, candidate_key, query_key, ve)
+            except (RetllmError, RuntimeError) as e:
+                if cancel is not None and cancel.is_set():
+                    raise CancelledError("Scoring cancelled.") from e
+                raise
+
+    def _score(
+        self,
+        candidate_path: str | os.PathLike[str],
+        text: str | None,
+        query_image: str | os.PathLike[str] | None,
+        candidate_key: str | None,
+        query_key: str | None,
+        ve: str,
+    ) -> FineScore:
         if ve not in VE_MODES:
             raise ValueError(f"ve must be one of {VE_MODES}")
         kind = _query_kind(text, query_image)
