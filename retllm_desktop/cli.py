@@ -302,8 +302,8 @@ def launch_gui(argv: Sequence[str] = ()) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    if not argv:
-        return launch_gui()
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
+        return launch_gui(argv)  # the app, with its own options (--library, --models, --settings)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

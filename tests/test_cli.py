@@ -106,3 +106,15 @@ def test_rebuild_and_remove(lib_args: list[str], photo_tree: Path) -> None:
     assert all(p.exists() for p in photo_tree.rglob("*.jpg"))
     st = json.loads(run("status", *lib_args, "--json").stdout)
     assert st["photos"] == 0 and st["indexed"] == 0
+
+
+def test_app_without_a_display_says_so(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    r = subprocess.run(
+        [sys.executable, "-m", "retllm_desktop", "--library", str(tmp_path / "lib")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert r.returncode == 1 and "no display" in r.stderr and "Traceback" not in r.stderr
