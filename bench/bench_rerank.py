@@ -8,7 +8,7 @@ Per k, in one run:
   cold        fresh scorer + empty embedding cache (model load and a warm-up call excluded)
   repeat      same query again, same scorer          (KV snapshots + embedding cache)
   new_query   different query text, same scorer      (KV snapshots: only the question tokens run)
-  restart     new scorer on the same disk cache      (embeddings from disk; image tokens re-decoded)
+  restart     new scorer on the same disk caches     (image embeddings + KV snapshots from disk)
 
     python bench/bench_rerank.py [--ks 5,10,20] [--threads N] [--ve off|auto|always]
 """
@@ -72,7 +72,13 @@ def run(scorer: MllmScorer, cands: list[Path], query: str, k: int, ve: str) -> d
 
 
 def new_scorer(model_dir: Path, cache_dir: Path, threads: int, warm: Path) -> MllmScorer:
-    s = MllmScorer(model_dir, threads=threads, n_ctx=2048, cache=EmbeddingCache(cache_dir, 2 * 1024**3))
+    s = MllmScorer(
+        model_dir,
+        threads=threads,
+        n_ctx=2048,
+        cache=EmbeddingCache(cache_dir, 2 * 1024**3),
+        state_disk_cache=EmbeddingCache(cache_dir / "kv", 2 * 1024**3),
+    )
     t = time.perf_counter()
     s.load()
     s.score(warm, text="warm up", candidate_key="warm", ve="off")  # graph allocation, first-call costs

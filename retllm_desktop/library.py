@@ -88,7 +88,8 @@ class Library:
         self._fallback: tuple[Any, VectorIndex] | None = None  # see _search_models()
         self._mllm = None
         self._complete_cache: tuple[tuple, bool] | None = None
-        self.mllm_cache_bytes = 2 * 1024**3
+        self.mllm_cache_bytes = 2 * 1024**3  # image embeddings of checked photos
+        self.mllm_kv_cache_bytes = 2 * 1024**3  # LLM state after each checked photo (MBs per photo)
         self._model_lock = threading.RLock()
 
     @classmethod
@@ -377,8 +378,12 @@ class Library:
                 from .models.mllm_cache import EmbeddingCache
 
                 cache = EmbeddingCache(self.path / "cache" / "mllm", max_bytes=self.mllm_cache_bytes)
+                kv_cache = EmbeddingCache(self.path / "cache" / "mllm-kv", max_bytes=self.mllm_kv_cache_bytes)
                 self._mllm = MllmScorer(
-                    find_mllm_model(self.models_dir, self.mllm_name), threads=self.threads, cache=cache
+                    find_mllm_model(self.models_dir, self.mllm_name),
+                    threads=self.threads,
+                    cache=cache,
+                    state_disk_cache=kv_cache,
                 )
             return self._mllm
 

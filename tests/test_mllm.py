@@ -477,3 +477,36 @@ def test_cancel_aborts_inside_llama_and_leaves_a_clean_context(tmp_path):
         again = scorer.score(photo, text="a red car", ve="off", cancel=threading.Event())
         assert again.p_true == pytest.approx(clean.p_true, abs=1e-6)
         assert again.entropy == pytest.approx(clean.entropy, abs=1e-6)
+
+
+def test_kv_snapshots_on_disk_make_a_restart_skip_the_image_tokens(model_dir, photos, tmp_path):
+    from retllm_desktop.models.mllm_cache import EmbeddingCache
+
+    kv_dir = tmp_path / "kv"
+    with make_scorer(model_dir, state_disk_cache=EmbeddingCache(kv_dir, 64 * 1024**2)) as first:
+        cold = [first.score(p, text="a red car", ve="off") for p in photos[:3]]
+    assert len(EmbeddingCache(kv_dir)) >= 3
+    # A new process (new scorer): the KV state after each photo comes from disk, so neither the vision
+    # encoder nor the image tokens run again, and a new question gives the same numbers as from scratch.
+    with make_scorer(model_dir, state_disk_cache=EmbeddingCache(kv_dir, 64 * 1024**2)) as second:
+        again = [second.score(p, text="a red car", ve="off") for p in photos[:3]]
+        other = [second.score(p, text="two boats", ve="off") for p in photos[:3]]
+        assert second.stats["encode"] == 0 and second.stats["images_decoded"] == 0
+        assert second.stats["state_disk_hits"] == 3
+    with make_scorer(model_dir) as fresh:
+        reference = [fresh.score(p, text="two boats", ve="off") for p in photos[:3]]
+    for a, b in zip(cold, again, strict=True):
+        assert b.p_true == pytest.approx(a.p_true, abs=1e-6) and b.entropy == pytest.approx(
+            a.entropy, abs=1e-6
+        )
+    for a, b in zip(reference, other, strict=True):
+        assert b.p_true == pytest.approx(a.p_true, abs=1e-6) and b.entropy == pytest.approx(
+            a.entropy, abs=1e-6
+        )
+    # A corrupt snapshot file is ignored (and the score recomputed), never loaded into llama.cpp.
+    for f in kv_dir.rglob("*"):
+        if f.is_file():
+            f.write_bytes(f.read_bytes()[:100])
+    with make_scorer(model_dir, state_disk_cache=EmbeddingCache(kv_dir, 64 * 1024**2)) as third:
+        third.score(photos[0], text="a red car", ve="off")
+        assert third.stats["state_disk_hits"] == 0 and third.stats["images_decoded"] == 1

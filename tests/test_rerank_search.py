@@ -132,3 +132,21 @@ def test_cli_rerank_json(tmp_path: Path, full_models_dir: Path, photo_tree: Path
     assert r.returncode == 0 and "explanation" in json.loads(r.stdout)
     r = run("search", *args, "--rerank", "--mllm-model", "nope", "red car")
     assert r.returncode == 1 and "nope" in r.stderr
+
+
+def test_restarted_library_reuses_llm_state_from_disk(
+    tmp_path: Path, full_models_dir: Path, photo_tree: Path
+):
+    opts = RerankOptions(k=3, ve="off")
+    with Library(tmp_path / "lib", models_dir=full_models_dir, threads=1) as lib:
+        lib.index_roots([str(photo_tree)])
+        first = list(lib.search(Query(text="a red car"), top=3, rerank=opts))[-1]
+    with Library(tmp_path / "lib", models_dir=full_models_dir, threads=1) as lib:
+        second = list(lib.search(Query(text="a red car"), top=3, rerank=opts))[-1]
+        stats = lib.mllm.stats
+        assert (stats["state_disk_hits"], stats["encode"], stats["images_decoded"]) == (3, 0, 0)
+    a = {r.photo.id: r.fine.p_true for r in first.results}
+    b = {r.photo.id: r.fine.p_true for r in second.results}
+    assert a.keys() == b.keys()
+    for k in a:
+        assert b[k] == pytest.approx(a[k], abs=1e-6)

@@ -511,6 +511,7 @@ class MllmScorer:
         image_max_side: int | None = None,
         state_cache_bytes: int = 256 * 1024**2,
         memory_embeddings_bytes: int = 64 * 1024**2,
+        state_disk_cache: EmbeddingCache | None = None,
         prompts_path: Path | None = None,
     ):
         self.config = MllmConfig.from_dir(model_dir)
@@ -528,6 +529,9 @@ class MllmScorer:
         self.zoom_fraction = float(ve_cfg.get("zoom_fraction", 0.6))
         self.image_max_side = int(image_max_side or self.config.image_max_side)
         self.state_cache_bytes = int(state_cache_bytes)
+        # KV snapshots after each candidate image, also on disk: after a restart a query over photos checked
+        # before evaluates only its question tokens (a few MB per photo, bounded LRU).
+        self.state_disk_cache = state_disk_cache
         self.memory_embeddings_bytes = int(memory_embeddings_bytes)
         self.stats: dict[str, int] = {
             "encode": 0,
@@ -535,6 +539,7 @@ class MllmScorer:
             "embedding_memory_hits": 0,
             "state_restores": 0,
             "state_saves": 0,
+            "state_disk_hits": 0,
             "tokens_evaluated": 0,
             "images_decoded": 0,
         }
@@ -1032,7 +1037,7 @@ class MllmScorer:
         for j in range(len(ids) - 2, common - 1, -1):
             if isinstance(ids[j], tuple):
                 skey = self._state_key(ids[: j + 1])
-                if skey in self._states:
+                if skey in self._states or self._state_from_disk(skey):
                     best = (j + 1, skey)
                     break
         try:
@@ -1151,9 +1156,41 @@ class MllmScorer:
         self._states[skey] = (buf, got, pos)
         self._states_bytes += size
         self.stats["state_saves"] += 1
+        if self.state_disk_cache is not None:
+            raw = bytes(buf)[:got]
+            padded = raw + b"\0" * (-len(raw) % 4)  # the store holds float32 words
+            self.state_disk_cache.put(
+                self._disk_state_key(skey), np.frombuffer(padded, dtype="<f4"), {"size": got, "pos": pos}
+            )
         while self._states_bytes > self.state_cache_bytes and len(self._states) > 1:
             _, (old, _, _) = self._states.popitem(last=False)
             self._states_bytes -= ctypes.sizeof(old)
+
+    def _disk_state_key(self, skey: str) -> str:
+        return f"kv|{self.model_id}|{self.n_ctx}|{skey}"
+
+    def _state_from_disk(self, skey: str) -> bool:
+        """Load a KV snapshot saved by an earlier process into the in-memory snapshot table."""
+        if self.state_disk_cache is None:
+            return False
+        entry = self.state_disk_cache.get(self._disk_state_key(skey))
+        if entry is None:
+            return False
+        try:
+            size, pos = int(entry.meta["size"]), int(entry.meta["pos"])
+            raw = entry.array.tobytes()[:size]
+        except (KeyError, TypeError, ValueError):
+            return False
+        if len(raw) != size or size <= 0:
+            return False
+        buf = (ctypes.c_uint8 * size).from_buffer_copy(raw)
+        self._states[skey] = (buf, size, pos)
+        self._states_bytes += size
+        self.stats["state_disk_hits"] += 1
+        while self._states_bytes > self.state_cache_bytes and len(self._states) > 1:
+            _, (old, _, _) = self._states.popitem(last=False)
+            self._states_bytes -= ctypes.sizeof(old)
+        return True
 
     def clear_state_cache(self) -> None:
         """Drop in-memory KV snapshots (e.g. to measure the embedding-cache-only path)."""
