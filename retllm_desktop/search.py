@@ -58,6 +58,7 @@ class SearchResult:
     rank: int = 0  # current position, 1-based
     fine: Any = None  # models.mllm.FineScore once the LLM judged this photo
     hidden: bool = False  # judged as not matching under the relevance cutoff
+    duplicates: list[str] = field(default_factory=list)  # other paths with byte-identical content
 
     @property
     def path(self) -> str:
@@ -80,6 +81,8 @@ class SearchResult:
             "gps": [p.gps_lat, p.gps_lon] if p.gps_lat is not None else None,
             "status": p.status,
         }
+        if self.duplicates:
+            d["duplicates"] = list(self.duplicates)
         if self.fine is not None:
             d.update(
                 fine_score=round(float(self.fine.score), 6),
@@ -163,30 +166,63 @@ class CoarseSearcher:
         w = query.image_weight
         return _normalize(w * _normalize(img_vec) + (1.0 - w) * _normalize(text_vec)), self_id
 
+    def _collapse(
+        self,
+        vec: np.ndarray,
+        top: int,
+        allowed: set[int] | None,
+        self_id: int | None,
+        timings: dict[str, float],
+    ) -> list[SearchResult]:
+        """Nearest photos with byte-identical copies (backups, exports) folded into one result.
+
+        Copies share one vector, so they would fill the list (and the LLM's checks) with the same picture.
+        The query photo and its copies are left out of an image query's results.
+        """
+        self_hash = None
+        if self_id is not None:
+            me = self.catalog.photo(self_id)
+            self_hash = me.hash if me else None
+        k = top + 1
+        total = len(self.index) if allowed is None else len(allowed)
+        while True:
+            t = time.perf_counter()
+            ids, scores = self.index.search(vec, k, allowed=allowed)
+            timings["search"] += (time.perf_counter() - t) * 1000
+            t = time.perf_counter()
+            photos = self.catalog.photos_by_ids(ids.tolist())
+            results: list[SearchResult] = []
+            by_hash: dict[str, SearchResult] = {}
+            for pid, score in zip(ids.tolist(), scores.tolist(), strict=True):
+                photo = photos.get(pid)
+                if photo is None or pid == self_id or (self_hash and photo.hash == self_hash):
+                    continue
+                first = by_hash.get(photo.hash) if photo.hash else None
+                if first is not None:
+                    first.duplicates.append(photo.path)
+                    continue
+                r = SearchResult(photo=photo, score=float(score), coarse_rank=len(results) + 1)
+                results.append(r)
+                if photo.hash:
+                    by_hash[photo.hash] = r
+            timings["fetch"] += (time.perf_counter() - t) * 1000
+            if len(results) > top or len(ids) >= total or len(ids) < k:
+                return results[:top]
+            k *= 2
+
     def search(self, query: Query, top: int = 50) -> SearchUpdate:
-        timings: dict[str, float] = {}
+        timings: dict[str, float] = {"search": 0.0, "fetch": 0.0}
         t = time.perf_counter()
         vec, self_id = self.embed_query(query)
         timings["encode"] = (time.perf_counter() - t) * 1000
-        t = time.perf_counter()
         allowed = None
         if query.date_from or query.date_to:
+            t = time.perf_counter()
             allowed = self.catalog.ids_in_date_range(query.date_from, query.date_to)
-        k = top + (1 if self_id is not None else 0)
-        ids, scores = self.index.search(vec, k, allowed=allowed)
-        timings["search"] = (time.perf_counter() - t) * 1000
-        t = time.perf_counter()
-        photos = self.catalog.photos_by_ids(ids.tolist())
-        results: list[SearchResult] = []
-        for pid, score in zip(ids.tolist(), scores.tolist(), strict=True):
-            photo = photos.get(pid)
-            if photo is None or pid == self_id:  # an image query does not return itself
-                continue
-            results.append(SearchResult(photo=photo, score=float(score), coarse_rank=len(results) + 1))
-        results = results[:top]
+            timings["search"] += (time.perf_counter() - t) * 1000
+        results = self._collapse(vec, top, allowed, self_id, timings)
         for n, r in enumerate(results, 1):
             r.rank = n
-        timings["fetch"] = (time.perf_counter() - t) * 1000
         timings["coarse_total"] = sum(timings.values())
         return SearchUpdate(query=query, results=results, phase="coarse", timings_ms=timings)
 

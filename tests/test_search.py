@@ -90,3 +90,31 @@ def test_bad_queries(indexed: Library, tmp_path: Path) -> None:
 def test_empty_library_says_so(library: Library) -> None:
     update = library.search_coarse(Query(text="anything"))
     assert update.results == [] and "no indexed photos" in update.message
+
+
+def test_identical_copies_fold_into_one_result(library: Library, photo_tree: Path) -> None:
+    import shutil
+
+    original = photo_tree / "album-a" / "img05.jpg"
+    backups = [photo_tree / "backup" / f"img05-{i}.jpg" for i in range(3)]
+    for b in backups:
+        b.parent.mkdir(exist_ok=True)
+        shutil.copy2(original, b)
+    library.index_roots([str(photo_tree)])
+    assert library.catalog.count_photos() == 15
+    # A query whose nearest photo is that picture: it appears once, its copies listed with it.
+    vec = library.catalog.embedding(library.catalog.photo_by_path(str(original)).id, library.clip.name)
+    from retllm_desktop.search import CoarseSearcher
+
+    res = CoarseSearcher(library.catalog, library.index, library.clip)._collapse(
+        vec, 12, None, None, {"search": 0, "fetch": 0}
+    )
+    assert len(res) == 12  # all 12 distinct pictures, although 15 files
+    top = res[0]
+    assert sorted([top.path, *top.duplicates]) == sorted([str(original), *map(str, backups)])
+    assert len({r.photo.hash for r in res}) == 12
+    # An image query leaves out the query photo and its copies; JSON lists the copies.
+    res = library.search_coarse(Query(image=str(original)), top=20).results
+    assert all(r.photo.hash != top.photo.hash for r in res) and len(res) == 11
+    d = library.search_coarse(Query(text="x"), top=12).results
+    assert any("duplicates" in r.as_dict() for r in d)

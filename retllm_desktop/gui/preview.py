@@ -126,7 +126,17 @@ class PreviewDialog(QDialog):
         self.title.setFont(f)
         self.info = QFormLayout()
         self.fields: dict[str, QLabel] = {}
-        for name in ("Path", "Taken", "Camera", "Size", "Similarity", "Match", "Second look", "Rank"):
+        for name in (
+            "Path",
+            "Copies",
+            "Taken",
+            "Camera",
+            "Size",
+            "Similarity",
+            "Match",
+            "Second look",
+            "Rank",
+        ):
             lab = QLabel(self)
             lab.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             lab.setWordWrap(True)
@@ -204,6 +214,8 @@ class PreviewDialog(QDialog):
         self.setWindowTitle(f"{os.path.basename(p.path)} — Preview")
         self.title.setText(os.path.basename(p.path))
         self.fields["Path"].setText(p.path)
+        copies = getattr(r, "duplicates", None) or []
+        self.fields["Copies"].setText("\n".join(copies) if copies else "none")
         self.fields["Taken"].setText(describe_date(p.taken_at))
         camera = " ".join(x for x in (p.camera_make, p.camera_model) if x) or "unknown"
         self.fields["Camera"].setText(camera)
