@@ -130,7 +130,8 @@ def test_index_search_preview_drop(qtbot, tmp_path, settings, models_dir, photos
     qtbot.waitUntil(lambda: w._preview is not None and w._preview.isVisible(), timeout=5000)
     p = w._preview
     first = p.result.photo.path
-    assert p.fields["Path"].text() == first
+    assert p.fields["Path"].text().replace("\n", "") == first  # wrapped to fit the side panel
+    assert p.fields["Path"].toolTip() == first
     qtbot.waitUntil(p.image.has_image, timeout=WAIT)
     qtbot.keyClick(p, Qt.Key.Key_Right)
     assert p.row == 1 and p.result.photo.path != first
@@ -283,8 +284,79 @@ def test_missing_models_explains_and_never_crashes(qtbot, tmp_path, photos):
     with qtbot.waitSignal(w.index_finished, timeout=WAIT):
         w.index_folders([str(photos)])
     assert "fail" in w.status_label.text().lower() or "model" in w.status_label.text().lower()
+    # the panel says it short (the long engine message would widen the panel); the empty state links setup
+    assert "search model is missing" in w.panel.stage.text()
+    assert w.panel.width() < 400
+    qtbot.waitUntil(lambda: "href='setup'" in w.empty.text(), timeout=WAIT)
     close_window(w)
     assert Settings.load(tmp_path / "gui.json").setup_done
+
+
+def test_folder_added_without_models_is_indexed_once_models_arrive(qtbot, tmp_path, models_dir, photos):
+    empty_models = tmp_path / "no-models"
+    empty_models.mkdir()
+    s = Settings.load(tmp_path / "gui.json")
+    s.setup_done = True
+    w = MainWindow(s, library=tmp_path / "library", models_dir=empty_models)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitUntil(lambda: w._status is not None, timeout=WAIT)
+    with qtbot.waitSignal(w.index_finished, timeout=WAIT):
+        w.index_folders([str(photos)])
+    assert w._status.photos == 0
+    w._status = None
+    with qtbot.waitSignal(w.index_finished, timeout=WAIT):  # the setup dialog reports a models folder
+        w._models_changed(str(models_dir))
+    qtbot.waitUntil(lambda: w._status is not None and w._status.photos == 16, timeout=WAIT)
+    close_window(w)
+
+
+def test_small_window_settings_dialog_and_failed_files(
+    qtbot, tmp_path, settings, models_dir, photos, monkeypatch
+):
+    from retllm_desktop.gui import settings_dialog
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "not-a-photo.jpg").write_bytes(b"garbage")
+    w = make_window(qtbot, settings, tmp_path, models_dir)
+    # fits 1024 px next to the library panel: the date filter wraps onto its own line
+    assert w.minimumSizeHint().width() <= 1024
+    w.resize(1024, 700)
+    qtbot.waitUntil(lambda: w._row3.indexOf(w._dates_box) >= 0, timeout=5000)
+    w.resize(1600, 900)
+    qtbot.waitUntil(lambda: w._row2.indexOf(w._dates_box) >= 0, timeout=5000)
+
+    # failed files are listed with their full path (tooltip, details)
+    with qtbot.waitSignal(w.index_finished, timeout=WAIT):
+        w.index_folders([str(broken)])
+    qtbot.waitUntil(lambda: w.panel.failures.topLevelItemCount() == 1, timeout=WAIT)
+    item = w.panel.failures.topLevelItem(0)
+    assert item.data(0, Qt.ItemDataRole.UserRole).endswith("not-a-photo.jpg")
+    assert w.panel.failures.isVisibleTo(w.panel)
+
+    # the settings dialog's "double-check top" reaches the spin box (it used to be overwritten)
+    def fake_exec(self):
+        self.k.setValue(3)
+        return 1
+
+    monkeypatch.setattr(settings_dialog.SettingsDialog, "exec", fake_exec)
+    w.show_settings()
+    assert w.k_spin.value() == 3 and w.settings.rerank_k == 3
+    close_window(w)
+
+
+def test_wrap_anywhere_keeps_long_names_inside(qtbot):
+    from PySide6.QtWidgets import QLabel
+
+    from retllm_desktop.gui.preview import wrap_anywhere
+
+    fm = QLabel().fontMetrics()
+    name = "/photos/IMG_20230815_" + "x" * 120 + ".jpg"
+    text = wrap_anywhere(name, fm, 200)
+    assert text.replace("\n", "") == name
+    assert all(fm.horizontalAdvance(line) <= 200 for line in text.split("\n"))
+    assert wrap_anywhere("short.jpg", fm, 200) == "short.jpg"
 
 
 def test_settings_persist(tmp_path):

@@ -7,20 +7,25 @@ from typing import Any
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
+    QApplication,
     QFileDialog,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QListWidget,
     QListWidgetItem,
+    QMenu,
+    QMessageBox,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QTreeWidget,
     QTreeWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
+from .preview import show_in_folder
 from .qtcompat import emit
 
 
@@ -76,6 +81,9 @@ class LibraryPanel(QWidget):
         self.stage = QLabel("", self)
         self.stage.setAccessibleName("Indexing status")
         self.stage.setWordWrap(True)
+        # A long message (an error with a path in it) wraps instead of widening the whole panel.
+        self.stage.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.stage.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.bar = QProgressBar(self)
         self.bar.setAccessibleName("Indexing progress")
         self.bar.setTextVisible(True)
@@ -100,9 +108,13 @@ class LibraryPanel(QWidget):
         self.failures.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
         self.failures.header().setStretchLastSection(True)
         self.failures.setColumnWidth(0, 150)
+        self.failures.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.failures.customContextMenuRequested.connect(self._failure_menu)
+        self.failures.itemDoubleClicked.connect(lambda item, _col: self._show_failure(item))
 
         self.models = QLabel("", self)
         self.models.setWordWrap(True)
+        self.models.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.models.setAccessibleName("Models")
         self.setup_btn = self._button(
             "&Models…", "Set up or change the models", lambda *_: emit(self.setup_requested)
@@ -150,6 +162,24 @@ class LibraryPanel(QWidget):
         else:
             emit(self.pause_requested)
 
+    def _failure_menu(self, pos) -> None:
+        item = self.failures.itemAt(pos)
+        if item is None:
+            return
+        path = item.data(0, Qt.ItemDataRole.UserRole)
+        m = QMenu(self)
+        m.addAction("Details…", lambda: self._show_failure(item))
+        m.addAction("Show in folder", lambda: show_in_folder(path))
+        m.addAction("Copy path", lambda: QApplication.clipboard().setText(path))
+        m.popup(self.failures.viewport().mapToGlobal(pos))
+
+    def _show_failure(self, item: QTreeWidgetItem) -> None:
+        path = item.data(0, Qt.ItemDataRole.UserRole)
+        box = QMessageBox(QMessageBox.Icon.Information, "Couldn't read this file", path, parent=self)
+        box.setInformativeText(item.text(1))
+        box.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        box.open()
+
     # -- state ---------------------------------------------------------------------------------------
     def set_indexing(self, running: bool, paused: bool = False) -> None:
         self._indexing = running
@@ -177,6 +207,7 @@ class LibraryPanel(QWidget):
 
     def set_message(self, text: str) -> None:
         self.stage.setText(text)
+        self.stage.setToolTip("")
 
     def set_status(self, status: Any) -> None:
         """Fill folders, failures and models from a ``LibraryStatus``."""
@@ -204,6 +235,7 @@ class LibraryPanel(QWidget):
             it = QTreeWidgetItem([os.path.basename(f["path"]), f["reason"]])
             it.setToolTip(0, f["path"])
             it.setToolTip(1, f["reason"])
+            it.setData(0, Qt.ItemDataRole.UserRole, f["path"])
             self.failures.addTopLevelItem(it)
         n = status.failures
         self.failures_title.setText(f"<b>Couldn't read {n:,} file{'s' if n != 1 else ''}</b>")

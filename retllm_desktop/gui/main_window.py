@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QSpinBox,
     QStackedWidget,
     QStyle,
@@ -149,6 +150,7 @@ class MainWindow(QMainWindow):
         self._watcher: Any = None
         self._preview: PreviewDialog | None = None
         self._setup: Any = None
+        self._index_when_ready = False
         self.last_update: Any = None
         self.last_index_summary: Any = None
 
@@ -244,19 +246,34 @@ class MainWindow(QMainWindow):
         self.date_to.setDate(QDate.currentDate())
         sort_label = QLabel("&Sort:", top)
         sort_label.setBuddy(self.sort_combo)
+        # Two groups: the date filter moves to its own line when the window is too narrow for one row
+        # (so the window still fits 1024 px next to the library panel).
+        self._opts_box = QWidget(top)
+        opts = QHBoxLayout(self._opts_box)
+        opts.setContentsMargins(0, 0, 0, 0)
+        for wdg in (self.rerank_check, self.k_spin, self.only_check):
+            wdg.setParent(self._opts_box)
+            opts.addWidget(wdg)
+        opts.addSpacing(16)
+        sort_label.setParent(self._opts_box)
+        self.sort_combo.setParent(self._opts_box)
+        opts.addWidget(sort_label)
+        opts.addWidget(self.sort_combo)
+        self._dates_box = QWidget(top)
+        dates = QHBoxLayout(self._dates_box)
+        dates.setContentsMargins(0, 0, 0, 0)
+        for wdg in (self.date_check, self.date_from, QLabel("and", top), self.date_to):
+            wdg.setParent(self._dates_box)
+            dates.addWidget(wdg)
+        self._dates_box.setMinimumWidth(1)  # don't let it set the window's minimum width; it wraps instead
         row2 = QHBoxLayout()
-        row2.addWidget(self.rerank_check)
-        row2.addWidget(self.k_spin)
-        row2.addWidget(self.only_check)
+        row2.addWidget(self._opts_box)
         row2.addSpacing(16)
-        row2.addWidget(sort_label)
-        row2.addWidget(self.sort_combo)
-        row2.addSpacing(16)
-        row2.addWidget(self.date_check)
-        row2.addWidget(self.date_from)
-        row2.addWidget(QLabel("and", top))
-        row2.addWidget(self.date_to)
+        row2.addWidget(self._dates_box)
         row2.addStretch(1)
+        self._row2 = row2
+        self._row3 = QHBoxLayout()
+        self._row3.addStretch(1)
 
         self.rerank_check.toggled.connect(self._options_changed)
         self.k_spin.valueChanged.connect(self._options_changed)
@@ -281,8 +298,10 @@ class MainWindow(QMainWindow):
         lay.setContentsMargins(10, 8, 10, 4)
         lay.addLayout(row1)
         lay.addLayout(row2)
+        lay.addLayout(self._row3)
         lay.addWidget(self.banner)
         self._top = top
+        top.installEventFilter(self)  # resize → _reflow_options
 
     def _build_grid(self) -> None:
         self.model = ResultsModel(self.thumbs, self)
@@ -321,6 +340,8 @@ class MainWindow(QMainWindow):
         self.empty.setWordWrap(True)
         self.empty.setTextFormat(Qt.TextFormat.RichText)
         self.empty.setAccessibleName("Hint")
+        self.empty.setOpenExternalLinks(False)
+        self.empty.linkActivated.connect(self._empty_link)
         self.stack = QStackedWidget(self)
         self.stack.addWidget(self.empty)
         self.stack.addWidget(self.view)
@@ -354,6 +375,9 @@ class MainWindow(QMainWindow):
         sb = self.statusBar()
         self.status_label = QLabel("", self)
         self.status_label.setAccessibleName("Status")
+        # A long message (an error with paths) is cut off rather than forcing the window wider.
+        self.status_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.status_label.setMinimumWidth(1)
         self.rerank_label = QLabel("", self)
         self.rerank_label.setAccessibleName("Double-check progress")
         self.rerank_bar = QProgressBar(self)
@@ -514,10 +538,14 @@ class MainWindow(QMainWindow):
             self._set_banner(None)
         if self._clip_ok and self.status_label.text() == "Loading models…":
             self.status_label.setText("Ready")
+        if self._clip_ok and self._index_when_ready:
+            self._index_when_ready = False
+            if any(not r.get("photos") for r in st.roots) and self._index_worker is None:
+                QTimer.singleShot(0, lambda: self.index_folders(None))
         if self.model.rowCount() == 0 and self._query is None:
             if not st.roots:
                 self._show_empty(
-                    "<h2>Add your photos</h2>Drop a folder here, or use <b>File ▸ Add folder…</b> (Ctrl+O).<br>"
+                    "<h2>Add your photos</h2>Drop a folder here, or <a href='add'>add a folder…</a> (Ctrl+O).<br>"
                     "Photos are indexed on this computer and never leave it."
                 )
             elif self._clip_ok:
@@ -526,12 +554,21 @@ class MainWindow(QMainWindow):
                     "“red car”, “green forest”, “sunset at the beach” —<br>or drop a photo here to find similar ones."
                 )
             else:
-                self._show_empty("<h2>Models needed</h2>Set up the models to start searching.")
+                self._show_empty(
+                    "<h2>Models needed</h2>Your photos can be searched once the search model is installed."
+                    "<br><br><a href='setup'>Set up models…</a>"
+                )
         emit(self.status_refreshed, st)
 
     def _set_banner(self, html: str | None) -> None:
         self.banner.setVisible(bool(html))
         self.banner.setText(html or "")
+
+    def _empty_link(self, link: str) -> None:
+        if link == "add":
+            self.panel.choose_folder()
+        elif link == "setup":
+            self.show_setup()
 
     def _show_empty(self, html: str) -> None:
         self.empty.setText(html)
@@ -595,7 +632,11 @@ class MainWindow(QMainWindow):
         self.panel.set_indexing(False, paused=paused)
         self.last_index_summary = summary
         if error is not None:
-            self.panel.set_message(f"Indexing stopped: {error}")
+            if not self._clip_ok:  # the long engine message is in the banner and the setup dialog
+                self.panel.set_message("Indexing stopped: the search model is missing (see Models…).")
+            else:
+                self.panel.set_message(f"Indexing stopped: {error}")
+            self.panel.stage.setToolTip(error)
             self.status_label.setText(f"Indexing failed: {error}")
             if not self._clip_ok or "model" in error.lower():
                 self.refresh_status()
@@ -723,7 +764,26 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------------------------------------
     # search
+    def _reflow_options(self) -> None:
+        """Put the date filter on its own line when the options don't fit next to each other."""
+        top = self._top
+        m = top.layout().contentsMargins()
+        need = self._opts_box.sizeHint().width() + 16 + self._dates_box.sizeHint().width()
+        wrapped = self._row3.indexOf(self._dates_box) >= 0
+        want_wrapped = top.width() - m.left() - m.right() < need
+        if want_wrapped == wrapped:
+            return
+        if want_wrapped:
+            self._row2.removeWidget(self._dates_box)
+            self._row3.insertWidget(0, self._dates_box)
+        else:
+            self._row3.removeWidget(self._dates_box)
+            self._row2.insertWidget(2, self._dates_box)
+
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:
+        if obj is getattr(self, "_top", None) and event.type() == QEvent.Type.Resize:
+            self._reflow_options()
+            return False
         if (
             obj is getattr(self, "search_edit", None)
             and event.type() == QEvent.Type.KeyPress
@@ -1096,6 +1156,7 @@ class MainWindow(QMainWindow):
             self.settings.models_dir = models_dir
             self._models_arg = None
         self.settings.save()
+        self._index_when_ready = True  # folders added while the search model was missing: index them now
         self.reopen_library()
 
     def reopen_library(self) -> None:
@@ -1110,8 +1171,11 @@ class MainWindow(QMainWindow):
 
         d = SettingsDialog(self.settings, self.library_path(), self.models_path(), self)
         if d.exec():
+            reopen = d.apply()  # first: writes the dialog's values into the settings
+            self.k_spin.blockSignals(True)  # one search below, not one per changed widget
             self.k_spin.setValue(self.settings.rerank_k)
-            if d.apply():
+            self.k_spin.blockSignals(False)
+            if reopen:
                 self._library_arg = self._models_arg = None
                 self.reopen_library()
             elif self._query is not None:

@@ -11,6 +11,7 @@ from typing import Any
 from PySide6.QtCore import QRectF, QSize, Qt, QUrl, Signal
 from PySide6.QtGui import (
     QDesktopServices,
+    QFontMetrics,
     QGuiApplication,
     QImage,
     QKeySequence,
@@ -35,6 +36,8 @@ from .qtcompat import emit
 from .results_model import describe_date
 from .workers import CallWorker, ExplainWorker, WorkerPool
 
+SIDE_WIDTH = 330  # px, the details panel next to the photo
+
 
 def show_in_folder(path: str) -> None:
     """Reveal ``path`` in the platform's file manager (selecting it where the platform allows)."""
@@ -48,6 +51,30 @@ def show_in_folder(path: str) -> None:
     except OSError:
         pass
     QDesktopServices.openUrl(QUrl.fromLocalFile(os.path.dirname(path)))
+
+
+def wrap_anywhere(text: str, fm: QFontMetrics, width: int) -> str:
+    """Break ``text`` into lines no wider than ``width`` px (QLabel only wraps at spaces).
+
+    Breaks after a path separator, ``_`` or ``-`` when one is on the line, else mid-word: long file
+    names and paths stay inside a narrow panel.
+    """
+    if width <= 0 or fm.horizontalAdvance(text) <= width:
+        return text
+    lines: list[str] = []
+    rest = text
+    while rest and fm.horizontalAdvance(rest) > width:
+        n = 1
+        while n < len(rest) and fm.horizontalAdvance(rest[: n + 1]) <= width:
+            n += 1
+        cut = max(rest.rfind(c, 0, n) for c in (os.sep, "/", "_", "-", " ")) + 1
+        if cut < n // 2:  # no good break point on this line
+            cut = n
+        lines.append(rest[:cut])
+        rest = rest[cut:]
+    if rest:
+        lines.append(rest)
+    return "\n".join(lines)
 
 
 class ImageView(QWidget):
@@ -182,7 +209,7 @@ class PreviewDialog(QDialog):
         side.addLayout(nav)
         sidew = QWidget(self)
         sidew.setLayout(side)
-        sidew.setFixedWidth(330)
+        sidew.setFixedWidth(SIDE_WIDTH)
         lay = QHBoxLayout(self)
         lay.addWidget(self.image, 1)
         lay.addWidget(sidew)
@@ -201,6 +228,13 @@ class PreviewDialog(QDialog):
         self.show_row(row)
 
     # -- content -----------------------------------------------------------------------------------
+    def _field_width(self) -> int:
+        """Width of the value column of the details form (the side panel has a fixed width)."""
+        fm = self.fields["Path"].fontMetrics()
+        label_w = max(fm.horizontalAdvance(f"{n}:") for n in self.fields)
+        spacing = max(self.info.horizontalSpacing(), 6)
+        return SIDE_WIDTH - label_w - spacing - 30
+
     @property
     def result(self) -> Any:
         return self.get_result(self.row)
@@ -211,11 +245,17 @@ class PreviewDialog(QDialog):
             return
         self.row = row
         p = r.photo
-        self.setWindowTitle(f"{os.path.basename(p.path)} — Preview")
-        self.title.setText(os.path.basename(p.path))
-        self.fields["Path"].setText(p.path)
+        name = os.path.basename(p.path)
+        self.setWindowTitle(f"{name} — Preview")
+        self.title.setText(wrap_anywhere(name, self.title.fontMetrics(), SIDE_WIDTH - 24))
+        self.title.setToolTip(name)
+        fm, width = self.fields["Path"].fontMetrics(), self._field_width()
+        self.fields["Path"].setText(wrap_anywhere(p.path, fm, width))
+        self.fields["Path"].setToolTip(p.path)
         copies = getattr(r, "duplicates", None) or []
-        self.fields["Copies"].setText("\n".join(copies) if copies else "none")
+        self.fields["Copies"].setText(
+            "\n".join(wrap_anywhere(c, fm, width) for c in copies) if copies else "none"
+        )
         self.fields["Taken"].setText(describe_date(p.taken_at))
         camera = " ".join(x for x in (p.camera_make, p.camera_model) if x) or "unknown"
         self.fields["Camera"].setText(camera)

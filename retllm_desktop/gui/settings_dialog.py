@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
+    QLabel,
     QLineEdit,
     QPushButton,
     QSpinBox,
@@ -56,8 +57,13 @@ class SettingsDialog(QDialog):
         self.models = QLineEdit(settings.models_dir or "", self)
         self.models.setPlaceholderText(models_dir)
         self.models.setAccessibleName("Models folder")
-        form.addRow("&Library folder:", _folder_row(self, self.library, "Library folder"))
-        form.addRow("&Models folder:", _folder_row(self, self.models, "Models folder"))
+        for text, edit, title in (
+            ("&Library folder:", self.library, "Library folder"),
+            ("&Models folder:", self.models, "Models folder"),
+        ):
+            label = QLabel(text, self)  # a row of widgets gets no buddy (and shows the “&”) by itself
+            label.setBuddy(edit)
+            form.addRow(label, _folder_row(self, edit, title))
         self.clip = QLineEdit(settings.clip_model or "", self)
         self.clip.setPlaceholderText("first one found")
         self.clip.setAccessibleName("Search model name")
@@ -104,6 +110,7 @@ class SettingsDialog(QDialog):
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         form.addRow(buttons)
+        self.setMinimumWidth(560)  # room for folder paths
 
     def apply(self) -> bool:
         """Write the values into the settings; True when the library must be reopened."""

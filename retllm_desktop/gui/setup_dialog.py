@@ -25,10 +25,13 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QScrollArea,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
+from shiboken6 import isValid
 
+from ..errors import RetllmError
 from .qtcompat import emit
 from .workers import CallWorker, WorkerPool
 
@@ -111,7 +114,7 @@ class SetupDialog(QDialog):
         self.setWindowTitle("Set up models")
         self.setAccessibleName("Set up models")
         self.models_dir = str(models_dir)
-        self.pool = WorkerPool(1, self)
+        self.pool = WorkerPool(2, self)  # downloads, folder copies
         self._downloads: dict[str, CallWorker] = {}
 
         lay = QVBoxLayout(self)
@@ -144,6 +147,7 @@ class SetupDialog(QDialog):
             title, text = ROLE_TEXT[role]
             box = QGroupBox(title, body)
             grid = QGridLayout(box)
+            grid.setColumnStretch(0, 1)  # the description takes the width, not the buttons
             desc = QLabel(text, box)
             desc.setWordWrap(True)
             grid.addWidget(desc, 0, 0, 1, 3)
@@ -168,6 +172,8 @@ class SetupDialog(QDialog):
                 bar.setAccessibleName(f"Download progress of {name}")
                 bar.setVisible(False)
                 btn = QPushButton("Download", box)
+                btn.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
+                bar.setFixedWidth(180)
                 btn.setAccessibleName(f"Download {name}")
                 btn.clicked.connect(lambda _=False, e=entry, b=btn, pb=bar: self.download(e, b, pb))
                 grid.addWidget(info, row, 0)
@@ -186,6 +192,7 @@ class SetupDialog(QDialog):
             lay.addWidget(note)
 
         row = QHBoxLayout()
+        self.local_buttons: dict[str, QPushButton] = {}
         for text, tip, slot in (
             (
                 "Use a models folder…",
@@ -204,6 +211,7 @@ class SetupDialog(QDialog):
             b.setAccessibleName(text.rstrip("…"))
             b.clicked.connect(slot)
             row.addWidget(b)
+            self.local_buttons[text] = b
         lay.addLayout(row)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)
         buttons.rejected.connect(self.reject)
@@ -289,12 +297,35 @@ class SetupDialog(QDialog):
             QMessageBox.information(self, "Already there", f"{dest} already exists.")
             emit(self.models_changed, self.models_dir)
             return
-        try:
-            shutil.copytree(s, dest)  # small for CLIP; multi-GB LLMs: prefer "Use a models folder"
-        except OSError as e:
-            QMessageBox.warning(self, "Copy failed", str(e))
-            return
-        emit(self.models_changed, self.models_dir)
+        # Off the UI thread: a model folder can be gigabytes (multi-GB LLMs: prefer "Use a models folder").
+        btn = self.local_buttons["Add a model folder…"]
+        btn.setEnabled(False)
+        btn.setText(f"Copying {s.name}…")
+        models_dir = self.models_dir
+
+        def copy() -> str:
+            try:
+                shutil.copytree(s, dest)
+            except OSError as e:
+                shutil.rmtree(dest, ignore_errors=True)  # no half-copied model left behind
+                raise RetllmError(str(e)) from e
+            return models_dir
+
+        def finish(error: str | None) -> None:
+            if not isValid(self):
+                return
+            btn.setEnabled(True)
+            btn.setText("Add a model folder…")
+            if error is not None:
+                QMessageBox.warning(self, "Copy failed", error)
+            else:
+                emit(self.models_changed, models_dir)
+
+        w = CallWorker(copy)
+        w.signals.finished.connect(lambda _r: finish(None))
+        w.signals.failed.connect(finish)
+        self._copy_worker = w
+        self.pool.start(w)
 
     def open_models_dir(self) -> None:
         Path(self.models_dir).mkdir(parents=True, exist_ok=True)
