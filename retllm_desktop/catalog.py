@@ -236,6 +236,11 @@ class Catalog:
         with self._lock:
             return self._conn.total_changes, self._conn.execute("PRAGMA data_version").fetchone()[0]
 
+    def data_version(self) -> int:
+        """Changes when another connection (process, or another Library) committed to the catalog."""
+        with self._lock:
+            return self._conn.execute("PRAGMA data_version").fetchone()[0]
+
     def integrity_check(self) -> str:
         return self._conn.execute("PRAGMA integrity_check").fetchone()[0]
 

@@ -123,6 +123,8 @@ def add_rerank_args(p: argparse.ArgumentParser) -> None:
 def open_library(args: argparse.Namespace, **extra):
     from .library import Library
 
+    if args.threads is not None and args.threads < 1:
+        raise RetllmError("--threads must be at least 1")
     return Library(
         args.library,
         models_dir=args.models,
@@ -141,6 +143,10 @@ def print_json(obj: object) -> None:
 def cmd_index(args: argparse.Namespace) -> int:
     from .progress import ProgressBar
 
+    if args.batch_size < 1:
+        raise RetllmError("--batch-size must be at least 1")
+    if args.workers is not None and args.workers < 1:
+        raise RetllmError("--workers must be at least 1")
     for p in args.paths:
         if not Path(p).exists():
             raise RetllmError(f"folder not found: {p}")
@@ -226,7 +232,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                 extra = f"  match {r.fine.score:.2f}" + (" (2nd look)" if r.fine.ve_used else "")
             date = f"  {r.photo.taken_at[:10]}" if r.photo.taken_at else ""
             print(f"{r.rank:3d}. {r.score:.3f}{extra}{date}  {r.path}")
-        if last.message:
+        if last.message and last.visible:  # without results it was printed above already
             print(last.message, file=sys.stderr)
     return EXIT_OK
 

@@ -59,6 +59,15 @@ def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
 
 
+def _file_signature(path: Path) -> tuple[int, int, int] | None:
+    """Identity of a saved index file (saves replace it, so the inode changes)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
 class Library:
     def __init__(
         self,
@@ -142,12 +151,50 @@ class Library:
         with self._model_lock:
             if self._index is None:
                 self._index = self._load_index(self.clip)
+            elif not self.lock.held:  # while we write, our in-memory index is the newest state
+                self._index = self._refreshed(self._index, self.clip)
             return self._index
 
+    def _writer_index(self) -> VectorIndex:
+        """The index to write to, under the writer lock: first catch up with other processes' changes."""
+        with self._model_lock:
+            if self._index is None:
+                self._index = self._load_index(self.clip)
+            else:
+                self._index = self._refreshed(self._index, self.clip)
+            return self._index
+
+    def _refreshed(self, idx: VectorIndex, clip: Any) -> VectorIndex:
+        """``idx`` brought up to date when another process (or Library) changed the catalog since we looked.
+
+        Its saved index file is reloaded when it was replaced (its journal is then cleared, so a re-embedded
+        photo's new vector would be invisible otherwise); else the catalog's vectors are reconciled in memory.
+        """
+        version = self.catalog.data_version()
+        if getattr(idx, "seen_version", None) == version:
+            return idx
+        if _file_signature(idx.meta_path) != getattr(idx, "disk_signature", None):
+            return self._load_index(clip)
+        idx.seen_version = version
+        self._sync_index(idx, clip)
+        return idx
+
     def _load_index(self, clip: Any) -> VectorIndex:
-        idx = VectorIndex(
-            self.path / "index" / f"{_safe_name(clip.name)}.hnsw", dim=clip.embed_dim, threads=self.threads
-        )
+        path = self.path / "index" / f"{_safe_name(clip.name)}.hnsw"
+        version = self.catalog.data_version()
+        signature = _file_signature(path.with_suffix(path.suffix + ".json"))
+        idx = VectorIndex(path, dim=clip.embed_dim, threads=self.threads)
+        idx.seen_version, idx.disk_signature = version, signature
+
+        def on_saved() -> None:
+            self.catalog.clear_journal(clip.name)
+            idx.disk_signature = _file_signature(idx.meta_path)
+
+        idx.on_saved = on_saved
+        self._sync_index(idx, clip)
+        return idx
+
+    def _sync_index(self, idx: VectorIndex, clip: Any) -> None:
         stored = self.catalog.embedding_ids(clip.name)
         idx.reconcile(stored, lambda ids: self.catalog.iter_embeddings(clip.name, ids))
         # Vectors committed after the index file was saved (kill -9 in between): same label, maybe a new
@@ -155,7 +202,6 @@ class Library:
         stale = sorted(self.catalog.journal_ids(clip.name) & stored)
         for ids, vecs in self.catalog.iter_embeddings(clip.name, stale):
             idx.add(ids, vecs)
-        idx.on_saved = lambda: self.catalog.clear_journal(clip.name)
         if stale and not idx.dirty:
             idx._dirty = True
         if idx.dirty and self._try_lock():
@@ -163,7 +209,6 @@ class Library:
                 idx.save()
             finally:
                 self.lock.release()
-        return idx
 
     def _embeddings_complete(self, model_name: str) -> bool:
         """Every online photo has a vector of ``model_name`` (offline photos cannot be embedded now).
@@ -219,6 +264,8 @@ class Library:
                     self._fallback[0].close()
                 other = ClipModel(best[0], threads=self.threads)
                 self._fallback = (other, self._load_index(other))
+            elif not self.lock.held:
+                self._fallback = (self._fallback[0], self._refreshed(self._fallback[1], self._fallback[0]))
             return self._fallback
 
     @property
@@ -265,8 +312,9 @@ class Library:
         with self.lock:
             ids = self.catalog.remove_root(root.id)
             if self._index is not None or ids:
-                self.index.remove(ids)
-                self.index.save()
+                index = self._writer_index()
+                index.remove(ids)
+                index.save()
         return len(ids)
 
     # -- indexing --------------------------------------------------------------------------------
@@ -283,7 +331,7 @@ class Library:
             for p in paths or []:
                 self.add_root(p)
             clip = self.clip
-            index = self.index
+            index = self._writer_index()
             plan = Scanner(self.catalog, hash_workers=self.decode_workers).plan(
                 progress=progress, cancel=cancel, only_paths=only_paths
             )
@@ -321,7 +369,7 @@ class Library:
         """Rebuild the vector index from the catalog's stored vectors (no re-embedding)."""
         with self.lock:
             clip = self.clip
-            idx = self.index
+            idx = self._writer_index()
             ids = sorted(self.catalog.embedding_ids(clip.name))
             idx.rebuild(self.catalog.iter_embeddings(clip.name, ids), expected=len(ids))
             idx.save()

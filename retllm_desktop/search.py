@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,20 @@ from .catalog import Catalog, Photo
 from .errors import CancelledError, QueryError
 from .imaging import load_rgb
 from .vector_index import VectorIndex
+
+
+def _iso_date(value: str | None, name: str) -> str | None:
+    """A date bound as the catalog compares it: YYYY-MM-DD, or an ISO date-time (``T`` separator)."""
+    value = (value or "").strip()
+    if not value:
+        return None
+    try:
+        if len(value) == 10:
+            return date.fromisoformat(value).isoformat()
+        return datetime.fromisoformat(value).replace(tzinfo=None).isoformat()
+    except ValueError:
+        what = "from" if name == "date_from" else "to"
+        raise QueryError(f"invalid '{what}' date {value!r}: use YYYY-MM-DD") from None
 
 
 @dataclass(frozen=True)
@@ -42,6 +57,8 @@ class Query:
             raise QueryError(f"query image not found: {self.image}")
         if not 0.0 <= self.image_weight <= 1.0:
             raise QueryError("image_weight must be between 0 and 1")
+        for name in ("date_from", "date_to"):
+            object.__setattr__(self, name, _iso_date(getattr(self, name), name))
 
     @property
     def kind(self) -> str:

@@ -118,3 +118,28 @@ def test_app_without_a_display_says_so(tmp_path: Path) -> None:
         env=env,
     )
     assert r.returncode == 1 and "no display" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["index", "--workers", "-3"], "--workers must be at least 1"),
+        (["index", "--batch-size", "0"], "--batch-size must be at least 1"),
+        (["status", "--threads", "0"], "--threads must be at least 1"),
+        (["search", "cats", "--from", "garbage"], "invalid 'from' date"),
+        (["search", "cats", "--to", "2020-13-45"], "invalid 'to' date"),
+    ],
+)
+def test_bad_numbers_and_dates_are_one_line_errors(
+    lib_args: list[str], photo_tree: Path, args: list[str], message: str
+) -> None:
+    assert run("index", *lib_args, str(photo_tree)).returncode == 0
+    r = run(args[0], *lib_args, *args[1:])
+    assert r.returncode == 1
+    assert message in r.stderr and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+def test_empty_library_search_says_so_once(lib_args: list[str]) -> None:
+    r = run("search", *lib_args, "cats", "--no-rerank")
+    assert r.returncode == 0
+    assert "no indexed photos" in r.stdout and "no indexed photos" not in r.stderr

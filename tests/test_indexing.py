@@ -205,3 +205,38 @@ def test_int8_clip_has_its_own_embeddings(tmp_path: Path, clip_models_dir: Path,
         pid = lib.catalog.photo_by_path(str(photo_tree / "album-a" / "img01.jpg")).id
         a, b = lib.catalog.embedding(pid, fp32), lib.catalog.embedding(pid, fp32 + "-int8")
         assert float(a @ b) > 0.9
+
+
+def _index_vector(lib: Library, path: str) -> np.ndarray:
+    pid = lib.catalog.photo_by_path(path).id
+    return np.asarray(lib.index._index.get_items([pid], return_type="numpy"), dtype=np.float32)[0]
+
+
+def test_open_library_sees_another_writers_changes(
+    library: Library, photo_tree: Path, tmp_path: Path, clip_models_dir: Path
+) -> None:
+    """A long-lived Library (the app) must not search, or later save, a stale copy of the index."""
+    library.index_roots([str(photo_tree)])
+    assert len(library.index) == 12  # loaded now, before the other writer runs
+    changed = str(photo_tree / "album-a" / "img01.jpg")
+    make_photo(Path(changed), seed=501)  # re-embedded by the other writer: same id, new vector
+    make_photo(photo_tree / "album-a" / "new.jpg", seed=502)
+    (photo_tree / "album-b" / "img00.jpg").unlink()
+    with Library(tmp_path / "lib", models_dir=clip_models_dir, threads=1, batch_size=4) as other:
+        s = other.index_roots()
+        assert (s.added, s.updated, s.removed) == (1, 1, 1)
+
+    found = {r.path for r in next(library.search("anything", top=50)).results}
+    assert str(photo_tree / "album-a" / "new.jpg") in found
+    assert str(photo_tree / "album-b" / "img00.jpg") not in found
+    assert library.status().index_healthy
+    stored = library.catalog.embedding(library.catalog.photo_by_path(changed).id, library.clip.name)
+    assert float(_index_vector(library, changed) @ stored) > 0.999
+
+    make_photo(photo_tree / "album-b" / "later.jpg", seed=503)  # our own run then saves the index
+    library.index_roots()
+    library.close()
+    with Library(tmp_path / "lib", models_dir=clip_models_dir, threads=1) as again:
+        _assert_consistent(again)
+        stored = again.catalog.embedding(again.catalog.photo_by_path(changed).id, again.clip.name)
+        assert float(_index_vector(again, changed) @ stored) > 0.999

@@ -118,3 +118,12 @@ def test_identical_copies_fold_into_one_result(library: Library, photo_tree: Pat
     assert all(r.photo.hash != top.photo.hash for r in res) and len(res) == 11
     d = library.search_coarse(Query(text="x"), top=12).results
     assert any("duplicates" in r.as_dict() for r in d)
+
+
+def test_date_bounds_are_validated_and_normalised(tmp_path: Path) -> None:
+    with pytest.raises(QueryError, match="date"):
+        Query(text="x", date_from="last summer")
+    with pytest.raises(QueryError, match="date"):
+        Query(text="x", date_to="2021-02-30")
+    q = Query(text="x", date_from=" 2021-06-01 ", date_to="2021-06-30 18:00")
+    assert (q.date_from, q.date_to) == ("2021-06-01", "2021-06-30T18:00:00")
