@@ -72,9 +72,13 @@ class WriterLock:
                 holder = os.read(fd, 32).decode(errors="ignore").strip() or "?"
             finally:
                 os.close(fd)
+            who = (
+                "another open copy of this library in this program"
+                if holder == str(os.getpid())
+                else f"another RetLLM Desktop process (pid {holder})"
+            )
             raise LibraryLockedError(
-                f"another RetLLM Desktop process (pid {holder}) is updating this library; "
-                "searching still works — try indexing again when it has finished"
+                f"{who} is updating this library; searching still works — try indexing again when it has finished"
             )
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
