@@ -231,10 +231,17 @@ def cmd_search(args: argparse.Namespace) -> int:
             if r.fine is not None:
                 extra = f"  match {r.fine.score:.2f}" + (" (2nd look)" if r.fine.ve_used else "")
             date = f"  {r.photo.taken_at[:10]}" if r.photo.taken_at else ""
-            print(f"{r.rank:3d}. {r.score:.3f}{extra}{date}  {r.path}")
+            print(f"{r.rank:3d}. {r.score:.3f}{extra}{date}  {_one_line(r.path)}")
         if last.message and last.visible:  # without results it was printed above already
             print(last.message, file=sys.stderr)
     return EXIT_OK
+
+
+def _one_line(path: str) -> str:
+    """A path shown on one line: control characters (a newline in a file name) escaped as in Python."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in path):
+        return repr(path)[1:-1]
+    return path
 
 
 def cmd_status(args: argparse.Namespace) -> int:

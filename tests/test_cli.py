@@ -143,3 +143,16 @@ def test_empty_library_search_says_so_once(lib_args: list[str]) -> None:
     r = run("search", *lib_args, "cats", "--no-rerank")
     assert r.returncode == 0
     assert "no indexed photos" in r.stdout and "no indexed photos" not in r.stderr
+
+
+def test_text_output_keeps_one_line_per_result(lib_args: list[str], tmp_path: Path) -> None:
+    from .conftest import make_photo
+
+    root = tmp_path / "odd"
+    make_photo(root / "line\nbreak.jpg", seed=1)
+    make_photo(root / "plain.jpg", seed=2)
+    assert run("index", *lib_args, str(root)).returncode == 0
+    r = run("search", *lib_args, "--no-rerank", "--top", "2", "anything")
+    lines = r.stdout.strip().splitlines()
+    assert r.returncode == 0 and len(lines) == 2
+    assert any(line.endswith("line\\nbreak.jpg") for line in lines)
