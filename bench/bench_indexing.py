@@ -25,7 +25,7 @@ from _common import CACHE, peak_rss_mb, save, synthetic_models  # noqa: E402
 
 from retllm_desktop.imaging import load_rgb  # noqa: E402
 from retllm_desktop.library import Library  # noqa: E402
-from retllm_desktop.models.clip import ClipModel, find_clip_model  # noqa: E402
+from retllm_desktop.models.clip.towers import ClipModel, find_clip_model  # noqa: E402
 
 
 def make_12mp_jpegs(folder: Path, n: int) -> list[Path]:

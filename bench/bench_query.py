@@ -20,7 +20,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import percentiles, save, synthetic_models  # noqa: E402
 
-from retllm_desktop.models.clip import ClipModel, find_clip_model  # noqa: E402
+from retllm_desktop.models.clip.towers import ClipModel, find_clip_model  # noqa: E402
 from retllm_desktop.vector_index import VectorIndex  # noqa: E402
 
 

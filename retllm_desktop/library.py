@@ -137,7 +137,7 @@ class Library:
         """The CLIP model (loaded lazily; raises ModelNotFoundError with instructions when missing)."""
         with self._model_lock:
             if self._clip is None:
-                from .models.clip import ClipConfig, ClipModel, find_clip_model, quantize_dynamic_int8
+                from .models.clip.towers import ClipConfig, ClipModel, find_clip_model, quantize_dynamic_int8
 
                 model_dir = find_clip_model(self.models_dir, self.clip_name)
                 if self.clip_int8 and not ClipConfig.load(model_dir).quantized_image_model:
@@ -244,7 +244,7 @@ class Library:
         clip = self.clip
         if self._embeddings_complete(clip.name):
             return clip, self.index
-        from .models.clip import ClipConfig, ClipModel, list_clip_models
+        from .models.clip.towers import ClipConfig, ClipModel, list_clip_models
 
         counts = self.catalog.embedding_models()
         best: tuple[Path, str] | None = None
@@ -422,8 +422,8 @@ class Library:
         """The reranking LLM (loaded lazily, kept warm; its image embeddings cached per library)."""
         with self._model_lock:
             if self._mllm is None:
-                from .models.mllm import MllmScorer, find_mllm_model
-                from .models.mllm_cache import EmbeddingCache
+                from .models.llm.scorer import MllmScorer, find_mllm_model
+                from .models.llm.cache import EmbeddingCache
 
                 cache = EmbeddingCache(self.path / "cache" / "mllm", max_bytes=self.mllm_cache_bytes)
                 kv_cache = EmbeddingCache(self.path / "cache" / "mllm-kv", max_bytes=self.mllm_kv_cache_bytes)
@@ -440,7 +440,7 @@ class Library:
         if self._mllm is not None:
             return True
         try:
-            from .models.mllm import find_mllm_model
+            from .models.llm.scorer import find_mllm_model
 
             find_mllm_model(self.models_dir, self.mllm_name)
             return True
@@ -474,7 +474,7 @@ class Library:
             clip_error = str(e)
         mllm_model = mllm_error = None
         try:
-            from .models.mllm import MllmConfig, find_mllm_model
+            from .models.llm.scorer import MllmConfig, find_mllm_model
 
             mllm_model = MllmConfig.from_dir(find_mllm_model(self.models_dir, self.mllm_name)).name
         except (RetllmError, ImportError) as e:

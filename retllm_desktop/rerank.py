@@ -1,7 +1,7 @@
 """Pure ranking logic of the fine stage (RetLLM): ordering, cut-off and streaming, no llama here.
 
 The multimodal LLM scores each of the top-k coarse (CLIP) candidates with P(True) to a
-"does it match?" question (see ``retllm_desktop.models.mllm``). As in the paper, scores are compared
+"does it match?" question (see ``retllm_desktop.models.llm.scorer``). As in the paper, scores are compared
 rounded to 2 decimals and ties go to the lower (more confident) top-10 entropy; remaining ties keep
 the coarse order. Everything past k keeps its coarse order after the reranked block.
 """
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from .errors import CancelledError
-from .models.fine_score import VE_MODES, FineScore
+from .models.llm.fine_score import VE_MODES, FineScore
 
 __all__ = [
     "VE_MODES",

@@ -73,7 +73,7 @@ class SearchResult:
     score: float  # the coarse (CLIP cosine) score
     coarse_rank: int
     rank: int = 0  # current position, 1-based
-    fine: Any = None  # models.mllm.FineScore once the LLM judged this photo
+    fine: Any = None  # models.llm.scorer.FineScore once the LLM judged this photo
     hidden: bool = False  # judged as not matching under the relevance cutoff
     duplicates: list[str] = field(default_factory=list)  # other paths with byte-identical content
 
@@ -256,7 +256,7 @@ def rerank_updates(
 ) -> Iterator[SearchUpdate]:
     """The fine stage as a stream: one :class:`SearchUpdate` after every candidate the LLM judged.
 
-    ``scorer`` is a :class:`retllm_desktop.models.mllm.MllmScorer` (anything with its ``score``).
+    ``scorer`` is a :class:`retllm_desktop.models.llm.scorer.MllmScorer` (anything with its ``score``).
     Candidates whose file is not reachable now (offline drive) are not sent to the LLM and keep
     their coarse order after the judged ones. Cancellation ends the stream quietly: the last update
     the caller got is a consistent partial ranking.

@@ -12,7 +12,7 @@ from PIL import Image
 
 from retllm_desktop.devtools.synthetic_clip import OPENAI_MEAN, OPENAI_STD, write_synthetic_clip
 from retllm_desktop.errors import ModelLoadError, ModelNotFoundError
-from retllm_desktop.models.clip import (
+from retllm_desktop.models.clip.towers import (
     ClipConfig,
     ClipModel,
     find_clip_model,

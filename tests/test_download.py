@@ -26,9 +26,9 @@ import pytest
 
 from retllm_desktop import cli
 from retllm_desktop.errors import CancelledError, RetllmError
-from retllm_desktop.models import download as dl
-from retllm_desktop.models.clip import ClipModel, find_clip_model, list_clip_models
-from retllm_desktop.models.download import (
+from retllm_desktop.models.hub import download as dl
+from retllm_desktop.models.clip.towers import ClipModel, find_clip_model, list_clip_models
+from retllm_desktop.models.hub.download import (
     DiskFullError,
     DownloadError,
     IntegrityError,
@@ -40,7 +40,7 @@ from retllm_desktop.models.download import (
     remove_model,
     verify_models,
 )
-from retllm_desktop.models.registry import FileSpec, ModelEntry
+from retllm_desktop.models.hub.registry import FileSpec, ModelEntry
 
 REPO = "test-org/tiny-clip"
 

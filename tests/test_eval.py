@@ -123,7 +123,7 @@ def test_caption_formats(tmp_path):
 
 def test_run_eval_coarse_end_to_end_matches_the_score_matrix(tmp_path, clip_models_dir):
     """Coarse recall from the app's query path equals recall from the full CLIP score matrix."""
-    from retllm_desktop.models.clip import ClipModel, find_clip_model
+    from retllm_desktop.models.clip.towers import ClipModel, find_clip_model
 
     imgs = tmp_path / "imgs"
     names = _images(imgs, 4, seed=10)

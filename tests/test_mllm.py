@@ -18,7 +18,7 @@ pytest.importorskip("gguf")
 
 from retllm_desktop.devtools.synthetic_mllm import CHAT_TEMPLATE, write_synthetic_mllm  # noqa: E402
 from retllm_desktop.errors import ModelLoadError, ModelNotFoundError  # noqa: E402
-from retllm_desktop.models.mllm import (  # noqa: E402
+from retllm_desktop.models.llm.scorer import (  # noqa: E402
     MllmConfig,
     MllmScorer,
     answer_stats,
@@ -28,7 +28,7 @@ from retllm_desktop.models.mllm import (  # noqa: E402
     load_registry,
     render_prompt,
 )
-from retllm_desktop.models.mllm_cache import EmbeddingCache  # noqa: E402
+from retllm_desktop.models.llm.cache import EmbeddingCache  # noqa: E402
 
 QUERY = "a dog on the beach"
 
@@ -458,7 +458,7 @@ def test_cancel_aborts_inside_llama_and_leaves_a_clean_context(tmp_path):
 
     from retllm_desktop.devtools.synthetic_mllm import write_synthetic_mllm
     from retllm_desktop.errors import CancelledError
-    from retllm_desktop.models.mllm import MllmScorer, find_mllm_model
+    from retllm_desktop.models.llm.scorer import MllmScorer, find_mllm_model
 
     from .conftest import make_photo
 
@@ -480,7 +480,7 @@ def test_cancel_aborts_inside_llama_and_leaves_a_clean_context(tmp_path):
 
 
 def test_kv_snapshots_on_disk_make_a_restart_skip_the_image_tokens(model_dir, photos, tmp_path):
-    from retllm_desktop.models.mllm_cache import EmbeddingCache
+    from retllm_desktop.models.llm.cache import EmbeddingCache
 
     kv_dir = tmp_path / "kv"
     with make_scorer(model_dir, state_disk_cache=EmbeddingCache(kv_dir, 64 * 1024**2)) as first:

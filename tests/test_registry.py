@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from retllm_desktop.models.clip import ClipConfig
-from retllm_desktop.models.registry import RegistryError, load_registry
+from retllm_desktop.models.clip.towers import ClipConfig
+from retllm_desktop.models.hub.registry import RegistryError, load_registry
 
 
 def test_shipped_registry_is_consistent():

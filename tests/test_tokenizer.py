@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from retllm_desktop.errors import ModelNotFoundError
-from retllm_desktop.models.tokenizer import ClipTokenizer
+from retllm_desktop.models.clip.tokenizer import ClipTokenizer
 from tests.helpers_clip import TOKENIZER_TEXTS, load_tokenizer_cases
 
 CASES = load_tokenizer_cases()

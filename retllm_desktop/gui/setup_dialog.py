@@ -1,6 +1,6 @@
 """First run / missing models: what each model is for, its size, download with progress or use local files.
 
-The model registry and downloader (``retllm_desktop.models.registry`` / ``.download``) are imported
+The model registry and downloader (``retllm_desktop.models.hub.registry`` / ``.download``) are imported
 lazily; without them the dialog still explains what is missing and offers local folders.
 """
 
@@ -65,7 +65,7 @@ def human_size(n: Any) -> str:
 def registry_entries() -> tuple[list[Any], str | None]:
     """(entries, None) from the model registry, or ([], why not) when it is not available."""
     try:
-        from ..models.registry import load_registry  # type: ignore[import-not-found]
+        from ..models.hub.registry import load_registry  # type: ignore[import-not-found]
     except Exception as e:  # noqa: BLE001 - module still being written, or broken
         return [], f"model downloads are not available in this build ({type(e).__name__}: {e})"
     try:
@@ -227,7 +227,7 @@ class SetupDialog(QDialog):
             button.setText("Download")
             return
         try:
-            from ..models.download import download_model  # type: ignore[import-not-found]
+            from ..models.hub.download import download_model  # type: ignore[import-not-found]
         except Exception as e:  # noqa: BLE001
             QMessageBox.information(self, "Download", f"Downloading is not available in this build ({e}).")
             return

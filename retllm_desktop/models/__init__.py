@@ -1,1 +1,1 @@
-"""Model wrappers: the CLIP tokenizer and ONNX CLIP towers (no torch at run time)."""
+"""The models, in three parts: ``clip`` (coarse stage), ``llm`` (fine stage) and ``hub`` (registry, downloads)."""

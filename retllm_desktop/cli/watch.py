@@ -8,13 +8,13 @@ import sys
 import threading
 from pathlib import Path
 
-from .errors import RetllmError
+from ..errors import RetllmError
 
 EXIT_OK, EXIT_ERROR = 0, 1
 
 
 def register(sub) -> None:
-    from .cli import add_common_args
+    from . import add_common_args
 
     p = sub.add_parser(
         "watch",
@@ -45,8 +45,8 @@ def _line(kind: str, s) -> str:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    from .cli import open_library, print_json
-    from .watcher import LibraryWatcher
+    from . import open_library, print_json
+    from ..watcher import LibraryWatcher
 
     for p in args.paths:
         if not Path(p).is_dir():

@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import config
+from ... import config
 
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
-from ..errors import RetllmError
+from ...errors import RetllmError
 
 ROLES = ("clip", "mllm")
 CONFIG_FILES = {"clip": "clip.json", "mllm": "mllm.json"}

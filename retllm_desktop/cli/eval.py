@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from .cli import EXIT_OK, print_json
-from .errors import RetllmError
+from . import EXIT_OK, print_json
+from ..errors import RetllmError
 
 
 def register(sub) -> None:
@@ -43,8 +43,8 @@ def register(sub) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .eval import load_eval_set, run_eval
-    from .progress import ProgressBar
+    from ..eval import load_eval_set, run_eval
+    from ..progress import ProgressBar
 
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if not modes:

@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .cli import EXIT_OK, add_common_args, open_library, print_json
-from .errors import RetllmError
+from . import EXIT_OK, add_common_args, open_library, print_json
+from ..errors import RetllmError
 
 
 def register(sub) -> None:
@@ -21,7 +21,7 @@ def register(sub) -> None:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from .search import Query, resolve_query_image
+    from ..search import Query, resolve_query_image
 
     if not Path(args.image).is_file():
         raise RetllmError(f"photo not found: {args.image}")

@@ -41,10 +41,10 @@ from typing import Any
 
 import numpy as np
 
-from ..config import default_threads, resource_path
-from ..errors import CancelledError, ModelLoadError, ModelNotFoundError, RetllmError
+from ...config import default_threads, resource_path
+from ...errors import CancelledError, ModelLoadError, ModelNotFoundError, RetllmError
 from .fine_score import VE_MODES, FineScore
-from .mllm_cache import EmbeddingCache
+from .cache import EmbeddingCache
 
 try:  # Python >= 3.11
     import tomllib
@@ -435,7 +435,7 @@ class _ImageRef:
 def _prepare_image(ref: _ImageRef):  # -> PIL.Image.Image
     from PIL import Image
 
-    from ..imaging import load_rgb
+    from ...imaging import load_rgb
 
     frac = ref.zoom_fraction if ref.view == "zoom" else 1.0
     img = load_rgb(ref.path, min_side=max(1, int(math.ceil(ref.max_side / frac))))
@@ -857,13 +857,13 @@ class MllmScorer:
             try:
                 st = p.stat()
             except OSError as e:
-                from ..errors import ImageError
+                from ...errors import ImageError
 
                 raise ImageError(f"Cannot read {p}: {e}") from e
             memo = (str(p), st.st_size, st.st_mtime_ns)
             key = self._content_keys.get(memo)
             if key is None:
-                from ..imaging import file_hash
+                from ...imaging import file_hash
 
                 key = file_hash(p)
                 self._content_keys[memo] = key

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..errors import ModelLoadError, ModelNotFoundError
+from ...errors import ModelLoadError, ModelNotFoundError
 from .tokenizer import VOCAB_FILENAME, ClipTokenizer
 
 CONFIG_FILENAME = "clip.json"
@@ -458,7 +458,7 @@ class ClipModel:
 
     def encode_image_paths(self, paths: Iterable[str | Path], batch_size: int = 16) -> np.ndarray:
         """Decode (oriented, draft-decoded JPEGs), preprocess and embed photos; raises ImageError on a bad file."""
-        from ..imaging import load_rgb
+        from ...imaging import load_rgb
 
         s = self._config.image_size
         chunks: list[np.ndarray] = []

@@ -9,9 +9,9 @@ import threading
 import time
 from pathlib import Path
 
-from . import config
-from .cli import EXIT_CANCELLED, EXIT_ERROR, EXIT_OK, EXIT_USAGE, print_json
-from .errors import CancelledError, RetllmError
+from .. import config
+from . import EXIT_CANCELLED, EXIT_ERROR, EXIT_OK, EXIT_USAGE, print_json
+from ..errors import CancelledError, RetllmError
 
 
 def _models_args(p: argparse.ArgumentParser, registry: bool = False) -> None:
@@ -100,7 +100,7 @@ def _models_dir(args) -> Path:
 
 
 def _registry(args):
-    from .models.registry import load_registry
+    from ..models.hub.registry import load_registry
 
     return load_registry(args.registry if getattr(args, "registry", None) else None)
 
@@ -112,7 +112,7 @@ def _mb(n: float | None) -> str:
 
 
 def cmd_list(args) -> int:
-    from .models.download import installed_models
+    from ..models.hub.download import installed_models
 
     reg = _registry(args)
     mdir = _models_dir(args)
@@ -187,8 +187,8 @@ class _ByteProgress:
 
 
 def cmd_download(args) -> int:
-    from .models.download import download_model
-    from .models.registry import find_entries
+    from ..models.hub.download import download_model
+    from ..models.hub.registry import find_entries
 
     reg = _registry(args)
     entries = find_entries(reg, args.names) if args.names else reg.resolve(None)
@@ -231,7 +231,7 @@ def cmd_download(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from .models.download import verify_models
+    from ..models.hub.download import verify_models
 
     results = verify_models(_models_dir(args), args.names or None)
     bad = [r for r in results if r.status in ("corrupt", "missing", "partial")]
@@ -248,7 +248,7 @@ def cmd_verify(args) -> int:
 
 
 def cmd_remove(args) -> int:
-    from .models.download import remove_model
+    from ..models.hub.download import remove_model
 
     path = remove_model(_models_dir(args), args.name, role=args.role)
     if args.json:
@@ -268,7 +268,7 @@ def cmd_path(args) -> int:
 
 
 def cmd_add(args) -> int:
-    from .models.download import add_local_clip, add_local_mllm
+    from ..models.hub.download import add_local_clip, add_local_mllm
 
     if not args.clip and not args.mllm:
         raise RetllmError("say what to add: --clip DIR, or --mllm GGUF --mmproj GGUF")
@@ -289,7 +289,7 @@ def cmd_add(args) -> int:
 
 
 def cmd_export_clip(args) -> int:
-    from .models.clip_export import export_clip
+    from ..models.clip.export import export_clip
 
     out = Path(args.out) if args.out else _models_dir(args)
     res = export_clip(args.arch, args.pretrained, out, name=args.name, check=not args.no_check, verbose=False)

@@ -34,8 +34,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
-from ..errors import CancelledError, ModelLoadError, ModelNotFoundError, RetllmError
+from ... import __version__
+from ...errors import CancelledError, ModelLoadError, ModelNotFoundError, RetllmError
 from .registry import CONFIG_FILES, ROLES, FileSpec, ModelEntry
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -633,8 +633,8 @@ def add_local_clip(
     (copied where symlinks are not allowed); clip.json is written anew with ``name`` (default: the
     source's config name), which is the key the library stores this model's embeddings under.
     """
-    from .clip import ClipConfig
-    from .tokenizer import VOCAB_FILENAME
+    from ..clip.towers import ClipConfig
+    from ..clip.tokenizer import VOCAB_FILENAME
 
     src = Path(src_dir).expanduser().resolve()
     if not src.is_dir():

@@ -17,8 +17,8 @@ import ftfy
 import numpy as np
 import regex as re
 
-from ..config import resource_path
-from ..errors import ModelNotFoundError
+from ...config import resource_path
+from ...errors import ModelNotFoundError
 
 VOCAB_FILENAME = "bpe_simple_vocab_16e6.txt.gz"
 DEFAULT_CONTEXT_LENGTH = 77

@@ -1,9 +1,9 @@
-"""Convert an open_clip model to the ONNX model folder layout of :mod:`retllm_desktop.models.clip`.
+"""Convert an open_clip model to the ONNX model folder layout of :mod:`retllm_desktop.models.clip.towers`.
 
 Needs the ``export`` extra (torch, torchvision, open_clip_torch, onnx): ``pip install -e '.[export]'``.
 Only the export needs torch; the app runs the result with onnxruntime alone.
 
-    from retllm_desktop.models.clip_export import export_clip
+    from retllm_desktop.models.clip.export import export_clip
     export_clip("ViT-B-32", "openai", Path("models"))   # -> models/clip/ViT-B-32-openai/
 
 ``pretrained=None`` exports random weights (no download), which is what the parity test uses.
@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import RetllmError
-from .clip import CONFIG_FILENAME, ClipConfig, ClipModel, preprocess_image
+from ...errors import RetllmError
+from .towers import CONFIG_FILENAME, ClipConfig, ClipModel, preprocess_image
 from .tokenizer import VOCAB_FILENAME, ClipTokenizer
 
 PARITY_TOLERANCE = 1e-4
@@ -266,7 +266,7 @@ def check_parity(
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m retllm_desktop.models.clip_export")
+    parser = argparse.ArgumentParser(prog="python -m retllm_desktop.models.clip.export")
     parser.add_argument("arch", help="open_clip architecture, e.g. ViT-B-32")
     parser.add_argument("pretrained", nargs="?", default=None, help="open_clip pretrained tag or file")
     parser.add_argument("--out", type=Path, default=Path("models"), help="models folder (default: models)")

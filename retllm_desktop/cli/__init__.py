@@ -11,8 +11,8 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import __version__
-from .errors import RetllmError
+from .. import __version__
+from ..errors import RetllmError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
 
@@ -78,10 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
 # Commands that live in their own modules; each module has ``register(subparsers)`` which adds its parsers
 # with ``set_defaults(func=handler)``; a handler takes the parsed args and returns an exit code.
 EXTENSION_MODULES = (
-    "retllm_desktop.cli_models",  # models list/download/verify/remove/path/add/export-clip
-    "retllm_desktop.cli_watch",  # watch
-    "retllm_desktop.cli_eval",  # eval
-    "retllm_desktop.cli_explain",  # explain
+    "retllm_desktop.cli.models",  # models list/download/verify/remove/path/add/export-clip
+    "retllm_desktop.cli.watch",  # watch
+    "retllm_desktop.cli.eval",  # eval
+    "retllm_desktop.cli.explain",  # explain
 )
 
 
@@ -121,7 +121,7 @@ def add_rerank_args(p: argparse.ArgumentParser) -> None:
 
 
 def open_library(args: argparse.Namespace, **extra):
-    from .library import Library
+    from ..library import Library
 
     if args.threads is not None and args.threads < 1:
         raise RetllmError("--threads must be at least 1")
@@ -141,7 +141,7 @@ def print_json(obj: object) -> None:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from .progress import ProgressBar
+    from ..progress import ProgressBar
 
     if args.batch_size < 1:
         raise RetllmError("--batch-size must be at least 1")
@@ -181,7 +181,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def rerank_options(args: argparse.Namespace):
-    from .rerank import RerankOptions
+    from ..rerank import RerankOptions
 
     if args.rerank_k < 0:
         raise RetllmError("--rerank-k must be 0 or more")
@@ -191,7 +191,7 @@ def rerank_options(args: argparse.Namespace):
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from .search import Query, resolve_query_image
+    from ..search import Query, resolve_query_image
 
     if args.image and not Path(args.image).is_file():
         raise RetllmError(f"query image not found: {args.image}")
@@ -211,7 +211,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             if args.rerank is None and not lib.mllm_available():
                 rerank = None
         if args.rerank and not lib.mllm_available():
-            from .models.mllm import find_mllm_model
+            from ..models.llm.scorer import find_mllm_model
 
             find_mllm_model(lib.models_dir, args.mllm_model)  # raises: what is missing, how to get it
         last = None
@@ -302,7 +302,7 @@ COMMANDS = {
 
 def launch_gui(argv: Sequence[str] = ()) -> int:
     try:
-        from .gui.app import run_app
+        from ..gui.app import run_app
     except ImportError as e:
         print(
             f"retllm-desktop: the desktop app is not available ({e}); see --help for commands",

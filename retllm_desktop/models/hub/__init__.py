@@ -1,0 +1,1 @@
+"""The model hub: the registry (data), pinned and verified downloads, and adding local models."""
