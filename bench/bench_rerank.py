@@ -28,8 +28,8 @@ from _common import CACHE, peak_rss_mb, percentiles, save  # noqa: E402
 
 from retllm_desktop.config import default_threads  # noqa: E402
 from retllm_desktop.devtools.synthetic_mllm import write_synthetic_mllm  # noqa: E402
-from retllm_desktop.models.llm.scorer import MllmScorer, find_mllm_model  # noqa: E402
 from retllm_desktop.models.llm.cache import EmbeddingCache  # noqa: E402
+from retllm_desktop.models.llm.scorer import MllmScorer, find_mllm_model  # noqa: E402
 from retllm_desktop.rerank import RerankOptions, rerank  # noqa: E402
 
 Q1 = "a dog running on the beach at sunset"

@@ -422,8 +422,8 @@ class Library:
         """The reranking LLM (loaded lazily, kept warm; its image embeddings cached per library)."""
         with self._model_lock:
             if self._mllm is None:
-                from .models.llm.scorer import MllmScorer, find_mllm_model
                 from .models.llm.cache import EmbeddingCache
+                from .models.llm.scorer import MllmScorer, find_mllm_model
 
                 cache = EmbeddingCache(self.path / "cache" / "mllm", max_bytes=self.mllm_cache_bytes)
                 kv_cache = EmbeddingCache(self.path / "cache" / "mllm-kv", max_bytes=self.mllm_kv_cache_bytes)

@@ -12,9 +12,9 @@ pytestmark = pytest.mark.export
 torch = pytest.importorskip("torch")
 open_clip = pytest.importorskip("open_clip")
 
-from retllm_desktop.models.clip.towers import ClipConfig, ClipModel, preprocess_image  # noqa: E402
 from retllm_desktop.models.clip.export import PARITY_TEXTS, export_clip, parity_images  # noqa: E402
 from retllm_desktop.models.clip.tokenizer import ClipTokenizer  # noqa: E402
+from retllm_desktop.models.clip.towers import ClipConfig, ClipModel, preprocess_image  # noqa: E402
 
 ARCH = "ViT-S-32"  # smallest plain ViT + OpenAI-BPE text tower in open_clip's model_configs
 

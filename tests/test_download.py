@@ -26,8 +26,8 @@ import pytest
 
 from retllm_desktop import cli
 from retllm_desktop.errors import CancelledError, RetllmError
-from retllm_desktop.models.hub import download as dl
 from retllm_desktop.models.clip.towers import ClipModel, find_clip_model, list_clip_models
+from retllm_desktop.models.hub import download as dl
 from retllm_desktop.models.hub.download import (
     DiskFullError,
     DownloadError,

@@ -18,6 +18,7 @@ pytest.importorskip("gguf")
 
 from retllm_desktop.devtools.synthetic_mllm import CHAT_TEMPLATE, write_synthetic_mllm  # noqa: E402
 from retllm_desktop.errors import ModelLoadError, ModelNotFoundError  # noqa: E402
+from retllm_desktop.models.llm.cache import EmbeddingCache  # noqa: E402
 from retllm_desktop.models.llm.scorer import (  # noqa: E402
     MllmConfig,
     MllmScorer,
@@ -28,7 +29,6 @@ from retllm_desktop.models.llm.scorer import (  # noqa: E402
     load_registry,
     render_prompt,
 )
-from retllm_desktop.models.llm.cache import EmbeddingCache  # noqa: E402
 
 QUERY = "a dog on the beach"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from . import EXIT_OK, print_json
 from ..errors import RetllmError
+from . import EXIT_OK, print_json
 
 
 def register(sub) -> None:

@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import EXIT_OK, add_common_args, open_library, print_json
 from ..errors import RetllmError
+from . import EXIT_OK, add_common_args, open_library, print_json
 
 
 def register(sub) -> None:

@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 from .. import config
-from . import EXIT_CANCELLED, EXIT_ERROR, EXIT_OK, EXIT_USAGE, print_json
 from ..errors import CancelledError, RetllmError
+from . import EXIT_CANCELLED, EXIT_ERROR, EXIT_OK, EXIT_USAGE, print_json
 
 
 def _models_args(p: argparse.ArgumentParser, registry: bool = False) -> None:

@@ -45,8 +45,8 @@ def _line(kind: str, s) -> str:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    from . import open_library, print_json
     from ..watcher import LibraryWatcher
+    from . import open_library, print_json
 
     for p in args.paths:
         if not Path(p).is_dir():

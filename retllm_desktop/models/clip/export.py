@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from ...errors import RetllmError
-from .towers import CONFIG_FILENAME, ClipConfig, ClipModel, preprocess_image
 from .tokenizer import VOCAB_FILENAME, ClipTokenizer
+from .towers import CONFIG_FILENAME, ClipConfig, ClipModel, preprocess_image
 
 PARITY_TOLERANCE = 1e-4
 

@@ -633,8 +633,8 @@ def add_local_clip(
     (copied where symlinks are not allowed); clip.json is written anew with ``name`` (default: the
     source's config name), which is the key the library stores this model's embeddings under.
     """
-    from ..clip.towers import ClipConfig
     from ..clip.tokenizer import VOCAB_FILENAME
+    from ..clip.towers import ClipConfig
 
     src = Path(src_dir).expanduser().resolve()
     if not src.is_dir():

@@ -43,8 +43,8 @@ import numpy as np
 
 from ...config import default_threads, resource_path
 from ...errors import CancelledError, ModelLoadError, ModelNotFoundError, RetllmError
-from .fine_score import VE_MODES, FineScore
 from .cache import EmbeddingCache
+from .fine_score import VE_MODES, FineScore
 
 try:  # Python >= 3.11
     import tomllib
