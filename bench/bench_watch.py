@@ -27,6 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from retllm_desktop.catalog import Photo  # noqa: E402
 from retllm_desktop.library import Library  # noqa: E402
 from retllm_desktop.watcher import LibraryWatcher  # noqa: E402
 from tests.helpers_watch import make_models, write_photo  # noqa: E402
@@ -93,25 +94,20 @@ def bench_catch_up(work: Path, models: Path, n: int) -> dict:
     rng = np.random.default_rng(0)
     t = time.perf_counter()
     now = time.time()
-    rows, emb = [], []
-    pid = 0
+    photos, vecs = [], []
     for dirpath, _, files in os.walk(root):
         for fn in files:
             p = os.path.join(dirpath, fn)
             st = os.stat(p)
-            pid += 1
-            rows.append((pid, r.id, p, st.st_size, st.st_mtime_ns, f"h{pid}", "ok", now, now))
+            pid = len(photos) + 1  # ids assigned in insertion order in the empty catalog
+            photos.append(
+                Photo(pid, r.id, p, st.st_size, st.st_mtime_ns, f"h{pid}", added_at=now, updated_at=now)
+            )
             v = rng.standard_normal(dim).astype(np.float32)
-            emb.append((pid, name, dim, (v / np.linalg.norm(v)).tobytes()))
+            vecs.append(v / np.linalg.norm(v))
     with lib.catalog.transaction():
-        lib.catalog.db.conn.executemany(
-            "INSERT INTO photos (id, root_id, path, size, mtime_ns, hash, status, added_at, updated_at) "
-            "VALUES (?,?,?,?,?,?,?,?,?)",
-            rows,
-        )
-        lib.catalog.db.conn.executemany(
-            "INSERT INTO embeddings (photo_id, model, dim, vector) VALUES (?,?,?,?)", emb
-        )
+        lib.catalog.insert_photos(photos)
+        lib.catalog.put_embeddings(range(1, len(photos) + 1), name, np.stack(vecs))
     _ = lib.index  # builds the vector index once from the seeded vectors (not part of the timing)
     seed_s = time.perf_counter() - t
     lib.close()

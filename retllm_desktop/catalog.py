@@ -1,12 +1,15 @@
-"""The catalog: one SQLite file per library (sqlite-utils), the source of truth.
+"""The catalog: one SQLite file per library, the source of truth, and the only module that speaks SQL.
 
 Photos, roots, per-file failures and per-model embeddings live here; the hnswlib index is derived
 from the ``embeddings`` table and can always be rebuilt from it. Every multi-row change runs in one
-transaction so a crash leaves either the old or the new state, never half of it.
+transaction so a crash leaves either the old or the new state, never half of it. The connection is
+private: other modules ask ``Catalog`` methods, so every write goes through its lock. Plain ``sqlite3``
+(the schema is a handful of hand-written statements; a wrapper library would only hide them).
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -16,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import sqlite_utils
 
 from .errors import RetllmError
 
@@ -44,7 +46,7 @@ PHOTO_COLUMNS = (
 )
 
 
-def _migration_1(db: sqlite_utils.Database) -> None:
+def _migration_1(db: sqlite3.Connection) -> None:
     db.execute(
         """CREATE TABLE roots (
             id INTEGER PRIMARY KEY,
@@ -94,7 +96,7 @@ def _migration_1(db: sqlite_utils.Database) -> None:
     )
 
 
-def _migration_2(db: sqlite_utils.Database) -> None:
+def _migration_2(db: sqlite3.Connection) -> None:
     # Vectors written since the model's index file was last saved (see Library._load_index).
     db.execute(
         "CREATE TABLE index_journal (photo_id INTEGER NOT NULL, model TEXT NOT NULL, "
@@ -167,21 +169,20 @@ class Catalog:
         except sqlite3.DatabaseError as e:
             raise CatalogError(f"cannot open catalog {self.path}: {e}") from e
         self._conn = conn
-        self.db = sqlite_utils.Database(conn)
         self._lock = threading.RLock()
         self._migrate()
 
     # -- lifecycle -------------------------------------------------------------------------------
     def _migrate(self) -> None:
         with self.transaction():
-            self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+            self._conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
             version = int(self.get_meta("schema_version", "0"))
             if version > SCHEMA_VERSION:
                 raise CatalogError(
                     f"catalog {self.path} was written by a newer RetLLM Desktop (schema {version}); please upgrade"
                 )
             for i in range(version, SCHEMA_VERSION):
-                MIGRATIONS[i](self.db)
+                MIGRATIONS[i](self._conn)
             self.set_meta("schema_version", str(SCHEMA_VERSION))
 
     def close(self) -> None:
@@ -244,6 +245,12 @@ class Catalog:
     def integrity_check(self) -> str:
         return self._conn.execute("PRAGMA integrity_check").fetchone()[0]
 
+    def journal_mode(self) -> str:
+        return self._conn.execute("PRAGMA journal_mode").fetchone()[0]
+
+    def table_names(self) -> set[str]:
+        return {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
     # -- meta ------------------------------------------------------------------------------------
     def get_meta(self, key: str, default: str | None = None) -> str | None:
         row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -288,6 +295,18 @@ class Catalog:
                 "UPDATE photos SET status = ? WHERE root_id = ?", ("ok" if online else "offline", root_id)
             )
 
+    def merge_root(self, child_id: int, into_id: int) -> None:
+        """Fold a root into another that contains it: its photos keep their ids and vectors."""
+        with self.transaction():
+            self._conn.execute("UPDATE photos SET root_id = ? WHERE root_id = ?", (into_id, child_id))
+            self._conn.execute("UPDATE failures SET root_id = ? WHERE root_id = ?", (into_id, child_id))
+            self._conn.execute("DELETE FROM roots WHERE id = ?", (child_id,))
+
+    def root_photo_counts(self) -> dict[int, int]:
+        """root id -> number of photos (roots without photos are absent)."""
+        rows = self._conn.execute("SELECT root_id, count(*) FROM photos GROUP BY root_id")
+        return {r[0]: r[1] for r in rows}
+
     def mark_root_scanned(self, root_id: int) -> None:
         with self._lock:
             self._conn.execute("UPDATE roots SET last_scan_at = ? WHERE id = ?", (time.time(), root_id))
@@ -330,6 +349,19 @@ class Catalog:
         )
         return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
 
+    def paths_under(self, folder: str) -> list[str]:
+        """Paths of known photos anywhere below ``folder`` (a range scan on the path index, no LIKE)."""
+        prefix = folder.rstrip(os.sep) + os.sep
+        upper = prefix[:-1] + chr(ord(os.sep) + 1)
+        q = "SELECT path FROM photos WHERE path >= ? AND path < ?"
+        return [r[0] for r in self._conn.execute(q, (prefix, upper))]
+
+    def photo_ids(self) -> set[int]:
+        return {r[0] for r in self._conn.execute("SELECT id FROM photos")}
+
+    def photo_ids_by_path(self) -> dict[str, int]:
+        return {r[0]: r[1] for r in self._conn.execute("SELECT path, id FROM photos")}
+
     def insert_photo(self, photo: Photo) -> int:
         data = photo.as_dict()
         data.pop("id")
@@ -350,6 +382,12 @@ class Catalog:
             chunk = ids[start : start + 900]
             self._conn.execute(f"DELETE FROM photos WHERE id IN ({','.join('?' * len(chunk))})", chunk)
 
+    def insert_photos(self, photos: Iterable[Photo]) -> None:
+        """Bulk insert (seeding large benchmark libraries); ids are assigned by SQLite."""
+        cols = [c for c in PHOTO_COLUMNS if c != "id"]
+        q = f"INSERT INTO photos ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+        self._conn.executemany(q, ([getattr(p, c) for c in cols] for p in photos))
+
     def count_photos(self, status: str | None = None) -> int:
         if status:
             return self._conn.execute("SELECT count(*) FROM photos WHERE status = ?", (status,)).fetchone()[0]
@@ -367,12 +405,26 @@ class Catalog:
             args.append(date_to + "T23:59:59.999999" if len(date_to) == 10 else date_to)
         return {r[0] for r in self._conn.execute(q, args)}
 
+    def date_range(self) -> tuple[str | None, str | None]:
+        """Earliest and latest EXIF capture time in the library (None, None without any)."""
+        q = "SELECT min(taken_at), max(taken_at) FROM photos WHERE taken_at IS NOT NULL"
+        row = self._conn.execute(q).fetchone()
+        return row[0], row[1]
+
     # -- embeddings ------------------------------------------------------------------------------
     def put_embedding(self, photo_id: int, model: str, vector: np.ndarray) -> None:
         v = np.ascontiguousarray(vector, dtype=np.float32)
         self._conn.execute(
             "INSERT OR REPLACE INTO embeddings (photo_id, model, dim, vector) VALUES (?, ?, ?, ?)",
             (photo_id, model, int(v.shape[0]), v.tobytes()),
+        )
+
+    def put_embeddings(self, ids: Iterable[int], model: str, vectors: np.ndarray) -> None:
+        """Bulk form of ``put_embedding`` (one row of ``vectors`` per id)."""
+        v = np.ascontiguousarray(vectors, dtype=np.float32)
+        rows = ((int(i), model, int(v.shape[1]), v[n].tobytes()) for n, i in enumerate(ids))
+        self._conn.executemany(
+            "INSERT OR REPLACE INTO embeddings (photo_id, model, dim, vector) VALUES (?, ?, ?, ?)", rows
         )
 
     def embedding(self, photo_id: int, model: str) -> np.ndarray | None:
@@ -424,6 +476,17 @@ class Catalog:
 
     def embedding_models(self) -> dict[str, int]:
         return dict(self._conn.execute("SELECT model, count(*) FROM embeddings GROUP BY model").fetchall())
+
+    def embeddings_complete(self, model: str) -> bool:
+        """Every online photo has a ``model`` vector (offline photos cannot be embedded now)."""
+        have = self._conn.execute("SELECT count(*) FROM embeddings WHERE model = ?", (model,)).fetchone()[0]
+        if have >= self.count_photos():
+            return True
+        q = (
+            "SELECT 1 FROM photos p WHERE p.status = 'ok' AND NOT EXISTS "
+            "(SELECT 1 FROM embeddings e WHERE e.photo_id = p.id AND e.model = ?) LIMIT 1"
+        )
+        return self._conn.execute(q, (model,)).fetchone() is None
 
     def ids_missing_embedding(self, model: str) -> list[int]:
         q = "SELECT id FROM photos WHERE id NOT IN (SELECT photo_id FROM embeddings WHERE model = ?)"

@@ -171,9 +171,9 @@ class Library:
         photo's new vector would be invisible otherwise); else the catalog's vectors are reconciled in memory.
         """
         version = self.catalog.data_version()
-        if getattr(idx, "seen_version", None) == version:
+        if idx.seen_version == version:
             return idx
-        if _file_signature(idx.meta_path) != getattr(idx, "disk_signature", None):
+        if _file_signature(idx.meta_path) != idx.disk_signature:
             return self._load_index(clip)
         idx.seen_version = version
         self._sync_index(idx, clip)
@@ -202,8 +202,8 @@ class Library:
         stale = sorted(self.catalog.journal_ids(clip.name) & stored)
         for ids, vecs in self.catalog.iter_embeddings(clip.name, stale):
             idx.add(ids, vecs)
-        if stale and not idx.dirty:
-            idx._dirty = True
+        if stale:
+            idx.mark_dirty()
         if idx.dirty and self._try_lock():
             try:
                 idx.save()
@@ -219,20 +219,9 @@ class Library:
         cached = self._complete_cache
         if cached is not None and cached[0] == key:
             return cached[1]
-        complete = self._count_complete(model_name)
+        complete = self.catalog.embeddings_complete(model_name)
         self._complete_cache = (key, complete)
         return complete
-
-    def _count_complete(self, model_name: str) -> bool:
-        db = self.catalog.db
-        have = db.execute("SELECT count(*) FROM embeddings WHERE model = ?", [model_name]).fetchone()[0]
-        if have >= self.catalog.count_photos():
-            return True
-        q = (
-            "SELECT 1 FROM photos p WHERE p.status = 'ok' AND NOT EXISTS "
-            "(SELECT 1 FROM embeddings e WHERE e.photo_id = p.id AND e.model = ?) LIMIT 1"
-        )
-        return db.execute(q, [model_name]).fetchone() is None
 
     def _search_models(self) -> tuple[Any, VectorIndex]:
         """(CLIP model, index) that search uses.
@@ -293,14 +282,7 @@ class Library:
         # Roots inside the new one are merged into it: their photos keep their ids and vectors.
         for child in self.catalog.roots():
             if child.id != root.id and child.path.startswith(real.rstrip(os.sep) + os.sep):
-                with self.catalog.transaction():
-                    self.catalog.db.execute(
-                        "UPDATE photos SET root_id = ? WHERE root_id = ?", [root.id, child.id]
-                    )
-                    self.catalog.db.execute(
-                        "UPDATE failures SET root_id = ? WHERE root_id = ?", [root.id, child.id]
-                    )
-                    self.catalog.db.execute("DELETE FROM roots WHERE id = ?", [child.id])
+                self.catalog.merge_root(child.id, into_id=root.id)
         return root
 
     def remove_root(self, path: str | os.PathLike[str]) -> int:
@@ -480,8 +462,9 @@ class Library:
         except (RetllmError, ImportError) as e:
             mllm_error = str(e)
         roots = []
+        counts = self.catalog.root_photo_counts()
         for r in self.catalog.roots():
-            n = self.catalog.db.execute("SELECT count(*) FROM photos WHERE root_id = ?", [r.id]).fetchone()[0]
+            n = counts.get(r.id, 0)
             roots.append(
                 {
                     "path": r.path,

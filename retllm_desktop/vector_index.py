@@ -52,6 +52,10 @@ class VectorIndex:
         self._dirty = False
         self.loaded_from_disk = False
         self.on_saved: Callable[[], None] | None = None  # called after each successful save
+        # The owner's bookkeeping for other writers (see Library._refreshed): the catalog's data_version
+        # this index last caught up with, and the identity (inode, size, mtime) of its file on disk then.
+        self.seen_version: int | None = None
+        self.disk_signature: tuple[int, int, int] | None = None
         self._index = self._load_or_new()
 
     # -- persistence -----------------------------------------------------------------------------
@@ -130,6 +134,10 @@ class VectorIndex:
     @property
     def dirty(self) -> bool:
         return self._dirty
+
+    def mark_dirty(self) -> None:
+        """Needs saving although no label changed (a label's vector was replaced from the catalog)."""
+        self._dirty = True
 
     # -- mutation --------------------------------------------------------------------------------
     def __len__(self) -> int:

@@ -392,13 +392,8 @@ class LibraryWatcher:
             return {path} if is_supported(path) else set()
         out: set[str] = set()
         # Photos the catalog knows under this folder (deleted or moved away: they may be gone).
-        prefix = path.rstrip(os.sep) + os.sep
-        upper = prefix[:-1] + chr(ord(os.sep) + 1)
-        if utf8_safe(prefix):  # the catalog holds no names that are not UTF-8
-            rows = self.library.catalog.db.execute(
-                "SELECT path FROM photos WHERE path >= ? AND path < ?", [prefix, upper]
-            )
-            out.update(r[0] for r in rows)
+        if utf8_safe(path):  # the catalog holds no names that are not UTF-8
+            out.update(self.library.catalog.paths_under(path))
         if not gone and os.path.isdir(path):
             out.update(e.path for e in walk_photos(path))
         return out

@@ -70,7 +70,7 @@ def check_consistent(lib) -> None:
     clip = lib.clip
     idx = lib.index
     stored = lib.catalog.embedding_ids(clip.name)
-    photo_ids = {r[0] for r in lib.catalog.db.execute("SELECT id FROM photos")}
+    photo_ids = lib.catalog.photo_ids()
     assert stored == photo_ids, "every photo has exactly one vector"
     assert idx.ids() == stored, "index and catalog hold the same labels (no ghosts, none missing)"
     ids = sorted(stored)

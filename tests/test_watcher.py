@@ -71,7 +71,7 @@ def settle(w: LibraryWatcher, s: float = 0.5) -> None:
 
 
 def ids_by_path(lib) -> dict[str, int]:
-    return {r[1]: r[0] for r in lib.catalog.db.execute("SELECT id, path FROM photos")}
+    return lib.catalog.photo_ids_by_path()
 
 
 def test_catch_up_scan_on_start_reconciles_changes_made_while_not_watching(env):

@@ -65,10 +65,7 @@ def collect_status(library: Any) -> dict[str, Any]:
             mllm_msg = "no checking model (multimodal LLM) installed"
     dates = (None, None)
     try:
-        row = library.catalog.db.execute(
-            "SELECT min(taken_at), max(taken_at) FROM photos WHERE taken_at IS NOT NULL"
-        ).fetchone()
-        dates = (row[0], row[1])
+        dates = library.catalog.date_range()
     except Exception:  # noqa: BLE001
         pass
     return {"status": status, "mllm_ok": mllm_ok, "mllm_msg": mllm_msg, "dates": dates}
