@@ -29,3 +29,11 @@ class CancelledError(RetllmError):
 
 class QueryError(RetllmError):
     """The query is empty or refers to something that does not exist."""
+
+
+class PromptTooLongError(RetllmError):
+    """A prompt (query text + images) needs more positions than the LLM's context holds."""
+
+    def __init__(self, needed: int, capacity: int):
+        super().__init__(f"The prompt needs {needed} positions but the context holds {capacity}.")
+        self.needed, self.capacity = int(needed), int(capacity)

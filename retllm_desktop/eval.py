@@ -208,6 +208,8 @@ class ModeResult:
     total_ms_per_query: float | None = None  # coarse + fine
     seconds: float = 0.0
     queries: int = 0
+    could_not_check: int = 0  # candidates the LLM failed on (kept after the checked ones, coarse order)
+    shortened_queries: int = 0  # captions too long for the LLM's context (shortened for its prompt)
 
 
 @dataclass
@@ -259,6 +261,17 @@ class EvalReport:
                     )
                 )
         lines += [f"warning: {w}" for w in self.warnings]
+        for m in self.modes:
+            if m.could_not_check:
+                lines.append(
+                    f"warning: {m.mode}: the LLM could not check {m.could_not_check} candidates "
+                    "(kept after the checked ones, in coarse order)"
+                )
+            if m.shortened_queries:
+                lines.append(
+                    f"warning: {m.mode}: {m.shortened_queries} captions were too long for the LLM's context "
+                    "and were shortened for its prompt"
+                )
         return "\n".join(lines)
 
 
@@ -356,6 +369,8 @@ def run_eval(
             fine_rank: dict[str, list[list[int]]] = {m: [] for m in fine_modes if m not in results}
             coarse_ms: list[float] = []
             fine_ms: dict[str, list[float]] = {m: [] for m in fine_rank}
+            failed_checks: dict[str, int] = {m: 0 for m in fine_rank}
+            shortened: dict[str, int] = {m: 0 for m in fine_rank}
             mllm_seen: str | None = None
             if fine_rank:
                 from .rerank import RerankOptions
@@ -380,6 +395,8 @@ def run_eval(
                         continue
                     fine_rank[m].append(_ranking(last, photo_image))
                     fine_ms[m].append(ms)
+                    failed_checks[m] += sum(1 for r in last.results if r.check_error)
+                    shortened[m] += last.llm_query is not None
                 if progress:
                     progress("queries", qi + 1, n_cap)
 
@@ -417,6 +434,8 @@ def run_eval(
                     total_ms_per_query=(stage or 0.0) + (mean_coarse or 0.0),
                     seconds=round(sum(fine_ms[m]) / 1000, 3),
                     queries=len(ranks),
+                    could_not_check=failed_checks[m],
+                    shortened_queries=shortened[m],
                 )
             mllm_name = mllm_seen or (mllm_model if fine_modes else None)
             return EvalReport(

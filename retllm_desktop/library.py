@@ -55,6 +55,11 @@ class LibraryStatus:
         return asdict(self)
 
 
+def _one_line(e: object) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
 
@@ -389,14 +394,42 @@ class Library:
     def _rerank(
         self, coarse: SearchUpdate, options: Any, cancel: threading.Event | None
     ) -> Iterator[SearchUpdate]:
+        """The fine stage can only add: without a usable LLM the coarse results stand, with one warning."""
         try:
             scorer = self.mllm
         except RetllmError as e:
             coarse.phase = "done"
-            coarse.message = f"reranking skipped: {e}"
+            coarse.message = f"reranking skipped: {_one_line(e)}"
+            yield coarse
+            return
+        try:
+            self._load_mllm(scorer)
+        except RetllmError as e:
+            coarse.phase = "done"
+            coarse.llm_error = f"the LLM {scorer.config.name} could not be loaded: {_one_line(e)}"
+            coarse.message = f"reranking skipped: {coarse.llm_error}"
             yield coarse
             return
         yield from rerank_updates(coarse, scorer, options, cancel)
+
+    def _load_mllm(self, scorer: Any) -> None:
+        """Check the GGUF files (header, size, mmproj pairing) before llama.cpp sees them, then load.
+
+        A failed load drops the scorer, so the next search tries again (the user may have fixed the files).
+        """
+        if scorer.loaded:
+            return
+        from .models.llm.check import check_mllm_files
+
+        try:
+            check_mllm_files(scorer.config.model_path, scorer.config.mmproj_path)
+            scorer.load()
+        except RetllmError:
+            with self._model_lock:
+                if self._mllm is scorer:
+                    self._mllm = None
+            scorer.close()
+            raise
 
     # -- the fine stage (multimodal LLM) ---------------------------------------------------------
     @property
@@ -456,11 +489,14 @@ class Library:
             clip_error = str(e)
         mllm_model = mllm_error = None
         try:
+            from .models.llm.check import check_mllm_files
             from .models.llm.scorer import MllmConfig, find_mllm_model
 
-            mllm_model = MllmConfig.from_dir(find_mllm_model(self.models_dir, self.mllm_name)).name
+            cfg = MllmConfig.from_dir(find_mllm_model(self.models_dir, self.mllm_name))
+            mllm_model = cfg.name
+            check_mllm_files(cfg.model_path, cfg.mmproj_path)
         except (RetllmError, ImportError) as e:
-            mllm_error = str(e)
+            mllm_error = f"broken: {_one_line(e)}" if mllm_model else str(e)
         roots = []
         counts = self.catalog.root_photo_counts()
         for r in self.catalog.roots():

@@ -4,16 +4,21 @@ The multimodal LLM scores each of the top-k coarse (CLIP) candidates with P(True
 "does it match?" question (see ``retllm_desktop.models.llm.scorer``). As in the paper, scores are compared
 rounded to 2 decimals and ties go to the lower (more confident) top-10 entropy; remaining ties keep
 the coarse order. Everything past k keeps its coarse order after the reranked block.
+
+The fine stage can only add, never take away: a candidate the LLM could not check (a damaged photo, an
+error inside llama.cpp) is kept with the reason, ranked after the checked ones and before the unchecked
+rest, and the remaining candidates are still checked.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from .errors import CancelledError
+from .errors import CancelledError, RetllmError
 from .models.llm.fine_score import VE_MODES, FineScore
 
 __all__ = [
@@ -28,6 +33,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -50,19 +56,21 @@ class RankedItem(Generic[T]):
     fine: FineScore | None  # None = not (yet) scored by the LLM
     coarse_rank: int  # 0-based position in the coarse list
     hidden: bool = False  # scored and below min_match
+    error: str | None = None  # why the LLM could not check this candidate (then ``fine`` is None)
 
 
 @dataclass(frozen=True)
 class RerankUpdate(Generic[T]):
     """Snapshot after each scored candidate.
 
-    ``items``: scored top-k candidates in fine order, then the not-yet-scored rest of the top-k in coarse
-    order, then everything past k in coarse order. Hidden items (below ``min_match``) are left out of
+    ``items``: scored top-k candidates in fine order, then those the LLM could not check (``error`` set)
+    in coarse order, then the not-yet-scored rest of the top-k in coarse order, then everything past k in
+    coarse order. Hidden items (below ``min_match``) are left out of
     ``items`` and listed in ``hidden``.
     """
 
     items: list[RankedItem[T]]
-    done: int
+    done: int  # candidates the LLM was asked about so far (checked or not checkable)
     total: int  # number of candidates that will be scored (= min(k, len(candidates)))
     hidden: list[RankedItem[T]] = field(default_factory=list)
     finished: bool = False
@@ -93,19 +101,32 @@ def order_by_fine(items: Iterable[tuple[T, FineScore, int] | RankedItem[T]]) -> 
 
 
 def _snapshot(
-    candidates: Sequence[T], scored: list[RankedItem[T]], k_eff: int, min_match: float | None, finished: bool
+    candidates: Sequence[T],
+    scored: list[RankedItem[T]],
+    k_eff: int,
+    min_match: float | None,
+    finished: bool,
 ) -> RerankUpdate[T]:
-    ordered = order_by_fine(scored)
-    visible = [it for it in ordered if not (min_match is not None and it.fine.score < min_match)]  # type: ignore[union-attr]
-    hidden = [
-        RankedItem(it.candidate, it.fine, it.coarse_rank, hidden=True)
-        for it in ordered
-        if min_match is not None and it.fine.score < min_match  # type: ignore[union-attr]
-    ]
+    ordered = order_by_fine([it for it in scored if it.fine is not None])
+    failed = [it for it in scored if it.fine is None]  # already in coarse order
+
+    def below(it: RankedItem[T]) -> bool:
+        return min_match is not None and it.fine.score < min_match  # type: ignore[union-attr]
+
+    visible = [it for it in ordered if not below(it)]
+    hidden = [RankedItem(it.candidate, it.fine, it.coarse_rank, hidden=True) for it in ordered if below(it)]
     n = len(scored)
     rest_topk = [RankedItem(candidates[i], None, i) for i in range(n, k_eff)]
     tail = [RankedItem(candidates[i], None, i) for i in range(k_eff, len(candidates))]
-    return RerankUpdate(visible + rest_topk + tail, n, k_eff, hidden, finished)
+    return RerankUpdate(visible + failed + rest_topk + tail, n, k_eff, hidden, finished)
+
+
+def _reason(e: Exception) -> str:
+    """A one-line reason for a candidate that could not be checked."""
+    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    if isinstance(e, RetllmError):
+        return text or type(e).__name__
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 def rerank_stream(
@@ -119,6 +140,9 @@ def rerank_stream(
     The first update (``done == 0``) is the plain coarse order, so a UI can show results immediately;
     the last one has ``finished=True``. ``score_fn`` is called with a candidate and must return a
     ``FineScore`` (it usually closes over the query and the VE mode from ``options``).
+
+    Any other exception from ``score_fn`` marks that candidate as not checkable (``RankedItem.error``,
+    logged with its traceback) and the stream goes on with the next one.
 
     Cancellation: ``cancel`` is checked before every candidate; when set, ``CancelledError`` is raised
     (the caller keeps the last update it received, which is a consistent partial ranking). A
@@ -134,8 +158,15 @@ def rerank_stream(
     for i in range(k_eff):
         if cancel is not None and cancel.is_set():
             raise CancelledError("Rerank cancelled.")
-        fine = score_fn(cands[i])
-        scored.append(RankedItem(cands[i], fine, i))
+        try:
+            scored.append(RankedItem(cands[i], score_fn(cands[i]), i))
+        except CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001 - one bad candidate must not take the others down
+            if cancel is not None and cancel.is_set():
+                raise CancelledError("Rerank cancelled.") from e
+            log.warning("could not check candidate %d: %s", i, e, exc_info=not isinstance(e, RetllmError))
+            scored.append(RankedItem(cands[i], None, i, error=_reason(e)))
         yield _snapshot(cands, scored, k_eff, opts.min_match, finished=i == k_eff - 1)
 
 

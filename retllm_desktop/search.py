@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .catalog import Catalog, Photo
-from .errors import CancelledError, QueryError
+from .errors import CancelledError, PromptTooLongError, QueryError
 from .imaging import load_rgb
 from .vector_index import VectorIndex
 
@@ -74,12 +74,20 @@ class SearchResult:
     coarse_rank: int
     rank: int = 0  # current position, 1-based
     fine: Any = None  # models.llm.scorer.FineScore once the LLM judged this photo
+    check_error: str | None = None  # why the LLM could not check this photo (then ``fine`` is None)
     hidden: bool = False  # judged as not matching under the relevance cutoff
     duplicates: list[str] = field(default_factory=list)  # other paths with byte-identical content
 
     @property
     def path(self) -> str:
         return self.photo.path
+
+    @property
+    def check(self) -> str:
+        """The LLM's part: "checked", "could not check: <reason>" or "unchecked"."""
+        if self.fine is not None:
+            return "checked"
+        return f"could not check: {self.check_error}" if self.check_error else "unchecked"
 
     def as_dict(self) -> dict:
         p = self.photo
@@ -97,7 +105,10 @@ class SearchResult:
             "camera_model": p.camera_model,
             "gps": [p.gps_lat, p.gps_lon] if p.gps_lat is not None else None,
             "status": p.status,
+            "check": "checked" if self.fine is not None else "failed" if self.check_error else "unchecked",
         }
+        if self.check_error:
+            d["check_error"] = self.check_error
         if self.duplicates:
             d["duplicates"] = list(self.duplicates)
         if self.fine is not None:
@@ -123,7 +134,9 @@ class SearchUpdate:
     total: int = 0  # candidates the LLM will judge
     timings_ms: dict[str, float] = field(default_factory=dict)
     model: str | None = None  # the reranking model's name
-    message: str | None = None  # why reranking did not run, when it did not
+    message: str | None = None  # one line for the user: why reranking did not run, or what it changed
+    llm_error: str | None = None  # the LLM could not be loaded: these are the coarse results (app: banner)
+    llm_query: str | None = None  # the shortened query text the LLM saw, when the query was too long
 
     @property
     def visible(self) -> list[SearchResult]:
@@ -139,6 +152,8 @@ class SearchUpdate:
             "rerank_total": self.total,
             "rerank_model": self.model,
             "message": self.message,
+            "llm_error": self.llm_error,
+            "llm_query": self.llm_query,
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
         }
 
@@ -248,6 +263,49 @@ def resolve_query_image(path: str | None) -> str | None:
     return str(Path(path).expanduser().resolve()) if path else None
 
 
+def shorten_for_context(text: str, needed: int, capacity: int) -> str | None:
+    """``text`` cut (at a word boundary when possible) so a prompt that needed ``needed`` positions fits
+    ``capacity``; None when nothing useful is left to cut."""
+    keep = int(len(text) * capacity / max(needed, 1) * 0.9)
+    keep = min(keep, len(text) - 1)
+    if keep < 1:
+        return None
+    cut = text[:keep]
+    space = cut.rfind(" ")
+    if space > keep // 2:
+        cut = cut[:space]
+    return cut.rstrip() or None
+
+
+class _QueryFitter:
+    """Shortens the query text for the LLM prompt when it does not fit the context (never an error).
+
+    The shortened text is kept for the rest of the search, so every candidate sees the same question.
+    """
+
+    def __init__(self, text: str | None):
+        self.original = text
+        self.text = text
+
+    def call(self, fn: Any) -> Any:
+        for _ in range(8):
+            try:
+                return fn(self.text)
+            except PromptTooLongError as e:
+                shorter = shorten_for_context(self.text, e.needed, e.capacity) if self.text else None
+                if shorter is None:
+                    raise
+                self.text = shorter
+        return fn(self.text)
+
+    @property
+    def note(self) -> str | None:
+        if self.text == self.original or not self.original:
+            return None
+        n, m = len(self.text.split()), len(self.original.split())
+        return f"the query is too long for the LLM: it was shown the first {n} of {m} words"
+
+
 def rerank_updates(
     coarse: SearchUpdate,
     scorer: Any,
@@ -258,7 +316,9 @@ def rerank_updates(
 
     ``scorer`` is a :class:`retllm_desktop.models.llm.scorer.MllmScorer` (anything with its ``score``).
     Candidates whose file is not reachable now (offline drive) are not sent to the LLM and keep
-    their coarse order after the judged ones. Cancellation ends the stream quietly: the last update
+    their coarse order after the judged ones. A candidate the LLM fails on is marked "could not check"
+    (``check_error``) and the others are still checked. A query too long for the LLM's context is
+    shortened for its prompt (``message`` says so). Cancellation ends the stream quietly: the last update
     the caller got is a consistent partial ranking.
     """
     from .rerank import rerank_stream
@@ -274,28 +334,35 @@ def rerank_updates(
         except OSError:
             query_key = None
     scorer.ve_threshold = options.ve_threshold
+    fitter = _QueryFitter(query.text)
 
     def score(result: SearchResult):
-        return scorer.score(
-            result.photo.path,
-            text=query.text,
-            query_image=query.image,
-            candidate_key=result.photo.hash or None,
-            query_key=query_key,
-            ve=options.ve,
-            cancel=cancel,
+        return fitter.call(
+            lambda text: scorer.score(
+                result.photo.path,
+                text=text,
+                query_image=query.image,
+                candidate_key=result.photo.hash or None,
+                query_key=query_key,
+                ve=options.ve,
+                cancel=cancel,
+            )
         )
 
     t0 = time.perf_counter()
     model_name = getattr(getattr(scorer, "config", None), "name", None)
     try:
         for upd in rerank_stream(reachable, score, options, cancel):
-            results: list[SearchResult] = []
-            for item in upd.items:
-                r = item.candidate
-                results.append(
-                    SearchResult(photo=r.photo, score=r.score, coarse_rank=r.coarse_rank, fine=item.fine)
+            results = [
+                SearchResult(
+                    photo=it.candidate.photo,
+                    score=it.candidate.score,
+                    coarse_rank=it.candidate.coarse_rank,
+                    fine=it.fine,
+                    check_error=it.error,
                 )
+                for it in upd.items
+            ]
             results.extend(
                 SearchResult(photo=r.photo, score=r.score, coarse_rank=r.coarse_rank) for r in unreachable
             )
@@ -323,9 +390,21 @@ def rerank_updates(
                 total=upd.total,
                 timings_ms=timings,
                 model=model_name,
-                message=None
-                if upd.finished or upd.done
-                else f"checking {upd.total} photos with {model_name}",
+                message=_rerank_message(upd, model_name, fitter.note),
+                llm_query=fitter.text if fitter.note else None,
             )
     except CancelledError:
         return
+
+
+def _rerank_message(upd: Any, model_name: str | None, note: str | None) -> str | None:
+    """One line: what the LLM is doing, what it could not check, whether the query was shortened."""
+    if not upd.finished and not upd.done:
+        return f"checking {upd.total} photos with {model_name}"
+    parts = []
+    failed = sum(1 for it in upd.items if it.error)
+    if failed:
+        parts.append(f"{failed} photo{'s' if failed != 1 else ''} could not be checked")
+    if note:
+        parts.append(note)
+    return "; ".join(parts) or None

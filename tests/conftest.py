@@ -13,6 +13,10 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # Tests never see the user's real library or models.
 os.environ.pop("RETLLM_LIBRARY", None)
 os.environ.pop("RETLLM_MODELS", None)
+# Diagnostics of the CLI subprocesses the tests start go to a throwaway log, not the user's.
+os.environ["RETLLM_LOG"] = os.path.join(
+    os.environ.get("TMPDIR", "/tmp"), f"retllm-test-{os.getpid()}", "retllm-desktop.log"
+)
 
 
 @pytest.fixture(scope="session")

@@ -230,6 +230,8 @@ def cmd_search(args: argparse.Namespace) -> int:
             extra = ""
             if r.fine is not None:
                 extra = f"  match {r.fine.score:.2f}" + (" (2nd look)" if r.fine.ve_used else "")
+            elif r.check_error:
+                extra = f"  could not check: {_one_line(r.check_error)}"
             date = f"  {r.photo.taken_at[:10]}" if r.photo.taken_at else ""
             print(f"{r.rank:3d}. {r.score:.3f}{extra}{date}  {_one_line(r.path)}")
         if last.message and last.visible:  # without results it was printed above already
@@ -318,6 +320,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         return launch_gui(argv)  # the app, with its own options (--library, --models, --settings)
     args = parser.parse_args(argv)
+    from ..logs import setup_logging
+
+    setup_logging()
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE

@@ -38,8 +38,11 @@ def run_app(argv: list[str] | None = None) -> int:
     from PySide6.QtGui import QGuiApplication
     from PySide6.QtWidgets import QApplication
 
+    from ..logs import setup_logging
     from .main_window import MainWindow
     from .settings import Settings
+
+    setup_logging()
 
     app = QApplication.instance()
     if app is None:

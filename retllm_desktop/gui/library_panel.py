@@ -245,5 +245,7 @@ class LibraryPanel(QWidget):
         mllm = getattr(status, "mllm_model", None) or (
             "missing" if getattr(status, "mllm_error", None) else "—"
         )
+        if getattr(status, "mllm_model", None) and getattr(status, "mllm_error", None):
+            mllm += " (broken)"
         self.models.setText(f"Search model: {clip}<br>Checking model: {mllm}")
         self._update_buttons()

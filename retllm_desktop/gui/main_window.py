@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import os
 import time
 from pathlib import Path
@@ -63,6 +64,9 @@ def collect_status(library: Any) -> dict[str, Any]:
             mllm_msg = str(e)
         if not mllm_ok and not mllm_msg:
             mllm_msg = "no checking model (multimodal LLM) installed"
+        if mllm_ok and mllm_msg:  # installed but its files are broken ("broken: <why>")
+            mllm_ok = False
+            mllm_msg = f"the checking model {getattr(status, 'mllm_model', '')} is {mllm_msg}"
     dates = (None, None)
     try:
         dates = library.catalog.date_range()
@@ -963,6 +967,13 @@ class MainWindow(QMainWindow):
             self.rerank_label.setVisible(True)
         if upd.message and upd.results:
             text += f" · {upd.message}"
+        if getattr(upd, "llm_error", None):  # the coarse results stand; say why they are not checked
+            self._set_banner(
+                f"Results weren't double-checked: {html.escape(upd.llm_error)}. &nbsp; "
+                "<a href='setup'>Set up models…</a>"
+            )
+        elif upd.done and self.banner.text().startswith("Results weren't double-checked"):
+            self._set_banner(None)  # the LLM works again
         self.status_label.setText(text)
         emit(self.search_updated, upd)
 

@@ -158,6 +158,8 @@ class ResultsModel(QAbstractListModel):
                 parts.append(f"match {fine.score:.0%} (checked)")
             else:
                 parts.append(f"similarity {r.score:.3f}")
+                if getattr(r, "check_error", None):
+                    parts.append(f"could not check: {r.check_error}")
             if p.status != "ok":
                 parts.append("offline")
             return "\n".join(parts) if role == Qt.ItemDataRole.ToolTipRole else ", ".join(parts)
@@ -230,9 +232,10 @@ class ThumbDelegate(QStyledItemDelegate):
                 painter.drawText(square, Qt.AlignmentFlag.AlignCenter, "can't show")
         result = index.data(ResultRole)
         fine = fine_of(result)
-        if fine is not None:
-            ok = fine.score >= 0.5
-            text = f"{'✓' if ok else '✗'} {fine.score:.0%}"
+        unchecked = fine is None and bool(getattr(result, "check_error", None))
+        if fine is not None or unchecked:
+            ok = fine is not None and fine.score >= 0.5
+            text = "? could not check" if unchecked else f"{'✓' if ok else '✗'} {fine.score:.0%}"
             f = QFont(option.font)
             f.setPointSizeF(max(7.0, f.pointSizeF() * 0.85))
             f.setBold(True)
@@ -241,7 +244,13 @@ class ThumbDelegate(QStyledItemDelegate):
             bw, bh = fm.horizontalAdvance(text) + 12, fm.height() + 4
             badge = QRectF(square.left() + 4, square.top() + 4, bw, bh)
             painter.setPen(Qt.PenStyle.NoPen)
-            painter.setBrush(QColor(30, 140, 70, 225) if ok else QColor(90, 90, 90, 210))
+            painter.setBrush(
+                QColor(30, 140, 70, 225)
+                if ok
+                else QColor(170, 110, 20, 225)
+                if unchecked
+                else QColor(90, 90, 90, 210)
+            )
             painter.drawRoundedRect(badge, bh / 2, bh / 2)
             painter.setPen(QPen(QColor("white")))
             painter.drawText(badge, Qt.AlignmentFlag.AlignCenter, text)

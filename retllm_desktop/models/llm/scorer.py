@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from ...config import default_threads, resource_path
-from ...errors import CancelledError, ModelLoadError, ModelNotFoundError, RetllmError
+from ...errors import CancelledError, ModelLoadError, ModelNotFoundError, PromptTooLongError, RetllmError
 from .cache import EmbeddingCache
 from .fine_score import VE_MODES, FineScore
 
@@ -983,7 +983,7 @@ class MllmScorer:
                 raise RetllmError("Unsupported (audio) chunk in the prompt.")
         if pos > self.n_ctx:
             self._free_prepared(prep)
-            raise RetllmError(f"The prompt needs {pos} positions but the context holds {self.n_ctx}.")
+            raise PromptTooLongError(pos, self.n_ctx)
         return prep
 
     def _free_prepared(self, prep: _Prepared) -> None:
@@ -1017,9 +1017,7 @@ class MllmScorer:
         if isinstance(ids[-1], tuple):
             raise RetllmError("A prompt must end with text.")
         if pos_after[-1] > self.n_ctx:
-            raise RetllmError(
-                f"The prompt needs {pos_after[-1]} positions but the context holds {self.n_ctx}."
-            )
+            raise PromptTooLongError(pos_after[-1], self.n_ctx)
         # longest common prefix with the live KV, always leaving >= 1 token to evaluate (fresh logits)
         common = 0
         limit = min(len(self._kv_ids), len(ids) - 1)
