@@ -142,6 +142,16 @@ def _gps_to_degrees(values: object, ref: object) -> float | None:
     return round(deg, 7)
 
 
+def _gps_fix(gps: dict) -> tuple[float | None, float | None]:
+    """Latitude and longitude from the GPS IFD, or neither: out of range, half a fix, or the (0, 0) that
+    cameras without a fix write are no position at all."""
+    lat = _gps_to_degrees(gps.get(2), gps.get(1))
+    lon = _gps_to_degrees(gps.get(4), gps.get(3))
+    if lat is None or lon is None or abs(lat) > 90 or abs(lon) > 180 or (lat == 0 and lon == 0):
+        return None, None
+    return lat, lon
+
+
 def _clean_text(value: object) -> str | None:
     if value is None:
         return None
@@ -176,8 +186,7 @@ def _metadata(img: Image.Image) -> PhotoMeta:
         )
         gps = exif.get_ifd(_IFD_GPS)
         if gps and 2 in gps and 4 in gps:
-            lat = _gps_to_degrees(gps.get(2), gps.get(1))
-            lon = _gps_to_degrees(gps.get(4), gps.get(3))
+            lat, lon = _gps_fix(gps)
     except Exception:  # noqa: BLE001 - corrupt EXIF: keep the pixels, drop the metadata
         pass
     return PhotoMeta(

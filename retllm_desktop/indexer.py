@@ -52,6 +52,8 @@ class IndexSummary:
     reused: int = 0  # new files whose identical content was already embedded (copies)
     offline: int = 0  # photos on roots that are not reachable right now
     total: int = 0
+    places: int = 0  # photos whose place (GPS → city/country) was computed in this run
+    places_error: str | None = None  # the places pass failed (search works without it)
     seconds: float = 0.0
     cancelled: bool = False
 

@@ -330,8 +330,47 @@ class Library:
             summary = indexer.run(plan, progress=progress, cancel=cancel)
             if cancel is not None and cancel.is_set():
                 summary.cancelled = True
+            else:
+                self._places_pass(summary, progress, cancel)
         summary.seconds = round(time.perf_counter() - t0, 3)
         return summary
+
+    def _places_pass(self, summary: IndexSummary, progress: Progress | None, cancel: Any) -> None:
+        """GPS → place for photos that lack one; fails soft (a broken gazetteer never fails indexing)."""
+        try:
+            summary.places = self.update_places(progress=progress, cancel=cancel)
+        except Exception as e:  # noqa: BLE001 - optional pass: report, keep what was indexed
+            summary.places_error = f"places not updated: {e}"
+
+    def update_places(self, progress: Progress | None = None, cancel: threading.Event | None = None) -> int:
+        """Reverse-geocode the stored GPS of photos without a place (or with a stale one); no file is read.
+
+        Existing libraries get their places this way on the next ``index`` without re-embedding anything.
+        """
+        from .places import gazetteer, gazetteer_version
+
+        version = gazetteer_version()
+        todo = self.catalog.photos_needing_places(version)
+        if not todo:
+            self.catalog.put_places([], version)  # drops places of photos whose GPS is gone
+            return 0
+        g = gazetteer()
+        done = 0
+        for start in range(0, len(todo), 5000):
+            if cancel is not None and cancel.is_set():
+                break
+            chunk = todo[start : start + 5000]
+            places = g.reverse_many([r[1] for r in chunk], [r[2] for r in chunk])
+            done += self.catalog.put_places(
+                [(pid, lat, lon, p) for (pid, lat, lon), p in zip(chunk, places, strict=True)], version
+            )
+            if progress:
+                progress("places", done, len(todo))
+        return done
+
+    def places(self) -> list[Any]:
+        """Cities, regions and countries with photo counts, most photos first (catalog.PlaceCount)."""
+        return self.catalog.place_counts()
 
     def _plan_backfill(self, plan: Any, model_name: str) -> None:
         """Queue known photos that lack a ``model_name`` vector (the CLIP model was switched) for embedding.
