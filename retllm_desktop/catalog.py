@@ -104,7 +104,7 @@ def _migration_2(db: sqlite3.Connection) -> None:
     )
 
 
-def _migration_places(db: sqlite_utils.Database) -> None:
+def _migration_places(db: sqlite3.Connection) -> None:
     # Where each photo with GPS was taken (places.py); lat/lon/gazetteer say what it was computed from, so a
     # changed fix or a new gazetteer is redone. A row with no country: the fix is at sea / at a pole.
     db.execute(
