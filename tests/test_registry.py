@@ -139,3 +139,29 @@ def test_preset_role_checked_and_later_file_wins(tmp_path):
     assert reg.get("c2").hf_repo == "mirror/c2"
     with pytest.raises(RegistryError, match="not found"):
         load_registry([tmp_path / "missing.toml"])
+
+
+def test_presets_are_pinned_to_commits_and_hashes():
+    """Every file of the three presets has a commit revision, a sha256 and an exact size."""
+    reg = load_registry()
+    for preset in ("fast", "balanced", "best"):
+        for e in reg.preset_models(preset):
+            assert e.pinned, f"{preset}: {e.name} is not pinned"
+            assert len(e.revision) == 40 and e.revision != "main"
+            for f in e.files:
+                assert f.sha256 and len(f.sha256) == 64
+                if e.name != "clip-vit-l14":  # its text tower's byte count was not published
+                    assert f.size and f.size > 1_000_000
+                # the approximate sizes agree with the pinned ones (catches a pin for another file)
+            if e.size_mb:
+                assert abs(e.approx_bytes / 1e6 - e.size_mb) / e.size_mb < 0.05, e.name
+
+
+def test_unpinned_entries_are_marked_so():
+    reg = load_registry()
+    unpinned = {e.name for e in reg if not e.pinned}
+    assert unpinned == {"clip-vit-b16", "llava-1.5-7b"}
+    for name in unpinned:
+        e = reg.get(name)
+        assert e.unpinned_files and e.as_dict()["pinned"] is False
+    assert reg.get("smolvlm-500m").as_dict()["pinned"] is True

@@ -63,6 +63,16 @@ class ModelEntry:
         return CONFIG_FILES[self.role]
 
     @property
+    def unpinned_files(self) -> tuple[FileSpec, ...]:
+        """Files without a registry sha256: their content can only be taken on the server's word."""
+        return tuple(f for f in self.files if not f.sha256)
+
+    @property
+    def pinned(self) -> bool:
+        """Every file has a sha256 in the registry (and the revision is a commit, not a branch)."""
+        return not self.unpinned_files and is_commit(self.revision)
+
+    @property
     def approx_bytes(self) -> int:
         """Best estimate of the download size in bytes (exact sizes where known)."""
         total = 0
@@ -93,6 +103,7 @@ class ModelEntry:
             "licence": self.licence,
             "size_mb": self.size_mb,
             "description": self.description,
+            "pinned": self.pinned,
             "files": [
                 {"name": f.name, "path": f.path, "size": f.size, "sha256": f.sha256} for f in self.files
             ],
@@ -157,6 +168,11 @@ class Registry:
 
 # ------------------------------------------------------------------------------------------------
 # Parsing
+
+
+def is_commit(revision: str) -> bool:
+    """A full 40-hex git commit id (a branch such as ``main`` can move under a pinned hash)."""
+    return len(revision) == 40 and all(c in "0123456789abcdef" for c in revision.lower())
 
 
 def _opt_int(v: Any, what: str) -> int | None:
