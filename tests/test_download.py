@@ -1,8 +1,9 @@
 """Model downloads against a loopback HTTP server (127.0.0.1 only; nothing touches the internet).
 
 The server serves synthetic files under the Hub's URL scheme ({endpoint}/{repo}/resolve/{rev}/{path}),
-supports Range requests, and can cut a transfer mid-file, fail with 500/404, redirect (with the Hub's
-X-Linked-* headers on the redirect), or lie about the sha256. Disk-full is simulated by monkeypatching
+supports Range requests with an ETag and If-Range (as the Hub's CDN does), and can cut a transfer mid-file,
+fail with 500/404, redirect (with the Hub's X-Linked-* headers on the redirect), lie about the sha256,
+change a file between two requests, or ignore Range altogether. Disk-full is simulated by monkeypatching
 ``download._write_chunk`` (the one place that writes to a .part file) to raise OSError(ENOSPC), and the
 free-space pre-check by monkeypatching ``shutil.disk_usage``.
 """
@@ -52,6 +53,8 @@ class ServerState:
     status: dict[str, int] = field(default_factory=dict)
     redirects: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
     cut_once: dict[str, int] = field(default_factory=dict)  # path -> bytes sent before the connection drops
+    ignore_range: set[str] = field(default_factory=set)  # paths answered 200 (whole file) to any Range
+    if_range_log: list[str | None] = field(default_factory=list)
     log: list[tuple[str, str | None]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -79,16 +82,21 @@ class _Handler(BaseHTTPRequestHandler):
         if data is None:
             self._empty(404)
             return
+        etag = f'"{hashlib.sha256(data).hexdigest()[:16]}"'  # changes with the content, as a CDN's does
+        if_range = self.headers.get("If-Range")
+        with st.lock:
+            st.if_range_log.append(if_range)
         start = 0
-        if rng:
+        if rng and path not in st.ignore_range and (if_range is None or if_range == etag):
             start = int(rng.split("=", 1)[1].split("-", 1)[0])
             if start >= len(data):
-                self._empty(416, {"Content-Range": f"bytes */{len(data)}"})
+                self._empty(416, {"Content-Range": f"bytes */{len(data)}", "ETag": etag})
                 return
             self.send_response(206)
             self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
         else:
-            self.send_response(200)
+            self.send_response(200)  # no Range, Range ignored, or If-Range no longer matches: whole file
+        self.send_header("ETag", etag)
         for k, v in st.headers.get(path, {}).items():
             self.send_header(k, v)
         self.send_header("Content-Length", str(len(data) - start))
@@ -216,16 +224,18 @@ def test_endpoint_from_env_and_hub_metadata_on_redirect(server, tmp_path, monkey
         meta = {"X-Linked-Etag": f'"{_sha(data)}"', "X-Linked-Size": str(len(data))}
         server.state.redirects[src] = (cdn, meta)
     monkeypatch.setenv("RETLLM_HF_ENDPOINT", server.url)
-    dest = download_model(entry, tmp_path)
+    dest = download_model(entry, tmp_path, allow_unverified=True)
     manifest = json.loads((dest / dl.MANIFEST).read_text())
-    assert all(rec["verified"] for rec in manifest["files"].values())
+    # checked against the server's own hash, which proves the transfer, not the content: unverified
+    assert all(rec["checked_against"] == "server" for rec in manifest["files"].values())
+    assert not any(rec["verified"] for rec in manifest["files"].values())
     # the server now claims a different hash: the file is rejected and deleted
     (tmp_path / "clip").rename(tmp_path / "old")
     src = _paths(server, "onnx/text_model.onnx")
     cdn, meta = server.state.redirects[src]
     server.state.redirects[src] = (cdn, {**meta, "X-Linked-Etag": "0" * 64})
     with pytest.raises(IntegrityError, match="corrupt"):
-        download_model(entry, tmp_path)
+        download_model(entry, tmp_path, allow_unverified=True)
     assert not (tmp_path / "clip" / "tiny" / "clip.json").exists()
     assert not (tmp_path / "clip" / "tiny" / "text.onnx.part").exists()
 
@@ -337,7 +347,7 @@ def test_unreachable_server_is_a_clear_error(tmp_path):
     s.close()  # nothing listens there now
     entry = ModelEntry("x", "clip", "o/x", (FileSpec("image.onnx", "a"), FileSpec("text.onnx", "b")))
     with pytest.raises(OfflineError, match="cannot reach 127.0.0.1"):
-        download_model(entry, tmp_path, base_url=f"http://127.0.0.1:{port}")
+        download_model(entry, tmp_path, base_url=f"http://127.0.0.1:{port}", allow_unverified=True)
 
 
 def test_cancel_keeps_partial(server, tmp_path, monkeypatch):
@@ -468,11 +478,21 @@ config = {{ embed_dim = 64, image_size = 64 }}
         out, err = capsys.readouterr()
         return code, out, err
 
-    code, out, _ = run("models", "download", "--registry", str(reg), "--endpoint", server.url, *common)
+    # text.onnx has no sha256 in this registry: refused unless the user says so explicitly
+    code, out, err = run("models", "download", "--registry", str(reg), "--endpoint", server.url, *common)
+    assert code == 1 and "--allow-unverified" in err and len(err.strip().splitlines()) == 1
+    assert server.state.log == [] and not (tmp_path / "models" / "clip" / "tiny" / "clip.json").exists()
+    code, out, _ = run(
+        "models", "download", "--allow-unverified", "--registry", str(reg), "--endpoint", server.url, *common
+    )
     assert code == 0 and json.loads(out)["installed"][0]["name"] == "tiny"
     code, out, _ = run("models", "list", "--registry", str(reg), *common)
     data = json.loads(out)
     assert code == 0 and data["registry"][0]["installed"] and data["default_preset"] == "p"
+    assert data["registry"][0]["pinned"] is False and data["installed"][0]["verified"] is False
+    code, out, _ = run("models", "list", "--registry", str(reg), "--models", models)
+    (line,) = [ln for ln in out.splitlines() if " tiny " in ln]
+    assert "unverified" in line
     code, out, _ = run("models", "verify", *common)
     assert code == 0 and json.loads(out)["ok"]
     code, out, _ = run("models", "path", "--models", models)
@@ -494,3 +514,162 @@ def test_cli_export_clip_prints_parity(tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0 and "parity vs torch: max abs diff" in out
     assert list_clip_models(tmp_path) == [tmp_path / "clip" / "exp"]
+
+
+# ------------------------------------------------------------------------------------------------
+# Pinned downloads: the registry's sha256 is checked on every path; the server's word is never enough
+
+
+def _one_file(
+    server: Server, data: bytes, *, pin: str = "sha+size", path: str = "onnx/model.onnx"
+) -> ModelEntry:
+    """A one-file entry served at ``path``; ``pin`` is "sha+size", "sha" or "none"."""
+    server.state.files[f"/{REPO}/resolve/main/{path}"] = data
+    spec = FileSpec(
+        "image.onnx",
+        path,
+        len(data) if pin == "sha+size" else None,
+        _sha(data) if pin in ("sha+size", "sha") else None,
+    )
+    cfg = {"embed_dim": 8, "image_model": "image.onnx", "text_model": "image.onnx"}
+    return ModelEntry(name="one", role="clip", hf_repo=REPO, files=(spec,), config=cfg)
+
+
+def _dl(entry: ModelEntry, tmp_path: Path, server: Server, pin: str, **kw) -> Path:
+    if pin == "none":
+        kw["allow_unverified"] = True
+    return download_model(entry, tmp_path, base_url=server.url, **kw)
+
+
+def test_unpinned_entry_downloads_only_when_allowed_explicitly(server, tmp_path):
+    data = _blob(30_000, 40)
+    entry = _one_file(server, data, pin="none")
+    with pytest.raises(dl.UnverifiedError, match="--allow-unverified") as e:
+        download_model(entry, tmp_path, base_url=server.url)
+    assert "onnx/model.onnx" in str(e.value) and "\n" not in str(e.value)
+    assert server.state.log == [] and not (tmp_path / "clip").exists()  # nothing asked, nothing written
+    dest = download_model(entry, tmp_path, base_url=server.url, allow_unverified=True)
+    assert (dest / "image.onnx").read_bytes() == data
+    rec = json.loads((dest / dl.MANIFEST).read_text())["files"]["image.onnx"]
+    assert rec["verified"] is False and rec["sha256"] == _sha(data)
+    (m,) = installed_models(tmp_path)
+    assert m.verified is False
+    assert verify_models(tmp_path)[0].status == "unverified"
+
+
+def test_wrong_bytes_with_self_consistent_headers_from_a_mirror(server, tmp_path, monkeypatch):
+    """A mirror serving other bytes, with headers that vouch for them, installs nothing."""
+    from retllm_desktop.models.hub.registry import load_registry
+
+    entry = load_registry().get("smolvlm-500m")  # the default preset's LLM, as shipped
+    junk = _blob(200_000, 41)
+    for spec in entry.files:
+        headers = {"X-Linked-Etag": f'"{_sha(junk)}"', "X-Linked-Size": str(len(junk))}
+        for rev in ("main", entry.revision):
+            path = f"/{entry.hf_repo}/resolve/{rev}/{spec.path}"
+            server.state.files[path] = junk
+            server.state.headers[path] = headers
+    monkeypatch.setenv("RETLLM_HF_ENDPOINT", server.url)
+    with pytest.raises(IntegrityError, match="pinned") as e:
+        download_model(entry, tmp_path)
+    assert "\n" not in str(e.value)
+    dest = tmp_path / "mllm" / "smolvlm-500m"
+    assert not dest.exists() or not [p.name for p in dest.iterdir() if p.name != dl.MANIFEST]
+    assert all(f"/resolve/{entry.revision}/" in p for p, _ in server.state.log)  # the pinned commit
+
+    # same-size wrong bytes, self-consistent headers, pinned entry: the bytes are deleted
+    data, wrong = _blob(50_000, 42), _blob(50_000, 43)
+    one = _one_file(server, wrong)
+    one = ModelEntry(
+        **{**one.__dict__, "files": (FileSpec("image.onnx", "onnx/model.onnx", len(data), _sha(data)),)}
+    )
+    server.state.headers[f"/{REPO}/resolve/main/onnx/model.onnx"] = {"X-Linked-Etag": _sha(wrong)}
+    with pytest.raises(IntegrityError, match="pinned"):
+        download_model(one, tmp_path, base_url=server.url)
+    server.state.headers.clear()  # no hash header at all: caught by hashing the bytes
+    with pytest.raises(IntegrityError, match="sha256"):
+        download_model(one, tmp_path, base_url=server.url)
+    assert [p.name for p in (tmp_path / "clip" / "one").iterdir()] == []
+
+
+@pytest.mark.parametrize("pin", ["sha+size", "sha", "none"])
+def test_full_length_part_answered_by_416_is_checked(server, tmp_path, pin):
+    """A .part as long as the file (a corrupt one here) gets 416: it is hashed, never just installed."""
+    data = _blob(80_000, 44)
+    entry = _one_file(server, data, pin=pin)
+    dest = tmp_path / "clip" / "one"
+    dest.mkdir(parents=True)
+    (dest / "image.onnx.part").write_bytes(_blob(80_000, 45))
+    out = _dl(entry, tmp_path, server, pin)
+    assert (out / "image.onnx").read_bytes() == data  # the bad part was dropped and fetched afresh
+    rec = json.loads((out / dl.MANIFEST).read_text())["files"]["image.onnx"]
+    assert rec["verified"] is (pin != "none")
+    assert ("/test-org/tiny-clip/resolve/main/onnx/model.onnx", "bytes=80000-") in server.state.log
+    assert server.state.log[-1][1] is None  # the last request was a fresh one
+
+
+@pytest.mark.parametrize("pin", ["sha+size", "sha", "none"])
+def test_oversize_part_answered_by_416_is_dropped(server, tmp_path, pin):
+    data = _blob(60_000, 46)
+    entry = _one_file(server, data, pin=pin)
+    dest = tmp_path / "clip" / "one"
+    dest.mkdir(parents=True)
+    (dest / "image.onnx.part").write_bytes(data + _blob(5_000, 47))  # right bytes, then extra ones
+    out = _dl(entry, tmp_path, server, pin)
+    assert (out / "image.onnx").read_bytes() == data
+    assert not (dest / "image.onnx.part").exists()
+
+
+def test_remote_file_changed_mid_resume(server, tmp_path):
+    """Resuming sends If-Range: a file replaced on the server is fetched whole, never spliced."""
+    old, new = _blob(120_000, 48), _blob(120_000, 49)
+    path = f"/{REPO}/resolve/main/onnx/model.onnx"
+    entry_new = _one_file(server, old)  # served: old
+    entry_new = ModelEntry(
+        **{**entry_new.__dict__, "files": (FileSpec("image.onnx", "onnx/model.onnx", len(new), _sha(new)),)}
+    )
+    server.state.cut_once[path] = 50_000
+    with pytest.raises(DownloadError, match="resume"):
+        download_model(entry_new, tmp_path, base_url=server.url, retries=0)
+    server.state.files[path] = new  # the repo moved on while we were away
+    dest = download_model(entry_new, tmp_path, base_url=server.url, retries=0)
+    assert (dest / "image.onnx").read_bytes() == new
+    assert server.state.if_range_log[-1] is not None  # the resume was conditional
+
+    # pinned to the old file, and the server now has another: fails cleanly, nothing kept
+    entry_old = _one_file(server, old)
+    server.state.files[path] = old
+    server.state.cut_once[path] = 50_000
+    with pytest.raises(DownloadError, match="resume"):
+        download_model(entry_old, tmp_path / "b", base_url=server.url, retries=0)
+    server.state.files[path] = new
+    with pytest.raises(IntegrityError, match="sha256"):
+        download_model(entry_old, tmp_path / "b", base_url=server.url, retries=0)
+    assert [p.name for p in (tmp_path / "b" / "clip" / "one").iterdir()] == []
+
+
+def test_server_ignoring_range_restarts_from_zero(server, tmp_path, monkeypatch):
+    """A resume answered with the whole file starts the .part over, and progress does not count twice."""
+    monkeypatch.setattr(dl, "PROGRESS_INTERVAL_S", 0.0)  # every chunk reported
+    data = _blob(150_000, 50)
+    entry = _one_file(server, data)
+    path = f"/{REPO}/resolve/main/onnx/model.onnx"
+    server.state.ignore_range.add(path)
+    server.state.cut_once[path] = 40_000  # the first transfer breaks; the retry's Range is ignored
+    seen: list[tuple[int, int]] = []
+    dest = download_model(entry, tmp_path, progress=lambda d, t: seen.append((d, t)), base_url=server.url)
+    assert (dest / "image.onnx").read_bytes() == data  # not 40 000 old bytes + the whole file
+    assert (path, "bytes=40000-") in server.state.log
+    assert (40_000, len(data)) in seen
+    assert all(d <= t == len(data) for d, t in seen), seen  # never more than the file
+
+
+def test_export_clip_honours_offline_mode(tmp_path, capsys, monkeypatch):
+    from retllm_desktop.models.clip import export
+
+    calls = []
+    monkeypatch.setattr(export, "export_clip", lambda *a, **k: calls.append(a) or {})
+    monkeypatch.setenv("RETLLM_OFFLINE", "1")
+    code = cli.main(["models", "export-clip", "--arch", "ViT-B-32", "--pretrained", "openai", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 1 and "offline" in err and calls == []

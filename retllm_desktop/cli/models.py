@@ -47,6 +47,11 @@ def register(sub) -> None:
         metavar="URL",
         help="Hugging Face endpoint or mirror (default: $RETLLM_HF_ENDPOINT or the Hub)",
     )
+    p.add_argument(
+        "--allow-unverified",
+        action="store_true",
+        help="also download models whose files the registry pins no sha256 for (recorded as unverified)",
+    )
     p.set_defaults(func=cmd_download)
 
     p = msub.add_parser("verify", help="re-hash installed models against their download records")
@@ -143,17 +148,21 @@ def cmd_list(args) -> int:
     for p in reg.presets.values():
         star = " (default)" if p.name == reg.default_preset else ""
         print(f"  {p.name:<9} clip={p.clip}  mllm={p.mllm or '-'}{star}  {p.description}")
-    print("available:")
+    print("available (pinned: commit + sha256 checked; unverified: needs --allow-unverified):")
     for e in reg:
         m = by_key.get((e.role, e.name))
         state = "installed" if m and m.complete else ("partial" if m else "")
-        print(f"  {e.role:<4} {e.name:<20} {_mb(e.size_mb):>8}  {e.licence or '?':<12} {state}")
+        if m and m.complete and m.verified is False:
+            state += " (unverified)"
+        pin = "pinned" if e.pinned else "unverified"
+        print(f"  {e.role:<4} {e.name:<20} {_mb(e.size_mb):>8}  {e.licence or '?':<12} {pin:<10} {state}")
     known = {(e.role, e.name) for e in reg}
     others = [m for m in installed if (m.role, m.name) not in known]
     if others:
         print("other installed models:")
         for m in others:
             state = "" if m.complete else " (partial)"
+            state += " (unverified)" if m.verified is False else ""
             print(f"  {m.role:<4} {m.name:<20} {m.size_bytes / 1e6:8.0f} MB  {m.source}{state}")
     return EXIT_OK
 
@@ -209,7 +218,13 @@ def cmd_download(args) -> int:
             bar = _ByteProgress(e.name, enabled=not args.json and sys.stderr.isatty())
             try:
                 path = download_model(
-                    e, mdir, progress=bar, cancel=cancel, base_url=args.endpoint, verify_existing=True
+                    e,
+                    mdir,
+                    progress=bar,
+                    cancel=cancel,
+                    base_url=args.endpoint,
+                    verify_existing=True,
+                    allow_unverified=args.allow_unverified,
                 )
             finally:
                 bar.finish()
@@ -289,10 +304,16 @@ def cmd_add(args) -> int:
 
 
 def cmd_export_clip(args) -> int:
-    from ..models.clip.export import export_clip
+    from ..models.hub.download import is_offline, raise_offline
+
+    if args.pretrained and is_offline():  # open_clip would fetch the pretrained weights
+        raise_offline(f"cannot fetch the {args.arch} / {args.pretrained} weights that export-clip converts")
+    from ..models.clip import export
 
     out = Path(args.out) if args.out else _models_dir(args)
-    res = export_clip(args.arch, args.pretrained, out, name=args.name, check=not args.no_check, verbose=False)
+    res = export.export_clip(
+        args.arch, args.pretrained, out, name=args.name, check=not args.no_check, verbose=False
+    )
     diff = max(res.get("image_max_abs_diff", 0.0), res.get("text_max_abs_diff", 0.0))
     if args.json:
         print_json(res)

@@ -3,11 +3,20 @@
 Download protocol for one registry entry (:func:`download_model`):
 
 * every file is fetched from ``{endpoint}/{hf_repo}/resolve/{revision}/{path}`` into
-  ``<models>/<role>/<name>/<file>.part``; an existing ``.part`` is resumed with an HTTP ``Range`` request;
-* the complete file is checked against the expected size and sha256 (from the registry, else the
-  ``X-Linked-Size`` / ``X-Linked-Etag`` headers the Hugging Face Hub sends for LFS files, else the
-  ``Content-Length``) and only then renamed to its final name with :func:`os.replace`;
-* ``retllm-manifest.json`` (sizes + hashes, used by :func:`verify_models`) and finally ``clip.json`` /
+  ``<models>/<role>/<name>/<file>.part``; the registry pins ``revision`` to a commit and each file's
+  ``sha256`` (and size), so a mirror or a moved branch cannot change what gets installed;
+* an existing ``.part`` is resumed with ``Range`` + ``If-Range`` (the validator of the response that
+  started it, kept in ``<file>.part.json``): a file replaced on the server comes back whole, never spliced;
+* the complete file is hashed and compared with the **registry's** sha256 on every path: fresh, resumed,
+  answered by 416 (a ``.part`` already full length) and an oversize ``.part``. A resumed file that does not
+  match is dropped and fetched afresh once; a fresh one that does not match is deleted and the download
+  fails with :class:`IntegrityError`. A server announcing another size or hash than the pinned one
+  (``X-Linked-Size`` / ``X-Linked-Etag``) is refused before any byte is written;
+* an entry with a file that has no pinned sha256 downloads only with ``allow_unverified=True``
+  (``--allow-unverified``; the app asks first); its files are then checked against the hash the server
+  announces, if any, and recorded ``verified: false``;
+* the file is renamed to its final name with :func:`os.replace` only after the check;
+  ``retllm-manifest.json`` (sizes + hashes, used by :func:`verify_models`) and finally ``clip.json`` /
   ``mllm.json`` are written last: a folder without its config file is never taken for a model.
 
 Environment: ``RETLLM_OFFLINE=1`` or ``HF_HUB_OFFLINE=1`` refuse to touch the network;
@@ -30,13 +39,13 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ... import __version__
-from ...errors import CancelledError, ModelLoadError, ModelNotFoundError, RetllmError
-from .registry import CONFIG_FILES, ROLES, FileSpec, ModelEntry
+from ...errors import CancelledError, RetllmError
+from .registry import FileSpec, ModelEntry
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 ENV_ENDPOINT = "RETLLM_HF_ENDPOINT"
@@ -46,7 +55,6 @@ PART_SUFFIX = ".part"
 CHUNK = 1 << 20
 TIMEOUT_S = 30.0
 PROGRESS_INTERVAL_S = 0.05  # progress callbacks are throttled to this interval (plus one per file)
-GGUF_MAGIC = b"GGUF"
 
 ProgressCb = Callable[[int, int], None]
 
@@ -67,8 +75,23 @@ class IntegrityError(DownloadError):
     """A downloaded file has the wrong size or sha256 (the bad file is deleted)."""
 
 
+class UnverifiedError(DownloadError):
+    """The registry pins no sha256 for a file and the caller did not allow an unverified download."""
+
+
+META_SUFFIX = ".part.json"  # next to a .part: the URL and validator (ETag / Last-Modified) it came from
+
+
 def is_offline() -> bool:
     return any(os.environ.get(k, "").strip().lower() in ("1", "true", "yes", "on") for k in OFFLINE_ENVS)
+
+
+def raise_offline(what: str) -> None:
+    """One message for every network action refused in offline mode."""
+    raise OfflineError(
+        f"offline mode is on ({' / '.join(k for k in OFFLINE_ENVS if os.environ.get(k))}): {what}; unset it, "
+        "or install files you already have with `retllm-desktop models add`"
+    )
 
 
 def hf_endpoint(base_url: str | None = None) -> str:
@@ -149,6 +172,14 @@ class _RecordingRedirects(urllib.request.HTTPRedirectHandler):
 class _Remote:
     total: int | None  # full file size
     sha256: str | None
+    validator: str | None = None  # for If-Range: a strong ETag, else Last-Modified
+
+
+def _validator(headers: Any) -> str | None:
+    etag = (headers.get("ETag") or "").strip()
+    if etag and not etag.startswith("W/"):
+        return etag
+    return (headers.get("Last-Modified") or "").strip() or None
 
 
 def _remote_meta(headers_list: list[Any], status: int, resp_headers: Any) -> _Remote:
@@ -168,15 +199,17 @@ def _remote_meta(headers_list: list[Any], status: int, resp_headers: Any) -> _Re
         cl = resp_headers.get("Content-Length")
         if cl and cl.isdigit():
             total = int(cl)
-    return _Remote(total, sha)
+    return _Remote(total, sha, _validator(resp_headers))
 
 
-def _open(url: str, offset: int) -> tuple[Any, _RecordingRedirects]:
+def _open(url: str, offset: int, validator: str | None = None) -> tuple[Any, _RecordingRedirects]:
     redirects = _RecordingRedirects()
     opener = urllib.request.build_opener(redirects)
     req = urllib.request.Request(url, headers={"User-Agent": f"retllm-desktop/{__version__}"})
     if offset:
         req.add_header("Range", f"bytes={offset}-")
+        if validator:  # only if the file is still the one the .part came from; else the whole file
+            req.add_header("If-Range", validator)
     token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
     if token:
         req.add_header("Authorization", f"Bearer {token}")
@@ -225,6 +258,116 @@ class _Totals:
             self.callback(self.done, max(self.total, self.done))
 
 
+class _Part:
+    """A ``.part`` file and its sidecar (the URL and validator of the response that wrote it)."""
+
+    def __init__(self, dest_dir: Path, spec: FileSpec, url: str) -> None:
+        self.path = dest_dir / (spec.name + PART_SUFFIX)
+        self.meta = dest_dir / (spec.name + META_SUFFIX)
+        self.url = url
+
+    def size(self) -> int:
+        return self.path.stat().st_size if self.path.exists() else 0
+
+    def validator(self) -> str | None:
+        data = _read_json(self.meta) or {}
+        return data.get("validator") if data.get("url") == self.url else None
+
+    def remember(self, remote: _Remote) -> None:
+        _write_json(self.meta, {"url": self.url, "validator": remote.validator, "total": remote.total})
+
+    def drop(self) -> None:
+        self.path.unlink(missing_ok=True)
+        self.meta.unlink(missing_ok=True)
+
+
+def _refuse_other_file(entry: ModelEntry, spec: FileSpec, remote: _Remote, part: _Part) -> None:
+    """The server announces another size or hash than the pinned ones: refuse before writing a byte."""
+    if spec.sha256 and remote.sha256 and remote.sha256 != spec.sha256:
+        got, want = f"sha256 {remote.sha256[:12]}…", f"the pinned {spec.sha256[:12]}…"
+    elif spec.size is not None and remote.total is not None and remote.total != spec.size:
+        got, want = f"{remote.total} bytes", f"the pinned {spec.size}"
+    else:
+        return
+    part.drop()
+    raise IntegrityError(
+        f"{spec.path} from {_host(part.url)} is not the file the registry pins for {entry.name} "
+        f"(the server offers {got}, not {want}; revision {entry.revision[:12]}): nothing was installed — "
+        "use the official endpoint or another mirror"
+    )
+
+
+def _host(url: str) -> str:
+    return urllib.parse.urlsplit(url).netloc or url
+
+
+class _Retry(Exception):
+    """A transient failure: tried again while attempts remain, else ``final`` is raised."""
+
+    def __init__(self, final: DownloadError) -> None:
+        super().__init__(str(final))
+        self.final = final
+
+
+def _transfer(
+    entry: ModelEntry, spec: FileSpec, part: _Part, totals: _Totals, base: int, cancel: threading.Event | None
+) -> tuple[_Remote, bool] | None:
+    """One request, streamed into the ``.part``: (what the server said, whether the ``.part`` also holds
+    bytes from an earlier response), or None to start over at once (a ``.part`` longer than the file)."""
+    url, offset = part.url, part.size()
+    if spec.size is not None and offset > spec.size:
+        part.drop()  # longer than the pinned file: cannot be a prefix of it
+        offset = 0
+    try:
+        resp, redirects = _open(url, offset, part.validator() if offset else None)
+    except urllib.error.HTTPError as e:
+        full = (e.headers.get("Content-Range") or "").rpartition("/")[2] if e.headers else ""
+        e.close()
+        if e.code == 416 and offset:  # nothing after `offset`: full length (hashed by the caller) or longer
+            remote = _Remote(int(full) if full.isdigit() else None, None)
+            if remote.total is not None and offset > remote.total:
+                part.drop()
+                return None
+            return remote, True
+        if e.code >= 500:
+            raise _Retry(_http_error(e, url)) from None
+        raise _http_error(e, url) from None
+    except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as e:
+        reason = getattr(e, "reason", e)
+        if isinstance(reason, socket.gaierror):
+            raise _unreachable(url, reason) from None
+        raise _Retry(_unreachable(url, reason)) from None
+    with resp:
+        remote = _remote_meta(redirects.seen, resp.status, resp.headers)
+        if resp.status == 200:
+            offset = 0  # the whole file (no Range, Range ignored, or If-Range failed): start over
+        elif resp.status == 206:
+            start = resp.headers.get("Content-Range", "").partition(" ")[2].partition("-")[0]
+            if start.strip() != str(offset):
+                raise DownloadError(
+                    f"server sent an unexpected range ({resp.headers.get('Content-Range')}) for {url}"
+                )
+        else:
+            raise DownloadError(f"download failed: HTTP {resp.status} for {url}")
+        _refuse_other_file(entry, spec, remote, part)
+        size = spec.size or remote.total
+        if size is not None:
+            totals.total = max(totals.total, base + size)
+            _check_space(part.path.parent, part.path, size - offset)
+        part.remember(remote)
+        totals.done = base + offset  # bytes of a discarded attempt are not counted twice
+        try:
+            _stream(resp, part.path, offset, totals, cancel, entry)
+        except (http.client.HTTPException, ConnectionError, TimeoutError) as e:
+            raise _Retry(
+                DownloadError(
+                    f"download of {spec.path} was interrupted ({type(e).__name__}: {e}); "
+                    "run it again to resume from where it stopped"
+                )
+            ) from None
+    return remote, offset > 0
+
+
 def _fetch_file(
     entry: ModelEntry,
     spec: FileSpec,
@@ -233,93 +376,68 @@ def _fetch_file(
     cancel: threading.Event | None,
     base_url: str | None,
     retries: int,
+    allow_unverified: bool = False,
 ) -> dict[str, Any]:
-    """Fetch one file into ``dest_dir/spec.name`` (via ``.part``); return its manifest record."""
-    final = dest_dir / spec.name
-    part = dest_dir / (spec.name + PART_SUFFIX)
-    url = file_url(entry, spec, base_url)
-    attempts = 0
-    restarted = False
+    """Fetch one file into ``dest_dir/spec.name`` (via ``.part``); return its manifest record.
 
-    def retry() -> bool:
-        nonlocal attempts
-        if attempts >= retries:
-            return False
-        attempts += 1
-        time.sleep(0.1 * attempts)
-        return True
-
+    Why so careful: the bytes that end up installed must be the pinned ones, whichever way they arrived
+    (fresh, resumed, a ``.part`` already full length or longer, a server that ignores Range or whose
+    file changed between two runs). A resumed file that fails its check is fetched afresh once."""
+    part = _Part(dest_dir, spec, file_url(entry, spec, base_url))
+    base, attempts, fresh_retry = totals.done, 0, False
     while True:
         if cancel is not None and cancel.is_set():
             raise CancelledError(f"download of {entry.name} cancelled; run it again to resume")
-        offset = part.stat().st_size if part.exists() else 0
-        remote = _Remote(None, None)
         try:
-            resp, redirects = _open(url, offset)
-        except urllib.error.HTTPError as e:
-            e.close()
-            if e.code == 416 and offset:
-                pass  # nothing after `offset`: the part is already complete (checked below)
-            elif e.code >= 500 and retry():
-                continue
-            else:
-                raise _http_error(e, url) from None
-        except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as e:
-            reason = getattr(e, "reason", e)
-            if not isinstance(reason, socket.gaierror) and retry():
-                continue
-            raise _unreachable(url, reason) from None
-        else:
-            with resp:
-                status = resp.status
-                remote = _remote_meta(redirects.seen, status, resp.headers)
-                if status == 200:
-                    offset = 0  # a full response (also when the server ignored Range): start over
-                elif status == 206:
-                    start = resp.headers.get("Content-Range", "").partition(" ")[2].partition("-")[0]
-                    if start.strip() != str(offset):
-                        raise DownloadError(
-                            f"server sent an unexpected range ({resp.headers.get('Content-Range')}) for {url}"
-                        )
-                else:
-                    raise DownloadError(f"download failed: HTTP {status} for {url}")
-                size = spec.size or remote.total
-                if size is not None:
-                    totals.total = max(totals.total, totals.done + size - offset)
-                    _check_space(dest_dir, part, size - offset)
-                try:
-                    _stream(resp, part, offset, totals, cancel, entry)
-                except (http.client.HTTPException, ConnectionError, TimeoutError) as e:
-                    if retry():
-                        continue
-                    raise DownloadError(
-                        f"download of {spec.path} was interrupted ({type(e).__name__}: {e}); "
-                        "run it again to resume from where it stopped"
-                    ) from None
-        got = part.stat().st_size if part.exists() else 0
-        size = spec.size or remote.total
-        sha = spec.sha256 or remote.sha256
+            result = _transfer(entry, spec, part, totals, base, cancel)
+        except _Retry as r:
+            if attempts >= retries:
+                raise r.final from None
+            attempts += 1
+            time.sleep(0.1 * attempts)
+            continue
+        if result is None:
+            continue
+        remote, resumed = result
+        got, size = part.size(), spec.size or remote.total
         if size is not None and got < size:
-            if retry():
+            if attempts >= retries:
+                raise DownloadError(
+                    f"download of {spec.path} stopped at {_human(got)} of {_human(size)}; "
+                    "run it again to resume"
+                )
+            attempts += 1
+            continue
+        want = spec.sha256 or (remote.sha256 if allow_unverified else None)
+        # a resumed file with nothing to check it against is not trusted: only a whole fresh transfer is
+        bad = (size is not None and got > size) or got == 0 or (want is None and resumed)
+        digest = None if bad else sha256_file(part.path, cancel)
+        if bad or (want is not None and digest != want):
+            part.drop()
+            if resumed and not fresh_retry:
+                fresh_retry = True
                 continue
-            raise DownloadError(
-                f"download of {spec.path} stopped at {_human(got)} of {_human(size)}; run it again to resume"
-            )
-        if size is not None and got > size or (size is None and got == 0):
-            part.unlink(missing_ok=True)
-            if not restarted:
-                restarted = True
-                continue
-            raise IntegrityError(f"{spec.path}: got {got} bytes, expected {size}; the file was deleted")
-        digest = sha256_file(part, cancel)
-        if sha is not None and digest != sha:
-            part.unlink()
+            if digest is None or want is None:
+                raise IntegrityError(
+                    f"{spec.path}: got {got} bytes, expected {size}; the file was deleted"
+                    if (size is not None and got > size) or got == 0
+                    else f"{spec.path}: a resumed download with no hash to check it was dropped; run it again"
+                )
             raise IntegrityError(
-                f"{spec.path} from {entry.hf_repo} is corrupt: sha256 {digest[:12]}… expected {sha[:12]}…; "
-                "the bad file was deleted — run the download again"
+                f"{spec.path} from {entry.hf_repo} is corrupt: sha256 {digest[:12]}… expected {want[:12]}… "
+                f"({'pinned in the registry' if spec.sha256 else 'announced by the server'}); "
+                "the bad file was deleted — run the download again, or try another mirror"
             )
-        os.replace(part, final)
-        return {"path": spec.path, "url": url, "size": got, "sha256": digest, "verified": sha is not None}
+        os.replace(part.path, dest_dir / spec.name)
+        part.meta.unlink(missing_ok=True)
+        return {
+            "path": spec.path,
+            "url": part.url,
+            "size": got,
+            "sha256": digest,
+            "verified": spec.sha256 is not None,
+            "checked_against": "registry" if spec.sha256 else ("server" if want else None),
+        }
 
 
 def _check_space(dest_dir: Path, part: Path, remaining: int | None) -> None:
@@ -367,6 +485,7 @@ def download_model(
     base_url: str | None = None,
     retries: int = 2,
     verify_existing: bool = False,
+    allow_unverified: bool = False,
 ) -> Path:
     """Install registry ``entry`` into ``<models_dir>/<role>/<name>/`` and return that folder.
 
@@ -376,6 +495,7 @@ def download_model(
     :class:`OfflineError`, :class:`DiskFullError`, :class:`IntegrityError` or :class:`DownloadError`
     (all :class:`RetllmError`) with a one-line, actionable message. Already-installed files are kept
     when their size matches (``verify_existing=True`` re-hashes them, so a corrupt one is fetched again).
+    A file without a pinned sha256 raises :class:`UnverifiedError` unless ``allow_unverified``.
     """
     dest = model_dir(models_dir, entry)
     cfg_path = dest / entry.config_filename
@@ -387,11 +507,15 @@ def download_model(
         if progress:
             progress(entry.approx_bytes, entry.approx_bytes)
         return dest
-    if is_offline():
-        raise OfflineError(
-            f"offline mode is on ({' / '.join(k for k in OFFLINE_ENVS if os.environ.get(k))}): cannot download "
-            f"{entry.name}; unset it, or install files you already have with `retllm-desktop models add`"
+    unpinned = [s.path for s in todo if not s.sha256]
+    if unpinned and not allow_unverified:
+        raise UnverifiedError(
+            f"{entry.name}: the registry pins no sha256 for {', '.join(unpinned)}, so the download could not be "
+            "verified; run it with --allow-unverified to accept the server's word (recorded as unverified), "
+            "or pick a pinned model"
         )
+    if is_offline():
+        raise_offline(f"cannot download {entry.name}")
     dest.mkdir(parents=True, exist_ok=True)
     cfg_path.unlink(missing_ok=True)  # repairing: the folder is not a model until it is complete again
     totals = _Totals(callback=progress)
@@ -403,10 +527,12 @@ def download_model(
     for s in entry.files:
         if s not in todo and s.name not in records:
             records[s.name] = {"path": s.path, "size": (dest / s.name).stat().st_size, "sha256": None}
+        if s not in todo:  # kept: verified only if the hash it was checked against is the pinned one
+            records[s.name]["verified"] = bool(s.sha256) and records[s.name].get("sha256") == s.sha256
     for s in todo:
         (dest / s.name).unlink(missing_ok=True)
         before = totals.done
-        records[s.name] = _fetch_file(entry, s, dest, totals, cancel, base_url, retries)
+        records[s.name] = _fetch_file(entry, s, dest, totals, cancel, base_url, retries, allow_unverified)
         totals.done = before + records[s.name]["size"]
         totals.total = max(totals.total, totals.done)
         totals.report(force=True)
@@ -456,261 +582,31 @@ def _write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-@dataclass
-class InstalledModel:
-    name: str  # folder name (what --clip-model / --mllm-model take)
-    role: str
-    path: str
-    complete: bool  # has its config file (a folder without one is a partial download)
-    size_bytes: int
-    source: str  # "download" | "local" | "export" | "synthetic" | "unknown"
-    config_name: str | None = None  # clip.json "name": the key embeddings are stored under
-    files: dict[str, str] = field(default_factory=dict)  # file -> target, for linked local files
+# Kept importable from here (they were defined in this module before it was split).
+from .installed import (  # noqa: E402
+    InstalledModel,
+    VerifyResult,
+    add_local_clip,
+    add_local_mllm,
+    installed_models,
+    remove_model,
+    verify_models,
+)
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _dir_size(d: Path) -> int:
-    total = 0
-    for p in d.iterdir():
-        try:
-            if p.is_file():
-                total += p.stat().st_size  # follows symlinks: the size of the linked file
-        except OSError:
-            pass
-    return total
-
-
-def installed_models(models_dir: str | os.PathLike[str]) -> list[InstalledModel]:
-    """Model folders under ``<models_dir>/clip`` and ``<models_dir>/mllm`` (partial downloads included)."""
-    out: list[InstalledModel] = []
-    for role in ROLES:
-        root = Path(models_dir) / role
-        if not root.is_dir():
-            continue
-        for d in sorted(p for p in root.iterdir() if p.is_dir()):
-            cfg = _read_json(d / CONFIG_FILES[role])
-            manifest = _read_json(d / MANIFEST)
-            if cfg is None and manifest is None and not any(d.glob("*" + PART_SUFFIX)):
-                continue
-            src = (cfg or {}).get("source")
-            if isinstance(src, dict):
-                source = str(src.get("kind") or "unknown")
-            elif manifest is not None:
-                source = "download"
-            elif cfg is not None and ("arch" in cfg or "pretrained" in cfg):
-                source = "export"
-            elif cfg is not None and "synthetic_seed" in cfg:
-                source = "synthetic"
-            else:
-                source = "unknown"
-            links = {p.name: os.readlink(p) for p in d.iterdir() if p.is_symlink()}
-            out.append(
-                InstalledModel(
-                    name=d.name,
-                    role=role,
-                    path=str(d),
-                    complete=cfg is not None,
-                    size_bytes=_dir_size(d),
-                    source=source,
-                    config_name=(cfg or {}).get("name"),
-                    files=links,
-                )
-            )
-    return out
-
-
-@dataclass
-class VerifyResult:
-    name: str
-    role: str
-    status: str  # "ok" | "corrupt" | "missing" | "unverified" | "partial"
-    detail: str = ""
-    files: dict[str, str] = field(default_factory=dict)  # file -> "ok" | "corrupt" | "missing" | "unverified"
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _referenced_files(role: str, cfg: dict) -> list[str]:
-    if role == "clip":
-        names = [cfg.get("image_model", "image.onnx"), cfg.get("text_model", "text.onnx")]
-    else:
-        names = [cfg.get("model", "model.gguf"), cfg.get("mmproj", "mmproj.gguf")]
-    return [str(n) for n in names if n]
-
-
-def verify_models(
-    models_dir: str | os.PathLike[str], names: list[str] | None = None, cancel: threading.Event | None = None
-) -> list[VerifyResult]:
-    """Re-hash every installed model's files against its download manifest.
-
-    ``ok``: all files present with the recorded size and sha256; ``corrupt``: a size or hash differs;
-    ``missing``: a file (or a linked file's target) is gone; ``unverified``: the files are there but no
-    hash is known (local or exported models); ``partial``: an unfinished download.
-    """
-    results: list[VerifyResult] = []
-    for m in installed_models(models_dir):
-        if names and m.name not in names:
-            continue
-        d = Path(m.path)
-        if not m.complete:
-            results.append(
-                VerifyResult(m.name, m.role, "partial", "unfinished download: run `models download` again")
-            )
-            continue
-        cfg = _read_json(d / CONFIG_FILES[m.role]) or {}
-        manifest = _read_json(d / MANIFEST) or {}
-        recorded: dict[str, dict] = manifest.get("files", {}) or {}
-        states: dict[str, str] = {}
-        for fname in sorted(set(recorded) | set(_referenced_files(m.role, cfg))):
-            p = d / fname
-            rec = recorded.get(fname)
-            if not p.is_file():
-                states[fname] = "missing"
-            elif rec is None or not rec.get("sha256"):
-                states[fname] = "unverified"
-            elif p.stat().st_size != rec.get("size"):
-                states[fname] = "corrupt"
-            else:
-                states[fname] = "ok" if sha256_file(p, cancel) == rec["sha256"] else "corrupt"
-        bad = {k: v for k, v in states.items() if v in ("missing", "corrupt")}
-        if any(v == "missing" for v in bad.values()):
-            status = "missing"
-        elif bad:
-            status = "corrupt"
-        elif any(v == "unverified" for v in states.values()):
-            status = "unverified"
-        else:
-            status = "ok"
-        detail = ", ".join(f"{k}: {v}" for k, v in bad.items())
-        results.append(VerifyResult(m.name, m.role, status, detail, states))
-    if names:
-        found = {r.name for r in results}
-        for n in names:
-            if n not in found:
-                raise ModelNotFoundError(f"model {n!r} is not installed in {models_dir}")
-    return results
-
-
-def remove_model(models_dir: str | os.PathLike[str], name: str, role: str | None = None) -> Path:
-    """Delete an installed model folder (linked local files are unlinked, their targets are left alone)."""
-    matches = [m for m in installed_models(models_dir) if m.name == name and (role is None or m.role == role)]
-    if not matches:
-        have = ", ".join(f"{m.role}/{m.name}" for m in installed_models(models_dir)) or "none"
-        raise ModelNotFoundError(f"model {name!r} is not installed in {models_dir} (installed: {have})")
-    if len(matches) > 1:
-        raise RetllmError(f"both clip/{name} and mllm/{name} exist: say which with --role")
-    d = Path(matches[0].path)
-    (d / CONFIG_FILES[matches[0].role]).unlink(missing_ok=True)  # first: never a half-removed "model"
-    shutil.rmtree(d)
-    return d
-
-
-def _link_or_copy(src: Path, dst: Path) -> str:
-    dst.unlink(missing_ok=True)
-    try:
-        os.symlink(src, dst)
-        return "symlink"
-    except (OSError, NotImplementedError):
-        shutil.copy2(src, dst)
-        return "copy"
-
-
-def _check_name(name: str) -> str:
-    if not name or name in (".", "..") or "/" in name or "\\" in name:
-        raise RetllmError(f"invalid model name {name!r}")
-    return name
-
-
-def add_local_clip(
-    src_dir: str | os.PathLike[str], models_dir: str | os.PathLike[str], name: str | None = None
-) -> Path:
-    """Register a CLIP folder the user already has (clip.json + ONNX files, our layout).
-
-    The ONNX files (and the tokenizer vocab, if any) are **symlinked** into ``<models>/clip/<name>/``
-    (copied where symlinks are not allowed); clip.json is written anew with ``name`` (default: the
-    source's config name), which is the key the library stores this model's embeddings under.
-    """
-    from ..clip.tokenizer import VOCAB_FILENAME
-    from ..clip.towers import ClipConfig
-
-    src = Path(src_dir).expanduser().resolve()
-    if not src.is_dir():
-        raise ModelNotFoundError(f"not a folder: {src}")
-    if not (src / "clip.json").is_file():
-        raise ModelNotFoundError(
-            f"{src} has no clip.json: `models add --clip` takes a folder in the layout of "
-            "`retllm-desktop models export-clip` (clip.json, image.onnx, text.onnx)"
-        )
-    cfg = ClipConfig.load(src)
-    name = _check_name(name or cfg.name)
-    dest = Path(models_dir) / "clip" / name
-    if dest.resolve() == src:
-        raise RetllmError(f"{src} is already in the models folder")
-    if (dest / "clip.json").exists():
-        raise RetllmError(
-            f"a CLIP model named {name!r} is already installed ({dest}); remove it first or pick --name"
-        )
-    files = [cfg.image_model, cfg.text_model]
-    files += [f for f in (cfg.quantized_image_model, cfg.quantized_text_model, VOCAB_FILENAME) if f]
-    for f in files[:2]:
-        if not (src / f).is_file():
-            raise ModelNotFoundError(f"CLIP model file missing: {src / f}")
-    dest.mkdir(parents=True, exist_ok=True)
-    for f in files:
-        if (src / f).is_file():
-            _link_or_copy(src / f, dest / f)
-    data = json.loads((src / "clip.json").read_text(encoding="utf-8"))
-    data["name"] = name
-    data.setdefault("source", {"kind": "local", "path": str(src)})
-    ClipConfig.from_dict(data)  # still valid
-    _write_json(dest / "clip.json", data)
-    return dest
-
-
-def _check_gguf(path: Path, what: str) -> Path:
-    p = path.expanduser().resolve()
-    if not p.is_file():
-        raise ModelNotFoundError(f"{what} not found: {path}")
-    with open(p, "rb") as f:
-        if f.read(4) != GGUF_MAGIC:
-            raise ModelLoadError(f"{p} is not a GGUF file")
-    return p
-
-
-def add_local_mllm(
-    gguf: str | os.PathLike[str],
-    mmproj: str | os.PathLike[str],
-    models_dir: str | os.PathLike[str],
-    name: str | None = None,
-    handler: str = "gguf-template",
-) -> Path:
-    """Register a multimodal LLM the user already has (text-model GGUF + mmproj GGUF).
-
-    The multi-GB files are **symlinked** as ``model.gguf`` / ``mmproj.gguf`` into
-    ``<models>/mllm/<name>/``; where symlinks are not allowed, ``mllm.json`` records their absolute paths
-    instead (nothing is copied).
-    """
-    g = _check_gguf(Path(gguf), "LLM GGUF file")
-    mp = _check_gguf(Path(mmproj), "mmproj GGUF file")
-    name = _check_name(name or g.stem.lower())
-    dest = Path(models_dir) / "mllm" / name
-    if (dest / "mllm.json").exists():
-        raise RetllmError(
-            f"an LLM named {name!r} is already installed ({dest}); remove it first or pick --name"
-        )
-    dest.mkdir(parents=True, exist_ok=True)
-    meta: dict[str, Any] = {"name": name, "handler": handler, "chat_format": None}
-    for key, src, fname in (("model", g, "model.gguf"), ("mmproj", mp, "mmproj.gguf")):
-        link = dest / fname
-        link.unlink(missing_ok=True)
-        try:
-            os.symlink(src, link)
-            meta[key] = fname
-        except (OSError, NotImplementedError):
-            meta[key] = str(src)
-    meta["source"] = {"kind": "local", "model": str(g), "mmproj": str(mp)}
-    _write_json(dest / "mllm.json", meta)
-    return dest
+__all__ = [
+    "DiskFullError",
+    "DownloadError",
+    "IntegrityError",
+    "InstalledModel",
+    "OfflineError",
+    "UnverifiedError",
+    "VerifyResult",
+    "add_local_clip",
+    "add_local_mllm",
+    "download_model",
+    "installed_models",
+    "is_offline",
+    "raise_offline",
+    "remove_model",
+    "verify_models",
+]
