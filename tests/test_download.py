@@ -673,3 +673,45 @@ def test_export_clip_honours_offline_mode(tmp_path, capsys, monkeypatch):
     code = cli.main(["models", "export-clip", "--arch", "ViT-B-32", "--pretrained", "openai", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 1 and "offline" in err and calls == []
+
+
+def test_setup_dialog_marks_and_asks_before_an_unverified_download(tmp_path, monkeypatch):
+    """The app shows which models are unverified and downloads one only after an explicit yes."""
+    pytest.importorskip("pytestqt")
+    from PySide6.QtWidgets import QApplication, QLabel, QMessageBox, QPushButton
+
+    from retllm_desktop.gui import setup_dialog as sd
+
+    app = QApplication.instance() or QApplication([])
+    calls: list[dict] = []
+    monkeypatch.setattr(dl, "download_model", lambda *a, **k: calls.append(k))  # no network here
+    answers: list[QMessageBox.StandardButton] = []
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: answers.pop(0))
+    dlg = sd.SetupDialog(str(tmp_path), "no CLIP model", None)
+    try:
+        texts = [w.text() for w in dlg.findChildren(QLabel)]
+        (b16,) = [t for t in texts if "<b>clip-vit-b16</b>" in t]
+        (b32,) = [t for t in texts if "<b>clip-vit-b32</b>" in t]
+        assert "unverified" in b16 and "unverified" not in b32
+        buttons = {b.accessibleName(): b for b in dlg.findChildren(QPushButton)}
+
+        def click_and_wait(button_name: str, n: int) -> None:
+            buttons[button_name].click()
+            for _ in range(500):
+                app.processEvents()
+                if len(calls) >= n and all(w.done.is_set() for w in dlg._downloads.values()):
+                    return
+                dlg.pool.wait(10)
+
+        answers.append(QMessageBox.StandardButton.No)
+        click_and_wait("Download clip-vit-b16", 0)
+        assert calls == [] and not answers and "clip-vit-b16" not in dlg._downloads  # declined: nothing
+        answers.append(QMessageBox.StandardButton.Yes)
+        click_and_wait("Download clip-vit-b16", 1)
+        assert calls[-1]["allow_unverified"] is True and not answers
+        click_and_wait("Download clip-vit-b32", 2)  # pinned: no question asked
+        assert calls[-1]["allow_unverified"] is False
+    finally:
+        dlg.pool.cancel_all()
+        dlg.pool.wait(5000)
+        dlg.deleteLater()

@@ -161,6 +161,7 @@ class SetupDialog(QDialog):
                     for x in (
                         _entry_size(entry),
                         str(entry_field(entry, "licence", entry_field(entry, "license", "")) or ""),
+                        "" if entry_field(entry, "pinned", True) else "unverified: no pinned checksum",
                     )
                     if x and x != "?"
                 )
@@ -232,12 +233,26 @@ class SetupDialog(QDialog):
             QMessageBox.information(self, "Download", f"Downloading is not available in this build ({e}).")
             return
         models_dir = self.models_dir
+        unverified = not entry_field(entry, "pinned", True)
+        if unverified:  # the same explicit consent as the CLI's --allow-unverified
+            answer = QMessageBox.question(
+                self,
+                "Unverified download",
+                f"The model list pins no checksum for {name}: its files can only be taken on the "
+                "download server's word, not checked against a known hash.\n\nDownload it anyway?",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                QMessageBox.StandardButton.No,
+            )
+            if answer != QMessageBox.StandardButton.Yes:
+                return
 
         def run(worker: CallWorker) -> Any:
             def progress(done: int, total: int) -> None:
                 emit(worker.signals.progress, "download", int(done // 1024), int(max(total, 0) // 1024))
 
-            return download_model(entry, Path(models_dir), progress=progress, cancel=worker.cancel)
+            return download_model(
+                entry, Path(models_dir), progress=progress, cancel=worker.cancel, allow_unverified=unverified
+            )
 
         w = CallWorker(run, pass_worker=True)
         self._downloads[name] = w
