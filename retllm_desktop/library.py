@@ -489,16 +489,19 @@ class Library:
                 )
             return self._mllm
 
-    def mllm_available(self) -> bool:
-        """Whether a reranking LLM is installed (does not load it)."""
-        if self._mllm is not None:
-            return True
-        try:
+    def require_mllm(self) -> None:
+        """Raise ModelNotFoundError (what is missing, how to get it) unless a reranking LLM is installed."""
+        if self._mllm is None:
             from .models.llm.scorer import find_mllm_model
 
             find_mllm_model(self.models_dir, self.mllm_name)
+
+    def mllm_available(self) -> bool:
+        """Whether a reranking LLM is installed (does not load it)."""
+        try:
+            self.require_mllm()
             return True
-        except (RetllmError, ImportError):
+        except RetllmError:
             return False
 
     def explain(self, photo_path: str, query: Query | str) -> Iterator[str]:

@@ -156,3 +156,14 @@ def test_text_output_keeps_one_line_per_result(lib_args: list[str], tmp_path: Pa
     lines = r.stdout.strip().splitlines()
     assert r.returncode == 0 and len(lines) == 2
     assert any(line.endswith("line\\nbreak.jpg") for line in lines)
+
+
+def test_help_lists_every_command_group(capsys: pytest.CaptureFixture[str]) -> None:
+    from retllm_desktop.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    listed = capsys.readouterr().out
+    for command in ("index", "search", "status", "rebuild", "remove", "explain", "watch", "models", "eval"):
+        assert f"\n    {command} " in listed, command

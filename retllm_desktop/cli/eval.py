@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 
 from ..errors import RetllmError
-from . import EXIT_OK, print_json
+from ..eval import load_eval_set, run_eval
+from ..progress import ProgressBar
+from .common import EXIT_OK, print_json
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval",
         help="measure text→image / image→text Recall@1/5/10 on a captioned image set (throwaway library)",
@@ -43,9 +45,6 @@ def register(sub) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from ..eval import load_eval_set, run_eval
-    from ..progress import ProgressBar
-
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if not modes:
         raise RetllmError("--modes is empty")

@@ -7,10 +7,11 @@ import sys
 from pathlib import Path
 
 from ..errors import RetllmError
-from . import EXIT_OK, add_common_args, open_library, print_json
+from ..search import Query, resolve_query_image
+from .common import EXIT_OK, add_common_args, open_library, print_json
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("explain", help="ask the LLM why a photo does or does not match a query")
     add_common_args(p)
     p.add_argument("--image", required=True, metavar="PATH", help="the photo to explain")
@@ -21,8 +22,6 @@ def register(sub) -> None:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from ..search import Query, resolve_query_image
-
     if not Path(args.image).is_file():
         raise RetllmError(f"photo not found: {args.image}")
     query = Query(text=args.query, image=resolve_query_image(args.query_image))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .. import config
 from ..errors import CancelledError, RetllmError
-from . import EXIT_CANCELLED, EXIT_ERROR, EXIT_OK, EXIT_USAGE, print_json
+from .common import EXIT_CANCELLED, EXIT_ERROR, EXIT_OK, EXIT_USAGE, print_json
 
 
 def _models_args(p: argparse.ArgumentParser, registry: bool = False) -> None:

@@ -9,13 +9,12 @@ import threading
 from pathlib import Path
 
 from ..errors import RetllmError
+from ..indexer import IndexSummary
+from ..watcher import LibraryWatcher
+from .common import EXIT_OK, add_common_args, open_library, print_json
 
-EXIT_OK, EXIT_ERROR = 0, 1
 
-
-def register(sub) -> None:
-    from . import add_common_args
-
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "watch",
         help="watch the library's folders and index changes as they happen (Ctrl+C stops)",
@@ -36,7 +35,7 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_watch)
 
 
-def _line(kind: str, s) -> str:
+def _line(kind: str, s: IndexSummary) -> str:
     label = {"catch-up": "catch-up scan", "batch": "changes"}.get(kind, kind.replace("-", " "))
     return (
         f"{label}: {s.added} added, {s.updated} updated, {s.moved} moved, {s.removed} removed, "
@@ -45,9 +44,6 @@ def _line(kind: str, s) -> str:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    from ..watcher import LibraryWatcher
-    from . import open_library, print_json
-
     for p in args.paths:
         if not Path(p).is_dir():
             raise RetllmError(f"folder not found: {p}")
@@ -69,7 +65,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
             watcher: LibraryWatcher
 
-            def on_update(summary) -> None:
+            def on_update(summary: IndexSummary) -> None:
                 kind = watcher.last_batch.kind if watcher.last_batch else "batch"
                 if args.json:
                     print_json({"kind": kind, **summary.as_dict()})

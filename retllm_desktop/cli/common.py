@@ -1,0 +1,53 @@
+"""What every command shares: exit codes, the library options, opening the library, JSON and text output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..errors import RetllmError
+from ..library import Library
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
+
+
+def add_common_args(p: argparse.ArgumentParser) -> None:
+    """--library/--models/--clip-model/--threads/--int8/--json, shared by every command that opens a library."""
+    p.add_argument(
+        "--library", metavar="DIR", help="library folder (default: $RETLLM_LIBRARY or the user data dir)"
+    )
+    p.add_argument(
+        "--models", metavar="DIR", help="models folder (default: $RETLLM_MODELS, ./models, user data dir)"
+    )
+    p.add_argument("--clip-model", metavar="NAME", help="CLIP model name under <models>/clip/")
+    p.add_argument("--threads", type=int, help="CPU threads for the models (default: all cores)")
+    p.add_argument("--int8", action="store_true", help="int8-quantized CLIP (faster; its own embeddings)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+
+
+def open_library(args: argparse.Namespace, **extra: object) -> Library:
+    """The library the common options name (bad numbers are a one-line error, not a traceback)."""
+    if args.threads is not None and args.threads < 1:
+        raise RetllmError("--threads must be at least 1")
+    return Library(
+        args.library,
+        models_dir=args.models,
+        clip_model=getattr(args, "clip_model", None),
+        mllm_model=getattr(args, "mllm_model", None),
+        threads=args.threads,
+        clip_int8=getattr(args, "int8", False),
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def print_json(obj: object) -> None:
+    """One JSON object on one line (what scripts parse)."""
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=None) + "\n")
+
+
+def one_line(path: str) -> str:
+    """A path shown on one line: control characters (a newline in a file name) escaped as in Python."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in path):
+        return repr(path)[1:-1]
+    return path

@@ -1,0 +1,122 @@
+"""`index`, `status`, `rebuild`, `remove`: a library's folders, catalog and vector index."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from pathlib import Path
+
+from ..errors import RetllmError
+from ..progress import ProgressBar
+from .common import EXIT_CANCELLED, EXIT_OK, add_common_args, open_library, print_json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("index", help="add folders to the library and index them")
+    add_common_args(p)
+    p.add_argument(
+        "paths", nargs="*", metavar="PATH", help="folders to add (default: re-scan the library's folders)"
+    )
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--workers", type=int, help="parallel image decoders")
+    p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("status", help="library folders, counts, failures, models, index health")
+    add_common_args(p)
+    p.add_argument("--failures", type=int, default=20, help="how many failed files to list")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("rebuild", help="rebuild the vector index from the catalog (no re-embedding)")
+    add_common_args(p)
+    p.set_defaults(func=cmd_rebuild)
+
+    p = sub.add_parser("remove", help="remove folders from the library (photos on disk are untouched)")
+    add_common_args(p)
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.set_defaults(func=cmd_remove)
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    if args.batch_size < 1:
+        raise RetllmError("--batch-size must be at least 1")
+    if args.workers is not None and args.workers < 1:
+        raise RetllmError("--workers must be at least 1")
+    for p in args.paths:
+        if not Path(p).exists():
+            raise RetllmError(f"folder not found: {p}")
+        if not Path(p).is_dir():
+            raise RetllmError(f"not a folder: {p}")
+    cancel = threading.Event()
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_sigint(signum, frame):  # first Ctrl+C: finish the batch, save, exit cleanly
+        cancel.set()
+        signal.signal(signal.SIGINT, previous)
+
+    signal.signal(signal.SIGINT, on_sigint)
+    bar = ProgressBar(enabled=None if not args.json else False)
+    with open_library(args, batch_size=args.batch_size, decode_workers=args.workers) as lib:
+        if not args.paths and not lib.roots():
+            raise RetllmError("no folders to index: pass one or more folder paths")
+        summary = lib.index_roots(args.paths, progress=bar, cancel=cancel)
+    bar.finish()
+    if args.json:
+        print_json(summary.as_dict())
+    else:
+        s = summary
+        print(
+            f"{s.total} photos indexed ({s.added} added, {s.updated} updated, {s.moved} moved, "
+            f"{s.removed} removed, {s.failed} failed, {s.unchanged} unchanged) in {s.seconds:.1f}s"
+            + (" — cancelled, run again to resume" if s.cancelled else "")
+        )
+        if s.failed:
+            print("run `retllm-desktop status` to see which files failed and why")
+    return EXIT_CANCELLED if summary.cancelled else EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with open_library(args) as lib:
+        st = lib.status(failures_limit=args.failures)
+    if args.json:
+        print_json(st.as_dict())
+        return EXIT_OK
+    print(f"library: {st.library}")
+    print(f"models:  {st.models_dir}")
+    for r in st.roots:
+        print(f"  folder {r['path']}: {r['photos']} photos" + ("" if r["online"] else " (offline)"))
+    print(f"photos: {st.photos} ({st.offline} offline), failed files: {st.failures}")
+    if st.clip_error:
+        print(f"CLIP model: not available — {st.clip_error}")
+    else:
+        health = "ok" if st.index_healthy else "needs repair (run `retllm-desktop rebuild`)"
+        print(f"CLIP model: {st.clip_model}; index: {st.indexed} vectors, {health}")
+    print(
+        f"LLM for reranking: {st.mllm_model or 'not installed'}"
+        + (f" — {st.mllm_error}" if st.mllm_error else "")
+    )
+    for f in st.failed_files:
+        print(f"  failed: {f['path']}: {f['reason']}")
+    return EXIT_OK
+
+
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    with open_library(args) as lib:
+        n = lib.rebuild_index()
+    if args.json:
+        print_json({"indexed": n})
+    else:
+        print(f"index rebuilt: {n} vectors")
+    return EXIT_OK
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    removed = 0
+    with open_library(args) as lib:
+        for p in args.paths:
+            removed += lib.remove_root(p)
+    if args.json:
+        print_json({"removed": removed})
+    else:
+        print(f"removed {len(args.paths)} folder(s), {removed} photos left the library (files untouched)")
+    return EXIT_OK

@@ -1,0 +1,103 @@
+"""`search`: text, image or composed queries; coarse results, then the LLM's rerank when installed."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import RetllmError
+from ..rerank import RerankOptions
+from ..search import Query, resolve_query_image
+from .common import EXIT_OK, add_common_args, one_line, open_library, print_json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("search", help="search the library by text, image, or both")
+    add_common_args(p)
+    p.add_argument("query", nargs="?", default="", metavar="QUERY")
+    p.add_argument("--image", metavar="PATH", help="query by example image (with QUERY: a composed query)")
+    p.add_argument("--image-weight", type=float, default=0.5, help="image share in a composed query (0..1)")
+    p.add_argument("--top", type=int, default=20, help="number of results")
+    p.add_argument(
+        "--from", dest="date_from", metavar="DATE", help="only photos taken on/after DATE (YYYY-MM-DD)"
+    )
+    p.add_argument("--to", dest="date_to", metavar="DATE", help="only photos taken on/before DATE")
+    add_rerank_args(p)
+    p.set_defaults(func=cmd_search)
+
+
+def add_rerank_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--rerank",
+        dest="rerank",
+        action="store_true",
+        default=None,
+        help="rerank the top candidates with the multimodal LLM (default: on when an LLM is installed)",
+    )
+    p.add_argument("--no-rerank", dest="rerank", action="store_false")
+    p.add_argument("--mllm-model", metavar="NAME", help="LLM name under <models>/mllm/")
+    p.add_argument("--rerank-k", type=int, default=10, help="how many top candidates the LLM checks")
+    p.add_argument(
+        "--ve", choices=["off", "auto", "always"], default="auto", help="visual enhancement (second look)"
+    )
+    p.add_argument(
+        "--min-match",
+        type=float,
+        default=None,
+        metavar="P",
+        help="hide checked candidates whose P(True) is below P",
+    )
+
+
+def rerank_options(args: argparse.Namespace) -> RerankOptions:
+    if args.rerank_k < 0:
+        raise RetllmError("--rerank-k must be 0 or more")
+    if args.min_match is not None and not 0.0 <= args.min_match <= 1.0:
+        raise RetllmError("--min-match must be between 0 and 1")
+    return RerankOptions(k=args.rerank_k, ve=args.ve, min_match=args.min_match)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    if args.image and not Path(args.image).is_file():
+        raise RetllmError(f"query image not found: {args.image}")
+    query = Query(
+        text=args.query,
+        image=resolve_query_image(args.image),
+        image_weight=args.image_weight,
+        date_from=args.date_from,
+        date_to=args.date_to,
+    )
+    if args.top < 1:
+        raise RetllmError("--top must be at least 1")
+    with open_library(args) as lib:
+        rerank = None
+        if args.rerank is not False:
+            rerank = rerank_options(args)
+            if args.rerank is None and not lib.mllm_available():
+                rerank = None
+        if args.rerank:
+            lib.require_mllm()  # raises: what is missing, how to get it
+        last = None
+        for update in lib.search(query, top=args.top, rerank=rerank):
+            last = update
+            if not args.json and update.phase == "coarse" and rerank is not None and sys.stderr.isatty():
+                n = min(args.rerank_k, len(update.results))
+                print(f"checking the top {n} with the LLM…", file=sys.stderr)
+    assert last is not None
+    if args.json:
+        print_json(last.as_dict())
+        return EXIT_OK
+    if not last.visible:
+        print(last.message or "no results")
+    for r in last.visible:
+        extra = ""
+        if r.fine is not None:
+            extra = f"  match {r.fine.score:.2f}" + (" (2nd look)" if r.fine.ve_used else "")
+        elif r.check_error:
+            extra = f"  could not check: {one_line(r.check_error)}"
+        date = f"  {r.photo.taken_at[:10]}" if r.photo.taken_at else ""
+        print(f"{r.rank:3d}. {r.score:.3f}{extra}{date}  {one_line(r.path)}")
+    if last.message and last.visible:  # without results it was printed above already
+        print(last.message, file=sys.stderr)
+    return EXIT_OK
