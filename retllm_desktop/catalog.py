@@ -506,6 +506,19 @@ class Catalog:
     def embedding_models(self) -> dict[str, int]:
         return dict(self._conn.execute("SELECT model, count(*) FROM embeddings GROUP BY model").fetchall())
 
+    def embedding_dims(self, model: str) -> set[int]:
+        return {
+            r[0] for r in self._conn.execute("SELECT DISTINCT dim FROM embeddings WHERE model = ?", (model,))
+        }
+
+    def rename_embedding_model(self, old: str, new: str) -> int:
+        """Move ``old``'s vectors (and index journal) to the key ``new`` in one transaction; returns how many."""
+        with self.transaction():
+            n = self._conn.execute("UPDATE embeddings SET model = ? WHERE model = ?", (new, old)).rowcount
+            self._conn.execute("UPDATE OR IGNORE index_journal SET model = ? WHERE model = ?", (new, old))
+            self._conn.execute("DELETE FROM index_journal WHERE model = ?", (old,))
+        return n
+
     def embeddings_complete(self, model: str) -> bool:
         """Every online photo has a ``model`` vector (offline photos cannot be embedded now)."""
         have = self._conn.execute("SELECT count(*) FROM embeddings WHERE model = ?", (model,)).fetchone()[0]

@@ -354,7 +354,7 @@ def run_eval(
                 bad_files = [f.path for f in lib.catalog.failures(3)]
                 raise RetllmError(f"{summary.failed} images could not be indexed, e.g. {bad_files}")
             photo_image: dict[int, int] = {}
-            for p in lib.catalog.photos_by_ids(lib.catalog.embedding_ids(lib.clip.name)).values():
+            for p in lib.catalog.photos_by_ids(lib.catalog.embedding_ids(lib.clip.key)).values():
                 photo_image[p.id] = int(Path(p.path).stem)
             clip = lib.clip
             n_img, n_cap = len(dataset.images), len(dataset.captions)
@@ -408,7 +408,7 @@ def run_eval(
                 [clip.encode_texts(dataset.captions[s : s + 64]) for s in range(0, n_cap, 64)]
             )
             image_vecs = np.zeros((n_img, clip.embed_dim), np.float32)
-            for ids, vecs in lib.catalog.iter_embeddings(clip.name):
+            for ids, vecs in lib.catalog.iter_embeddings(clip.key):
                 for pid, v in zip(ids.tolist(), vecs, strict=True):
                     if pid in photo_image:
                         image_vecs[photo_image[pid]] = v

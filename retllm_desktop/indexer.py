@@ -140,7 +140,7 @@ class Indexer:
         for fs in todo:
             found = None
             for other in self.catalog.photos_by_hash(fs.hash) if fs.hash else []:
-                vec = self.catalog.embedding(other.id, self.model.name) if other.id != fs.photo_id else None
+                vec = self.catalog.embedding(other.id, self.model.key) if other.id != fs.photo_id else None
                 if vec is not None:
                     found = (fs, other, vec)
                     break
@@ -181,11 +181,11 @@ class Indexer:
                         Photo(id=0, root_id=fs.root_id, path=fs.path, added_at=now, updated_at=now, **fields)
                     )
                     summary.added += 1
-                self.catalog.put_embedding(pid, self.model.name, vec)
+                self.catalog.put_embedding(pid, self.model.key, vec)
                 self.catalog.clear_failure(fs.path)
                 ids.append(pid)
             # A kill before the next index save must not leave the old vector of a re-used id in the index.
-            self.catalog.journal_add(ids, self.model.name)
+            self.catalog.journal_add(ids, self.model.key)
         self.index.add(ids, np.stack([v for _, _, v in items]))
 
     def _record_failures(self, failed: list[_Prepared], summary: IndexSummary) -> None:

@@ -102,6 +102,7 @@ class Library:
         self._fallback: tuple[Any, VectorIndex] | None = None  # see _search_models()
         self._mllm = None
         self._complete_cache: tuple[tuple, bool] | None = None
+        self._key_cache: dict[str, tuple[tuple, str]] = {}
         self.mllm_cache_bytes = 2 * 1024**3  # image embeddings of checked photos
         self.mllm_kv_cache_bytes = 2 * 1024**3  # LLM state after each checked photo (MBs per photo)
         self._model_lock = threading.RLock()
@@ -147,8 +148,40 @@ class Library:
                 model_dir = find_clip_model(self.models_dir, self.clip_name)
                 if self.clip_int8 and not ClipConfig.load(model_dir).quantized_image_model:
                     quantize_dynamic_int8(model_dir)  # once per model folder, a few seconds
-                self._clip = ClipModel(model_dir, threads=self.threads, quantized=self.clip_int8)
+                clip = ClipModel(model_dir, threads=self.threads, quantized=self.clip_int8)
+                self._adopt_legacy_embeddings(clip)
+                self._clip = clip
             return self._clip
+
+    def _adopt_legacy_embeddings(self, clip: Any) -> None:
+        """Vectors stored under the plain model name (before keys had fingerprints) belong to ``clip`` when
+        their size matches: they are moved to its key (when we may write now), or read under the old name.
+
+        Vectors of another size under the same name are from a different model: they stay under their old
+        name, and this model fills its own key (``index``), as after a model switch.
+        """
+        counts = self.catalog.embedding_models()
+        if clip.name not in counts or clip.key in counts:
+            return
+        if self.catalog.embedding_dims(clip.name) != {clip.embed_dim}:
+            return
+        held_before = self.lock.held
+        if held_before or self._try_lock():
+            try:
+                self.catalog.rename_embedding_model(clip.name, clip.key)
+                old = self.path / "index" / f"{_safe_name(clip.name)}.hnsw"
+                new = self._index_path(clip)
+                for suffix in ("", ".json"):
+                    src, dst = Path(str(old) + suffix), Path(str(new) + suffix)
+                    if src.exists() and not dst.exists():
+                        os.replace(src, dst)
+                return
+            except (RetllmError, OSError):
+                pass
+            finally:
+                if not held_before:
+                    self.lock.release()
+        clip._key = clip.name  # not ours to write now: use the vectors where they are
 
     @property
     def index(self) -> VectorIndex:
@@ -184,15 +217,18 @@ class Library:
         self._sync_index(idx, clip)
         return idx
 
+    def _index_path(self, clip: Any) -> Path:
+        return self.path / "index" / f"{_safe_name(clip.key)}.hnsw"
+
     def _load_index(self, clip: Any) -> VectorIndex:
-        path = self.path / "index" / f"{_safe_name(clip.name)}.hnsw"
+        path = self._index_path(clip)
         version = self.catalog.data_version()
         signature = _file_signature(path.with_suffix(path.suffix + ".json"))
         idx = VectorIndex(path, dim=clip.embed_dim, threads=self.threads)
         idx.seen_version, idx.disk_signature = version, signature
 
         def on_saved() -> None:
-            self.catalog.clear_journal(clip.name)
+            self.catalog.clear_journal(clip.key)
             idx.disk_signature = _file_signature(idx.meta_path)
 
         idx.on_saved = on_saved
@@ -200,12 +236,12 @@ class Library:
         return idx
 
     def _sync_index(self, idx: VectorIndex, clip: Any) -> None:
-        stored = self.catalog.embedding_ids(clip.name)
-        idx.reconcile(stored, lambda ids: self.catalog.iter_embeddings(clip.name, ids))
+        stored = self.catalog.embedding_ids(clip.key)
+        idx.reconcile(stored, lambda ids: self.catalog.iter_embeddings(clip.key, ids))
         # Vectors committed after the index file was saved (kill -9 in between): same label, maybe a new
         # vector (re-embedded photo, or a reused id) — reconcile cannot see that, the journal can.
-        stale = sorted(self.catalog.journal_ids(clip.name) & stored)
-        for ids, vecs in self.catalog.iter_embeddings(clip.name, stale):
+        stale = sorted(self.catalog.journal_ids(clip.key) & stored)
+        for ids, vecs in self.catalog.iter_embeddings(clip.key, stale):
             idx.add(ids, vecs)
         if stale:
             idx.mark_dirty()
@@ -236,31 +272,46 @@ class Library:
         whose stored embeddings cover the most photos (when that is more than the selected one's).
         """
         clip = self.clip
-        if self._embeddings_complete(clip.name):
+        if self._embeddings_complete(clip.key):
             return clip, self.index
-        from .models.clip.towers import ClipConfig, ClipModel, list_clip_models
+        from .models.clip.towers import ClipModel, list_clip_models
 
         counts = self.catalog.embedding_models()
-        best: tuple[Path, str] | None = None
-        best_n = counts.get(clip.name, 0)
+        best: Any = None
+        best_n = counts.get(clip.key, 0)
         for model_dir in list_clip_models(self.models_dir):
             try:
-                name = ClipConfig.load(model_dir).name
-            except RetllmError:
+                other = ClipModel(model_dir, threads=self.threads)
+                self._cached_key(other)
+                if other.name in counts:
+                    self._adopt_legacy_embeddings(other)
+                    counts = self.catalog.embedding_models()
+                key = other.key
+            except (RetllmError, OSError):
                 continue
-            if name != clip.name and counts.get(name, 0) > best_n:
-                best, best_n = (model_dir, name), counts[name]
+            if key != clip.key and counts.get(key, 0) > best_n:
+                best, best_n = other, counts[key]
         if best is None:
             return clip, self.index
         with self._model_lock:
-            if self._fallback is None or self._fallback[0].name != best[1]:
+            if self._fallback is None or self._fallback[0].key != best.key:
                 if self._fallback is not None:
                     self._fallback[0].close()
-                other = ClipModel(best[0], threads=self.threads)
-                self._fallback = (other, self._load_index(other))
+                self._fallback = (best, self._load_index(best))
             elif not self.lock.held:
                 self._fallback = (self._fallback[0], self._refreshed(self._fallback[1], self._fallback[0]))
             return self._fallback
+
+    def _cached_key(self, clip: Any) -> str:
+        """``clip.key`` without re-reading the files on every search while a model switch is pending."""
+        sig = tuple(
+            (st.st_size, st.st_mtime_ns, st.st_ino) for st in map(os.stat, (clip.image_path, clip.text_path))
+        )
+        cached = self._key_cache.get(str(clip.model_dir))
+        if cached is not None and cached[0] == sig:
+            clip._key = cached[1]
+        self._key_cache[str(clip.model_dir)] = (sig, clip.key)
+        return clip.key
 
     @property
     def search_model(self) -> str:
@@ -323,7 +374,7 @@ class Library:
                 progress=progress, cancel=cancel, only_paths=only_paths
             )
             if only_paths is None:
-                self._plan_backfill(plan, clip.name)
+                self._plan_backfill(plan, clip.key)
             indexer = Indexer(
                 self.catalog, index, clip, decode_workers=self.decode_workers, batch_size=self.batch_size
             )
@@ -396,8 +447,8 @@ class Library:
         with self.lock:
             clip = self.clip
             idx = self._writer_index()
-            ids = sorted(self.catalog.embedding_ids(clip.name))
-            idx.rebuild(self.catalog.iter_embeddings(clip.name, ids), expected=len(ids))
+            ids = sorted(self.catalog.embedding_ids(clip.key))
+            idx.rebuild(self.catalog.iter_embeddings(clip.key, ids), expected=len(ids))
             idx.save()
             if progress:
                 progress("rebuild", len(ids), len(ids))
@@ -407,9 +458,13 @@ class Library:
     def search_coarse(self, query: Query, top: int = 50) -> SearchUpdate:
         clip, index = self._search_models()
         if len(index) == 0:
-            return SearchUpdate(
-                query=query, results=[], phase="done", message="the library has no indexed photos yet"
-            )
+            message = "the library has no indexed photos yet"
+            if self.catalog.count_photos():
+                message = (
+                    f"no photo is embedded with the CLIP model {clip.name} yet "
+                    "(a new or changed model): run `retllm-desktop index`"
+                )
+            return SearchUpdate(query=query, results=[], phase="done", message=message)
         return CoarseSearcher(self.catalog, index, clip).search(query, top=top)
 
     def search(
@@ -523,9 +578,9 @@ class Library:
             clip_name = self.clip.name
             idx = self.index
             indexed = len(idx)
-            stored = self.catalog.embedding_ids(clip_name)
+            stored = self.catalog.embedding_ids(self.clip.key)
             healthy = idx.ids() == stored
-            missing = len(self.catalog.ids_missing_embedding(clip_name))
+            missing = len(self.catalog.ids_missing_embedding(self.clip.key))
             search_model = self.search_model
         except RetllmError as e:
             clip_error = str(e)

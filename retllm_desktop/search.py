@@ -179,7 +179,7 @@ class CoarseSearcher:
             try:
                 st = os.stat(real)
                 if st.st_size == photo.size and st.st_mtime_ns == photo.mtime_ns:
-                    vec = self.catalog.embedding(photo.id, self.clip.name)
+                    vec = self.catalog.embedding(photo.id, self.clip.key)
                     if vec is not None:
                         return vec, photo.id
             except OSError:

@@ -69,18 +69,18 @@ def check_consistent(lib) -> None:
     assert lib.catalog.integrity_check() == "ok"
     clip = lib.clip
     idx = lib.index
-    stored = lib.catalog.embedding_ids(clip.name)
+    stored = lib.catalog.embedding_ids(clip.key)
     photo_ids = lib.catalog.photo_ids()
     assert stored == photo_ids, "every photo has exactly one vector"
     assert idx.ids() == stored, "index and catalog hold the same labels (no ghosts, none missing)"
     ids = sorted(stored)
     if ids:
         got = np.asarray(idx._index.get_items(ids, return_type="numpy"), dtype=np.float32)
-        want = np.stack([lib.catalog.embedding(i, clip.name) for i in ids])
+        want = np.stack([lib.catalog.embedding(i, clip.key) for i in ids])
         assert np.allclose(got, want, atol=1e-5), "index vectors match the catalog's"
         # Searchable exactly once: querying with each photo's own vector finds it, and no label repeats.
         for i in ids[:: max(1, len(ids) // 20)]:
-            labels, _ = idx.search(lib.catalog.embedding(i, clip.name), k=len(ids))
+            labels, _ = idx.search(lib.catalog.embedding(i, clip.key), k=len(ids))
             assert i in labels.tolist()
             assert len(set(labels.tolist())) == len(labels)
 

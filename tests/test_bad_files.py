@@ -190,7 +190,7 @@ def test_all_eight_exif_orientations_give_the_same_upright_pixels_and_embedding(
         photos = {Path(p.path).name: p for p in lib.catalog.photos_in_root(lib.roots()[0].id)}
         assert len(photos) == 8
         assert all((p.width, p.height) == (80, 48) for p in photos.values())
-        vecs = [lib.catalog.embedding(photos[f"o{o}.png"].id, lib.clip.name) for o in range(1, 9)]
+        vecs = [lib.catalog.embedding(photos[f"o{o}.png"].id, lib.clip.key) for o in range(1, 9)]
         for o, v in enumerate(vecs[1:], 2):
             assert np.allclose(v, vecs[0], atol=1e-5), f"orientation {o} embeds differently"
 

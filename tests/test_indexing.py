@@ -15,15 +15,15 @@ from .conftest import make_photo
 
 def _vectors(lib: Library) -> dict[str, np.ndarray]:
     out = {}
-    for p in lib.catalog.photos_by_ids(lib.catalog.embedding_ids(lib.clip.name)).values():
-        out[p.path] = lib.catalog.embedding(p.id, lib.clip.name)
+    for p in lib.catalog.photos_by_ids(lib.catalog.embedding_ids(lib.clip.key)).values():
+        out[p.path] = lib.catalog.embedding(p.id, lib.clip.key)
     return out
 
 
 def _assert_consistent(lib: Library) -> None:
     assert lib.catalog.integrity_check() == "ok"
     photo_ids = {p.id for r in lib.roots() for p in lib.catalog.photos_in_root(r.id)}
-    assert lib.catalog.embedding_ids(lib.clip.name) == photo_ids
+    assert lib.catalog.embedding_ids(lib.clip.key) == photo_ids
     assert lib.index.ids() == photo_ids
 
 
@@ -144,7 +144,7 @@ def test_index_survives_reopen_and_repairs_itself(
 ) -> None:
     lib = Library(tmp_path / "lib", models_dir=clip_models_dir, threads=1)
     lib.index_roots([str(photo_tree)])
-    name = lib.clip.name
+    name = lib.clip.key
     lib.close()
     index_file = next((tmp_path / "lib" / "index").glob("*.hnsw"))
     index_file.write_bytes(b"corrupt")
@@ -196,14 +196,17 @@ def test_int8_clip_has_its_own_embeddings(tmp_path: Path, clip_models_dir: Path,
     shutil.copytree(clip_models_dir, models)
     with Library(tmp_path / "lib", models_dir=models, threads=1) as lib:
         lib.index_roots([str(photo_tree)])
-        fp32 = lib.clip.name
+        fp32 = lib.clip.key
+        name = lib.clip.name
     with Library(tmp_path / "lib", models_dir=models, threads=1, clip_int8=True) as lib:
-        assert lib.clip.name == fp32 + "-int8"
+        assert lib.clip.name == name + "-int8"
+        int8 = lib.clip.key
+        assert int8.startswith(name + "-int8#") and int8 != fp32
         s = lib.index_roots()
         assert s.unchanged == 12
-        assert lib.catalog.embedding_models() == {fp32: 12, fp32 + "-int8": 12}
+        assert lib.catalog.embedding_models() == {fp32: 12, int8: 12}
         pid = lib.catalog.photo_by_path(str(photo_tree / "album-a" / "img01.jpg")).id
-        a, b = lib.catalog.embedding(pid, fp32), lib.catalog.embedding(pid, fp32 + "-int8")
+        a, b = lib.catalog.embedding(pid, fp32), lib.catalog.embedding(pid, int8)
         assert float(a @ b) > 0.9
 
 
@@ -230,7 +233,7 @@ def test_open_library_sees_another_writers_changes(
     assert str(photo_tree / "album-a" / "new.jpg") in found
     assert str(photo_tree / "album-b" / "img00.jpg") not in found
     assert library.status().index_healthy
-    stored = library.catalog.embedding(library.catalog.photo_by_path(changed).id, library.clip.name)
+    stored = library.catalog.embedding(library.catalog.photo_by_path(changed).id, library.clip.key)
     assert float(_index_vector(library, changed) @ stored) > 0.999
 
     make_photo(photo_tree / "album-b" / "later.jpg", seed=503)  # our own run then saves the index
@@ -238,5 +241,5 @@ def test_open_library_sees_another_writers_changes(
     library.close()
     with Library(tmp_path / "lib", models_dir=clip_models_dir, threads=1) as again:
         _assert_consistent(again)
-        stored = again.catalog.embedding(again.catalog.photo_by_path(changed).id, again.clip.name)
+        stored = again.catalog.embedding(again.catalog.photo_by_path(changed).id, again.clip.key)
         assert float(_index_vector(again, changed) @ stored) > 0.999

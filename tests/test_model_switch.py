@@ -40,6 +40,13 @@ def _open(lib_dir: Path, models: Path, clip: str) -> Library:
     return Library(lib_dir, models_dir=models, clip_model=clip, threads=1, decode_workers=1, batch_size=2)
 
 
+def _counts(lib: Library) -> dict[str, int]:
+    """Stored vectors per model name (keys are ``name#fingerprint``; one model per name here)."""
+    from retllm_desktop.models.clip.identity import display_name
+
+    return {display_name(k): n for k, n in lib.catalog.embedding_models().items()}
+
+
 def _top(lib: Library, text: str = "a red square") -> list[tuple[str, float]]:
     (update,) = list(lib.search(text, top=8))
     return [(r.path, round(r.score, 5)) for r in update.results]
@@ -57,7 +64,7 @@ def test_switching_keeps_old_embeddings_and_searches_the_complete_model(tmp_path
 
     with _open(lib_dir, two_models, "clip-b") as lib:
         # switched, nothing embedded with clip-b yet: clip-a's vectors are kept and used
-        assert lib.catalog.embedding_models() == {"clip-a": 6}
+        assert _counts(lib) == {"clip-a": 6}
         assert lib.search_model == "clip-a"
         assert _top(lib) == before
         st = lib.status()
@@ -72,20 +79,20 @@ def test_switching_keeps_old_embeddings_and_searches_the_complete_model(tmp_path
 
         summary = lib.index_roots(progress=progress, cancel=cancel)
         assert summary.cancelled
-        counts = lib.catalog.embedding_models()
+        counts = _counts(lib)
         assert counts["clip-a"] == 6 and 0 < counts["clip-b"] < 6
         assert lib.search_model == "clip-a" and _top(lib) == before
 
         # finish filling: now the selected model is complete and used; clip-a's vectors are still stored
         lib.index_roots()
-        assert lib.catalog.embedding_models() == {"clip-a": 6, "clip-b": 6}
+        assert _counts(lib) == {"clip-a": 6, "clip-b": 6}
         assert lib.search_model == "clip-b"
         after = _top(lib)
         assert after != before
         # the scores are clip-b's: text vector . stored clip-b image vectors
         q = lib.clip.encode_texts(["a red square"])[0]
         photo = lib.catalog.photo_by_path(after[0][0])
-        assert np.isclose(float(q @ lib.catalog.embedding(photo.id, "clip-b")), after[0][1], atol=1e-4)
+        assert np.isclose(float(q @ lib.catalog.embedding(photo.id, lib.clip.key)), after[0][1], atol=1e-4)
         assert lib.status().search_model == "clip-b"
 
     # switching back needs no re-embedding at all
@@ -102,5 +109,5 @@ def test_new_photos_go_to_the_selected_model(tmp_path, two_models):
         make_photo(photos / f"p{i}.jpg", seed=200 + i)
     with _open(tmp_path / "lib", two_models, "clip-b") as lib:
         lib.index_roots([str(photos)])
-        assert lib.catalog.embedding_models() == {"clip-b": 3}
+        assert _counts(lib) == {"clip-b": 3}
         assert lib.search_model == "clip-b"

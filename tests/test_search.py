@@ -27,8 +27,8 @@ def test_text_search_matches_bruteforce_cosine(indexed: Library) -> None:
     res = updates[0].results
     assert [r.rank for r in res] == [1, 2, 3, 4, 5]
     q = lib.clip.encode_texts(["a red car"])[0]
-    ids = sorted(lib.catalog.embedding_ids(lib.clip.name))
-    mat = np.stack([lib.catalog.embedding(i, lib.clip.name) for i in ids])
+    ids = sorted(lib.catalog.embedding_ids(lib.clip.key))
+    mat = np.stack([lib.catalog.embedding(i, lib.clip.key) for i in ids])
     expected = [ids[i] for i in np.argsort(-(mat @ q))[:5]]
     assert [r.photo.id for r in res] == expected
     assert res[0].score == pytest.approx(float(mat[ids.index(expected[0])] @ q), abs=1e-5)
@@ -51,7 +51,7 @@ def test_composed_query_is_between_text_and_image(indexed: Library, photo_tree: 
     img = str(photo_tree / "album-b" / "img04.jpg")
     lib = indexed
     t = lib.clip.encode_texts(["sunset"])[0]
-    v = lib.catalog.embedding(lib.catalog.photo_by_path(img).id, lib.clip.name)
+    v = lib.catalog.embedding(lib.catalog.photo_by_path(img).id, lib.clip.key)
     expected = 0.3 * v + 0.7 * t
     expected /= np.linalg.norm(expected)
     vec, self_id = (
@@ -103,7 +103,7 @@ def test_identical_copies_fold_into_one_result(library: Library, photo_tree: Pat
     library.index_roots([str(photo_tree)])
     assert library.catalog.count_photos() == 15
     # A query whose nearest photo is that picture: it appears once, its copies listed with it.
-    vec = library.catalog.embedding(library.catalog.photo_by_path(str(original)).id, library.clip.name)
+    vec = library.catalog.embedding(library.catalog.photo_by_path(str(original)).id, library.clip.key)
     from retllm_desktop.search import CoarseSearcher
 
     res = CoarseSearcher(library.catalog, library.index, library.clip)._collapse(

@@ -309,6 +309,7 @@ class ClipModel:
         self._text_io: tuple[str, str, Any] | None = None
         self._tokenizer: ClipTokenizer | None = None
         self._text_has_mask = False
+        self._key: str | None = None
 
     # -- properties -------------------------------------------------------------------------------
     @property
@@ -319,6 +320,17 @@ class ClipModel:
     def name(self) -> str:
         """Embeddings are stored per name, so the int8 variant (slightly different vectors) has its own."""
         return f"{self._config.name}-int8" if self.quantized else self._config.name
+
+    @property
+    def key(self) -> str:
+        """What the catalog stores this model's embeddings under: its name plus a fingerprint of its files,
+        so a different model under an old name is a new model (see ``models.clip.identity``)."""
+        if self._key is None:
+            from .identity import clip_fingerprint, embedding_key
+
+            fp = clip_fingerprint(self.image_path, self.text_path, self.embed_dim, self.image_size)
+            self._key = embedding_key(self.name, fp)
+        return self._key
 
     @property
     def embed_dim(self) -> int:
