@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 EXPORT_VENV ?= .venv-export
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: setup run test test-engine test-export lint bench demo-models screenshot clean
+.PHONY: setup run test test-engine test-export lint bench demo-models screenshot clean replica-sources
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,13 @@ run: setup
 # The engine, CLI, rerank and GUI tests (Qt offscreen), then the exporter's parity tests.
 test: test-engine test-export
 
-test-engine: setup
-	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -m "not export"
+test-engine: setup replica-sources
+	QT_QPA_PLATFORM=offscreen RETLLM_REQUIRE_REPLICAS=1 $(PY) -m pytest -q -m "not export"
+
+# llama.cpp's vocab-only GGUFs (real tokenizers) from the pinned llama-cpp-python sdist (PyPI), for the
+# replicas of the registry's models (tests/test_replicas.py); extracted once into .cache/replica-sources.
+replica-sources: setup
+	$(PY) -m retllm_desktop.devtools.replicas --fetch-sources
 
 $(EXPORT_VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(EXPORT_VENV)
