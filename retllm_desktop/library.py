@@ -50,9 +50,15 @@ class LibraryStatus:
     mllm_error: str | None = None
     failed_files: list[dict[str, Any]] = field(default_factory=list)
     search_model: str | None = None  # differs from clip_model while a switched-to model is being filled
+    taken_range: tuple[str | None, str | None] = (None, None)  # earliest, latest EXIF capture time
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def mllm_ready(self) -> bool:
+        """A reranking LLM is installed and its files look sound."""
+        return self.mllm_model is not None and self.mllm_error is None
 
 
 def _one_line(e: object) -> str:
@@ -625,4 +631,5 @@ class Library:
             search_model=search_model,
             mllm_model=mllm_model,
             mllm_error=mllm_error,
+            taken_range=self.catalog.date_range(),
         )

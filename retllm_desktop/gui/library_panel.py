@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -27,6 +27,9 @@ from PySide6.QtWidgets import (
 
 from .preview import show_in_folder
 from .qtcompat import emit
+
+if TYPE_CHECKING:
+    from ..library import LibraryStatus
 
 
 def format_eta(seconds: float | None) -> str:
@@ -209,7 +212,7 @@ class LibraryPanel(QWidget):
         self.stage.setText(text)
         self.stage.setToolTip("")
 
-    def set_status(self, status: Any) -> None:
+    def set_status(self, status: LibraryStatus) -> None:
         """Fill folders, failures and models from a ``LibraryStatus``."""
         current = (
             self.folders.currentItem().data(Qt.ItemDataRole.UserRole) if self.folders.currentItem() else None

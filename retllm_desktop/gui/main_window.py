@@ -1,4 +1,10 @@
-"""The main window: search bar, result grid with live rerank, library panel, status bar."""
+"""The main window: lays out the search bar, the result grid, the library panel and the status bar.
+
+The flows live in controllers: ``SearchController`` (query → coarse → live rerank → results model) and
+``LibraryController`` (open/close/reopen, index, remove, watch, status); the window turns user actions
+into their calls and their signals into what the widgets show. (Over 600 lines because it wires some
+thirty widgets, menus and drag-and-drop to those flows; each method is one user action or one signal.)
+"""
 
 from __future__ import annotations
 
@@ -6,32 +12,22 @@ import html
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QByteArray, QDate, QEvent, QModelIndex, QObject, QSize, Qt, QTimer, Signal
+from PySide6.QtCore import QByteArray, QModelIndex, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QIcon, QImage, QKeySequence, QPixmap, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
-    QCheckBox,
-    QComboBox,
-    QDateEdit,
     QDockWidget,
-    QFrame,
-    QHBoxLayout,
     QLabel,
-    QLineEdit,
     QListView,
     QMainWindow,
     QMenu,
     QMessageBox,
     QProgressBar,
-    QPushButton,
     QSizePolicy,
-    QSpinBox,
     QStackedWidget,
-    QStyle,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -39,82 +35,35 @@ from PySide6.QtWidgets import (
 from .. import config
 from ..errors import RetllmError
 from ..imaging import is_supported
+from ..rerank import RerankOptions
+from ..search import Query
+from .library_controller import LibraryController
 from .library_panel import LibraryPanel, format_eta
 from .preview import PreviewDialog, show_in_folder
 from .qtcompat import emit
 from .results_model import ResultsModel, ThumbDelegate
+from .search_bar import SearchBar
+from .search_controller import SearchController
 from .settings import Settings
-from .thumbnails import ThumbnailLoader
-from .workers import CallWorker, IndexWorker, SearchWorker, WorkerPool
+from .thumbnails import ThumbnailLoader, load_qimage
+from .workers import CallWorker, WorkerPool
 
-SORT_LABELS = (("relevance", "Best match"), ("newest", "Newest first"), ("oldest", "Oldest first"))
+if TYPE_CHECKING:
+    from ..indexer import IndexSummary
+    from ..library import Library, LibraryStatus
+    from ..search import SearchUpdate
+    from .setup_dialog import SetupDialog
 
-
-def collect_status(library: Any) -> dict[str, Any]:
-    """Runs in a worker: loads the models (slow the first time) and gathers what the UI shows."""
-    status = library.status()
-    mllm_ok, mllm_msg = False, getattr(status, "mllm_error", None)
-    fn = getattr(library, "mllm_available", None)
-    if fn is None:
-        mllm_msg = mllm_msg or "reranking is not available in this build"
-    else:
-        try:
-            mllm_ok = bool(fn())
-        except Exception as e:  # noqa: BLE001
-            mllm_msg = str(e)
-        if not mllm_ok and not mllm_msg:
-            mllm_msg = "no checking model (multimodal LLM) installed"
-        if mllm_ok and mllm_msg:  # installed but its files are broken ("broken: <why>")
-            mllm_ok = False
-            mllm_msg = f"the checking model {getattr(status, 'mllm_model', '')} is {mllm_msg}"
-    dates = (None, None)
-    try:
-        dates = library.catalog.date_range()
-    except Exception:  # noqa: BLE001
-        pass
-    return {"status": status, "mllm_ok": mllm_ok, "mllm_msg": mllm_msg, "dates": dates}
+MISSING_CLIP = "<b>Search model missing.</b> {} &nbsp; <a href='setup'>Set up models…</a>"
 
 
-class _Bridge(QObject):
-    """Carries callbacks from engine threads (the folder watcher) to the UI thread."""
-
-    watcher_update = Signal(object)
-    watcher_status = Signal(object)
-
-
-class QueryChip(QFrame):
-    """The query image as a removable chip next to the search field."""
-
-    removed = Signal()
-
-    def __init__(self, parent=None) -> None:
-        super().__init__(parent)
-        self.setObjectName("queryChip")
-        self.setFrameShape(QFrame.Shape.StyledPanel)
-        self.icon = QLabel(self)
-        self.icon.setFixedSize(28, 28)
-        self.icon.setScaledContents(True)
-        self.name = QLabel(self)
-        self.close_btn = QToolButton(self)
-        self.close_btn.setText("✕")
-        self.close_btn.setAutoRaise(True)
-        self.close_btn.setToolTip("Remove the query image")
-        self.close_btn.setAccessibleName("Remove query image")
-        self.close_btn.clicked.connect(lambda *_: emit(self.removed))
-        lay = QHBoxLayout(self)
-        lay.setContentsMargins(4, 1, 2, 1)
-        lay.setSpacing(4)
-        lay.addWidget(self.icon)
-        lay.addWidget(self.name)
-        lay.addWidget(self.close_btn)
-        self.setAccessibleName("Query image")
-
-    def set_image(self, path: str) -> None:
-        name = os.path.basename(path)
-        self.name.setText(name if len(name) <= 22 else name[:10] + "…" + name[-10:])
-        self.setToolTip(f"Searching for photos like {path}")
-        self.setAccessibleDescription(f"Query image {name}")
-        self.icon.setPixmap(QPixmap())
+def llm_state(status: LibraryStatus) -> tuple[bool, str | None]:
+    """Whether results can be double-checked, and if not, why (one line for a tooltip or the banner)."""
+    if status.mllm_ready:
+        return True, None
+    if status.mllm_model is not None:  # installed, but its files are broken ("broken: <why>")
+        return False, f"the checking model {status.mllm_model} is {status.mllm_error}"
+    return False, status.mllm_error or "no checking model (multimodal LLM) installed"
 
 
 class MainWindow(QMainWindow):
@@ -122,6 +71,7 @@ class MainWindow(QMainWindow):
     search_finished = Signal()
     index_finished = Signal(object)
     status_refreshed = Signal(object)
+    library_opened = Signal(object)  # after the first open and after every reopen
 
     def __init__(
         self,
@@ -133,27 +83,18 @@ class MainWindow(QMainWindow):
         self.settings = settings or Settings.load()
         self._library_arg = str(library) if library else None
         self._models_arg = str(models_dir) if models_dir else None
-        self.library: Any = None
         self._closing = False
         self._clip_ok = False
         self._clip_error: str | None = None
         self._mllm_ok = False
         self._mllm_msg: str | None = None
-        self._status: Any = None
-        self._query: Any = None
+        self._status: LibraryStatus | None = None
         self._query_image: str | None = None
-        self._search_worker: SearchWorker | None = None
-        self._search_first = True
-        self._index_worker: IndexWorker | None = None
-        self._index_paused = False
-        self._pending_index: list[str] = []
         self._eta: tuple[str, float, int] = ("", 0.0, 0)
-        self._watcher: Any = None
         self._preview: PreviewDialog | None = None
-        self._setup: Any = None
+        self._setup: SetupDialog | None = None
         self._index_when_ready = False
-        self.last_update: Any = None
-        self.last_index_summary: Any = None
+        self.last_index_summary: IndexSummary | None = None
 
         self.setObjectName("mainWindow")
         self.setWindowTitle("RetLLM Desktop")
@@ -162,147 +103,42 @@ class MainWindow(QMainWindow):
         if icon_path.is_file():
             self.setWindowIcon(QIcon(str(icon_path)))
 
-        self.engine_pool = WorkerPool(2, self)  # indexing, status, library changes
         # Two threads: a new query's coarse results must not wait for the previous query's LLM check in
         # flight (cancelled, it ends after that candidate); the LLM's own lock serialises the rest.
         self.search_pool = WorkerPool(2, self)
         self.misc_pool = WorkerPool(1, self)  # preview images, chip thumbnails
         self.thumbs = ThumbnailLoader(None, threads=2, parent=self)
-        self.bridge = _Bridge(self)
-        self.bridge.watcher_update.connect(self._on_watcher_update)
-        self.bridge.watcher_status.connect(self._on_watcher_status)
+        self.libraries = LibraryController(self.search_pool, self)
 
         self._build_search_bar()
         self._build_grid()
+        self.searches = SearchController(self.model, self.search_pool, self)
         self._build_panel()
         self._build_status_bar()
         self._build_menus()
         self._restore_settings()
+        self._connect_controllers()
         self.open_library()
+
+    @property
+    def library(self) -> Library | None:
+        return self.libraries.library
 
     # ------------------------------------------------------------------------------------------------
     # construction
     def _build_search_bar(self) -> None:
-        top = QWidget(self)
-        top.setObjectName("searchBar")
-        self.chip = QueryChip(top)
-        self.chip.setVisible(False)
-        self.chip.removed.connect(self.clear_query_image)
-        self.search_edit = QLineEdit(top)
-        self.search_edit.setObjectName("searchField")
-        self.search_edit.setPlaceholderText(
-            "Describe a photo — “red car”, “sunset at the beach”…  or drop a photo here"
-        )
-        self.search_edit.setClearButtonEnabled(True)
-        self.search_edit.setAccessibleName("Search")
-        self.search_edit.setAcceptDrops(False)  # drops go to the window (image query / add folder)
-        self.search_edit.addAction(
-            self.style().standardIcon(QStyle.StandardPixmap.SP_FileDialogContentsView),
-            QLineEdit.ActionPosition.LeadingPosition,
-        )
-        f = self.search_edit.font()
-        f.setPointSizeF(f.pointSizeF() * 1.15)
-        self.search_edit.setFont(f)
-        self.search_edit.setMinimumHeight(34)
-        self.search_edit.returnPressed.connect(self.run_search)
-        self.search_edit.installEventFilter(self)  # Esc clears (QLineEdit would swallow a shortcut)
-        self.search_btn = QPushButton("Search", top)
-        self.search_btn.setAccessibleName("Search")
-        self.search_btn.setToolTip("Search (Enter)")
-        self.search_btn.clicked.connect(self.run_search)
-        row1 = QHBoxLayout()
-        row1.addWidget(self.chip)
-        row1.addWidget(self.search_edit, 1)
-        row1.addWidget(self.search_btn)
-
-        s = self.settings
-        self.rerank_check = QCheckBox("Double-check top", top)
-        self.rerank_check.setChecked(s.rerank)
-        self.rerank_check.setAccessibleName("Double-check results with the checking model")
-        self.rerank_check.setToolTip("Let the local multimodal LLM look at the top results and reorder them")
-        self.k_spin = QSpinBox(top)
-        self.k_spin.setRange(1, 100)
-        self.k_spin.setValue(s.rerank_k)
-        self.k_spin.setAccessibleName("How many results to double-check")
-        self.k_spin.setToolTip("How many of the top results the model looks at")
-        self.only_check = QCheckBox("Only true matches", top)
-        self.only_check.setChecked(s.only_matches)
-        self.only_check.setAccessibleName("Only true matches")
-        self.only_check.setToolTip("Hide checked photos the model judged as not matching")
-        self.sort_combo = QComboBox(top)
-        self.sort_combo.setAccessibleName("Sort results")
-        for key, label in SORT_LABELS:
-            self.sort_combo.addItem(label, key)
-        self.sort_combo.setCurrentIndex(max(0, self.sort_combo.findData(s.sort)))
-        self.date_check = QCheckBox("Taken between", top)
-        self.date_check.setAccessibleName("Filter by date taken")
-        self.date_from = QDateEdit(top)
-        self.date_to = QDateEdit(top)
-        for w, name in ((self.date_from, "From date"), (self.date_to, "To date")):
-            w.setCalendarPopup(True)
-            w.setDisplayFormat("yyyy-MM-dd")
-            w.setAccessibleName(name)
-            w.setEnabled(False)
-        self.date_from.setDate(QDate(2000, 1, 1))
-        self.date_to.setDate(QDate.currentDate())
-        sort_label = QLabel("&Sort:", top)
-        sort_label.setBuddy(self.sort_combo)
-        # Two groups: the date filter moves to its own line when the window is too narrow for one row
-        # (so the window still fits 1024 px next to the library panel).
-        self._opts_box = QWidget(top)
-        opts = QHBoxLayout(self._opts_box)
-        opts.setContentsMargins(0, 0, 0, 0)
-        for wdg in (self.rerank_check, self.k_spin, self.only_check):
-            wdg.setParent(self._opts_box)
-            opts.addWidget(wdg)
-        opts.addSpacing(16)
-        sort_label.setParent(self._opts_box)
-        self.sort_combo.setParent(self._opts_box)
-        opts.addWidget(sort_label)
-        opts.addWidget(self.sort_combo)
-        self._dates_box = QWidget(top)
-        dates = QHBoxLayout(self._dates_box)
-        dates.setContentsMargins(0, 0, 0, 0)
-        for wdg in (self.date_check, self.date_from, QLabel("and", top), self.date_to):
-            wdg.setParent(self._dates_box)
-            dates.addWidget(wdg)
-        self._dates_box.setMinimumWidth(1)  # don't let it set the window's minimum width; it wraps instead
-        row2 = QHBoxLayout()
-        row2.addWidget(self._opts_box)
-        row2.addSpacing(16)
-        row2.addWidget(self._dates_box)
-        row2.addStretch(1)
-        self._row2 = row2
-        self._row3 = QHBoxLayout()
-        self._row3.addStretch(1)
-
-        self.rerank_check.toggled.connect(self._options_changed)
-        self.k_spin.valueChanged.connect(self._options_changed)
-        self.only_check.toggled.connect(self._options_changed)
-        self.date_check.toggled.connect(self._dates_toggled)
-        self.date_from.dateChanged.connect(self._options_changed)
-        self.date_to.dateChanged.connect(self._options_changed)
-        self.sort_combo.currentIndexChanged.connect(self._sort_changed)
-
-        self.banner = QLabel(top)
-        self.banner.setObjectName("banner")
-        self.banner.setWordWrap(True)
-        self.banner.setTextFormat(Qt.TextFormat.RichText)
-        self.banner.setAccessibleName("Notice")
-        self.banner.setStyleSheet(
-            "QLabel#banner { padding: 6px; border-radius: 4px; background: rgba(230,160,20,60); }"
-        )
-        self.banner.linkActivated.connect(lambda _link: self.show_setup())
-        self.banner.setVisible(False)
-
-        lay = QVBoxLayout(top)
-        lay.setContentsMargins(10, 8, 10, 4)
-        lay.addLayout(row1)
-        lay.addLayout(row2)
-        lay.addLayout(self._row3)
-        lay.addWidget(self.banner)
-        self._top = top
-        top.installEventFilter(self)  # resize → _reflow_options
+        bar = self.bar = SearchBar(self.settings, self)
+        bar.submitted.connect(self.run_search)
+        bar.escape.connect(self.clear_search)
+        bar.options_changed.connect(self._options_changed)
+        bar.sort_changed.connect(self._sort_changed)
+        bar.setup_link.connect(self.show_setup)
+        bar.chip.removed.connect(self.clear_query_image)
+        # The widgets the window reads and tests drive.
+        self.search_edit, self.chip, self.banner = bar.search_edit, bar.chip, bar.banner
+        self.rerank_check, self.k_spin, self.only_check = bar.rerank_check, bar.k_spin, bar.only_check
+        self.sort_combo, self.date_check = bar.sort_combo, bar.date_check
+        self.date_from, self.date_to = bar.date_from, bar.date_to
 
     def _build_grid(self) -> None:
         self.model = ResultsModel(self.thumbs, self)
@@ -350,7 +186,7 @@ class MainWindow(QMainWindow):
         lay = QVBoxLayout(central)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(0)
-        lay.addWidget(self._top)
+        lay.addWidget(self.bar)
         lay.addWidget(self.stack, 1)
         self.setCentralWidget(central)
         self._show_empty("Opening the library…")
@@ -445,6 +281,24 @@ class MainWindow(QMainWindow):
         if s.window_state:
             self.restoreState(QByteArray.fromBase64(s.window_state.encode()))
 
+    def _connect_controllers(self) -> None:
+        lc = self.libraries
+        lc.opened.connect(self._on_opened)
+        lc.open_failed.connect(self._on_open_failed)
+        lc.reopen_progress.connect(self._show_empty)
+        lc.reopen_progress.connect(self.status_label.setText)
+        lc.status_ready.connect(self._on_status)
+        lc.status_failed.connect(lambda msg: self.status_label.setText(f"Library status unavailable: {msg}"))
+        lc.index_started.connect(self._on_index_started)
+        lc.index_progress.connect(self._on_index_progress)
+        lc.index_done.connect(self._on_index_done)
+        lc.removed.connect(self._on_removed)
+        lc.remove_failed.connect(lambda p, msg: self.status_label.setText(f"Could not remove {p}: {msg}"))
+        lc.watch_changed.connect(self._on_watch_changed)
+        lc.watch_batch.connect(self.refresh_status)
+        self.searches.updated.connect(self._on_search_update)
+        self.searches.finished.connect(self._on_search_done)
+
     # ------------------------------------------------------------------------------------------------
     # library
     def library_path(self) -> str:
@@ -454,80 +308,50 @@ class MainWindow(QMainWindow):
         return str(config.models_dir(self._models_arg or self.settings.models_dir))
 
     def open_library(self) -> None:
-        from ..library import Library  # the catalog opens quickly; models load later in a worker
+        self.libraries.open(self.library_path(), self.models_path(), self.settings)
 
-        try:
-            self.library = Library(
-                self.library_path(),
-                models_dir=self.models_path(),
-                clip_model=self.settings.clip_model,
-                mllm_model=self.settings.mllm_model,
-                threads=self.settings.threads,
-            )
-        except RetllmError as e:
-            self.library = None
-            self._show_empty(f"The library could not be opened: {e}")
-            self._set_banner(f"The library could not be opened: {e}. Choose another one in File ▸ Settings.")
-            return
-        except Exception as e:  # noqa: BLE001 - e.g. a corrupt catalog: say so, don't crash
-            self.library = None
-            self._show_empty(f"The library could not be opened: {e}")
-            return
-        self.thumbs.set_cache_dir(Path(self.library.path) / "cache" / "thumbnails")
-        self.setWindowTitle(f"RetLLM Desktop — {self.library.path}")
+    def reopen_library(self) -> None:
+        """Close and open again with the current settings, on a worker: the window stays responsive."""
+        self.cancel_search()
+        self.searches.clear()
+        self.thumbs.invalidate()
+        self._status = None
+        self._show_empty("Closing the library…")
+        self.status_label.setText("Closing the library…")
+        self.libraries.reopen(self.library_path(), self.models_path(), self.settings)
+
+    def _on_opened(self, lib: Library) -> None:
+        self.thumbs.set_cache_dir(Path(lib.path) / "cache" / "thumbnails")
+        self.setWindowTitle(f"RetLLM Desktop — {lib.path}")
         self.status_label.setText("Loading models…")
+        self._show_empty("Opening the library…")
+        emit(self.library_opened, lib)
         self.refresh_status()
 
-    def close_library(self) -> None:
-        self.stop_watcher()
-        self.search_pool.cancel_all()
-        self.engine_pool.cancel_all()
-        self.search_pool.wait(60_000)
-        self.engine_pool.wait(60_000)
-        self.thumbs.invalidate()
-        if self.library is not None:
-            self.library.close()
-            self.library = None
+    def _on_open_failed(self, message: str) -> None:
+        self._show_empty(f"The library could not be opened: {message}")
+        self._set_banner(
+            f"The library could not be opened: {html.escape(message)}. Choose another one in File ▸ Settings."
+        )
 
     def refresh_status(self) -> None:
-        if self.library is None or self._closing:
-            return
-        w = CallWorker(collect_status, self.library)
-        lib = self.library
-        w.signals.finished.connect(lambda info: self._on_status(lib, info))
-        w.signals.failed.connect(lambda msg: self.status_label.setText(f"Library status unavailable: {msg}"))
-        self.engine_pool.start(w)
+        if not self._closing:
+            self.libraries.refresh_status()
 
-    def _on_status(self, lib: Any, info: dict[str, Any]) -> None:
-        if self._closing or lib is not self.library or not info:
+    def _on_status(self, st: LibraryStatus) -> None:
+        if self._closing:
             return
-        st = info["status"]
         self._status = st
         self._clip_ok = st.clip_error is None
         self._clip_error = st.clip_error
-        self._mllm_ok, self._mllm_msg = info["mllm_ok"], info["mllm_msg"]
+        self._mllm_ok, self._mllm_msg = llm_state(st)
         self.panel.set_status(st)
         n = st.photos
         self.count_label.setText(f"{n:,} photo{'s' if n != 1 else ''}")
-        self.rerank_check.setEnabled(self._mllm_ok)
-        self.k_spin.setEnabled(self._mllm_ok)
-        self.only_check.setEnabled(self._mllm_ok)
-        if not self._mllm_ok:
-            self.rerank_check.setToolTip(f"Not available: {self._mllm_msg}")
-        else:
-            self.rerank_check.setToolTip(
-                "Let the local multimodal LLM look at the top results and reorder them"
-            )
-        dmin, dmax = info["dates"]
-        if dmin and dmax and not self.date_check.isChecked():
-            for w, value in ((self.date_from, dmin), (self.date_to, dmax)):
-                w.blockSignals(True)
-                w.setDate(QDate.fromString(value[:10], "yyyy-MM-dd"))
-                w.blockSignals(False)
+        self.bar.set_rerank_available(self._mllm_ok, self._mllm_msg)
+        self.bar.show_date_range(*st.taken_range)
         if not self._clip_ok:
-            self._set_banner(
-                f"<b>Search model missing.</b> {st.clip_error} &nbsp; <a href='setup'>Set up models…</a>"
-            )
+            self._set_banner(MISSING_CLIP.format(st.clip_error))
             self.status_label.setText("Can't search yet: the search model is missing")
             if not self.settings.setup_done and not self._closing:
                 QTimer.singleShot(0, self.show_setup)
@@ -541,29 +365,34 @@ class MainWindow(QMainWindow):
             self.status_label.setText("Ready")
         if self._clip_ok and self._index_when_ready:
             self._index_when_ready = False
-            if any(not r.get("photos") for r in st.roots) and self._index_worker is None:
+            if any(not r.get("photos") for r in st.roots) and not self.libraries.indexing():
                 QTimer.singleShot(0, lambda: self.index_folders(None))
-        if self.model.rowCount() == 0 and self._query is None:
-            if not st.roots:
-                self._show_empty(
-                    "<h2>Add your photos</h2>Drop a folder here, or <a href='add'>add a folder…</a> (Ctrl+O).<br>"
-                    "Photos are indexed on this computer and never leave it."
-                )
-            elif self._clip_ok:
-                self._show_empty(
-                    f"<h2>Search {n:,} photos</h2>Describe what you're looking for — "
-                    "“red car”, “green forest”, “sunset at the beach” —<br>or drop a photo here to find similar ones."
-                )
-            else:
-                self._show_empty(
-                    "<h2>Models needed</h2>Your photos can be searched once the search model is installed."
-                    "<br><br><a href='setup'>Set up models…</a>"
-                )
+        self._show_hint()
         emit(self.status_refreshed, st)
 
+    def _show_hint(self) -> None:
+        """The empty grid says what to do next (add photos, search them, install models)."""
+        st = self._status
+        if st is None or self.model.rowCount() or self.searches.query is not None:
+            return
+        if not st.roots:
+            self._show_empty(
+                "<h2>Add your photos</h2>Drop a folder here, or <a href='add'>add a folder…</a> (Ctrl+O).<br>"
+                "Photos are indexed on this computer and never leave it."
+            )
+        elif self._clip_ok:
+            self._show_empty(
+                f"<h2>Search {st.photos:,} photos</h2>Describe what you're looking for — "
+                "“red car”, “green forest”, “sunset at the beach” —<br>or drop a photo here to find similar ones."
+            )
+        else:
+            self._show_empty(
+                "<h2>Models needed</h2>Your photos can be searched once the search model is installed."
+                "<br><br><a href='setup'>Set up models…</a>"
+            )
+
     def _set_banner(self, html: str | None) -> None:
-        self.banner.setVisible(bool(html))
-        self.banner.setText(html or "")
+        self.bar.set_banner(html)
 
     def _empty_link(self, link: str) -> None:
         if link == "add":
@@ -578,29 +407,19 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------------------------------------
     # indexing
     def index_folders(self, paths: list[str] | None = None) -> None:
-        if self.library is None or self._closing:
+        if self._closing:
             return
-        paths = [str(Path(p).expanduser()) for p in paths or []]
-        if self._index_worker is not None and not self._index_worker.done.is_set():
-            self._pending_index.extend(paths or [])
-            if paths:
-                self.status_label.setText(f"Will add {', '.join(os.path.basename(p) for p in paths)} next")
-            return
-        self.stop_watcher()
-        self._index_paused = False
-        w = IndexWorker(self.library, paths or None)
-        self._index_worker = w
+        if not self.libraries.index(paths) and paths and self.libraries.indexing():
+            self.status_label.setText(f"Will add {', '.join(os.path.basename(p) for p in paths)} next")
+
+    def _on_index_started(self) -> None:
         self._eta = ("", 0.0, 0)
-        w.signals.progress.connect(self._on_index_progress)
-        w.signals.finished.connect(lambda s, w=w: self._on_index_done(w, s, None))
-        w.signals.failed.connect(lambda msg, w=w: self._on_index_done(w, None, msg))
         self.panel.set_indexing(True)
         self.panel.set_progress("scanning", 0, 0)
         self.index_label.setText("Scanning…")
         self.index_label.setVisible(True)
         self.index_bar.setRange(0, 0)
         self.index_bar.setVisible(True)
-        self.engine_pool.start(w)
 
     def _on_index_progress(self, stage: str, done: int, total: int) -> None:
         if self._closing:
@@ -622,14 +441,10 @@ class MainWindow(QMainWindow):
             self.index_bar.setRange(0, 0)
             self.index_label.setText(f"Scanning… {done:,}")
 
-    def _on_index_done(self, w: IndexWorker, summary: Any, error: str | None) -> None:
-        if w is self._index_worker:
-            self._index_worker = None
+    def _on_index_done(self, summary: IndexSummary | None, error: str | None, cancelled: bool) -> None:
         self.index_label.setVisible(False)
         self.index_bar.setVisible(False)
-        if self._closing:
-            return
-        paused = self._index_paused
+        paused = self.libraries.index_paused
         self.panel.set_indexing(False, paused=paused)
         self.last_index_summary = summary
         if error is not None:
@@ -639,10 +454,8 @@ class MainWindow(QMainWindow):
                 self.panel.set_message(f"Indexing stopped: {error}")
             self.panel.stage.setToolTip(error)
             self.status_label.setText(f"Indexing failed: {error}")
-            if not self._clip_ok or "model" in error.lower():
-                self.refresh_status()
         elif summary is not None:
-            if summary.cancelled or w.cancel.is_set():
+            if cancelled:
                 text = (
                     "Paused — Resume continues where it stopped"
                     if paused
@@ -659,26 +472,16 @@ class MainWindow(QMainWindow):
             self.status_label.setText(text)
         self.refresh_status()
         emit(self.index_finished, summary)
-        if self._pending_index and not paused:
-            pending, self._pending_index = self._pending_index, []
-            self.index_folders(pending)
-            return
-        if error is None and not paused and not w.cancel.is_set():
-            self.start_watcher()
-            if self._query is not None:
-                self.run_search()
+        more = bool(self.libraries.pending) and not paused
+        if not more and error is None and not paused and not cancelled and self.searches.query is not None:
+            self.run_search()
 
     def pause_indexing(self) -> None:
-        if self._index_worker is not None:
-            self._index_paused = True
-            self._index_worker.cancel.set()
+        if self.libraries.pause_indexing():
             self.panel.set_message("Pausing after the current batch…")
 
     def cancel_indexing(self) -> None:
-        if self._index_worker is not None:
-            self._index_paused = False
-            self._pending_index.clear()
-            self._index_worker.cancel.set()
+        if self.libraries.cancel_indexing():
             self.panel.set_message("Cancelling after the current batch…")
 
     def remove_folder(self, path: str, confirm: bool = True) -> None:
@@ -692,108 +495,21 @@ class MainWindow(QMainWindow):
             )
             if answer != QMessageBox.StandardButton.Yes:
                 return
-        self.stop_watcher()
-        w = CallWorker(self.library.remove_root, path)
+        self.libraries.remove_folder(path)
 
-        def done(n: Any) -> None:
-            self.status_label.setText(f"Removed {path} ({n or 0:,} photos left the library)")
-            self.refresh_status()
-            self.start_watcher()
-            if self._query is not None:
-                self.run_search()
-
-        w.signals.finished.connect(done)
-        w.signals.failed.connect(lambda msg: self.status_label.setText(f"Could not remove {path}: {msg}"))
-        self.engine_pool.start(w)
-
-    # -- folder watching ------------------------------------------------------------------------------
-    def start_watcher(self) -> None:
-        if self._watcher is not None or self.library is None or self._closing:
-            return
-        try:
-            from ..watcher import LibraryWatcher  # type: ignore[import-not-found]
-        except Exception:  # noqa: BLE001 - not in this build yet
-            return
-        try:
-            self._watcher = LibraryWatcher(
-                self.library,
-                on_update=lambda *a: emit(self.bridge.watcher_update, a),
-                on_status=lambda *a: emit(self.bridge.watcher_status, a),
-            )
-            self._watcher.start()
-        except Exception as e:  # noqa: BLE001
-            self._watcher = None
-            self.watch_label.setText("Not watching folders")
-            self.watch_label.setToolTip(str(e))
-            return
-        self._update_watch_label()
-
-    def stop_watcher(self) -> None:
-        w, self._watcher = self._watcher, None
-        if w is not None:
-            try:
-                w.stop()
-            except Exception:  # noqa: BLE001
-                pass
-        self.watch_label.setText("")
-
-    def _update_watch_label(self) -> None:
-        w = self._watcher
-        if w is None:
-            self.watch_label.setText("")
-            return
-        n = getattr(w, "watching", 0)
-        n = n() if callable(n) else n
-        mode = getattr(w, "mode", "")
-        self.watch_label.setText(f"Watching {n} folder{'s' if n != 1 else ''}")
-        self.watch_label.setToolTip(f"New and changed photos are indexed automatically ({mode})")
-
-    def _on_watcher_update(self, args: Any) -> None:
-        if self._closing:
-            return
+    def _on_removed(self, path: str, n: int) -> None:
+        self.status_label.setText(f"Removed {path} ({n:,} photos left the library)")
         self.refresh_status()
-        self._update_watch_label()
+        if self.searches.query is not None:
+            self.run_search()
 
-    def _on_watcher_status(self, args: Any) -> None:
-        if self._closing:
-            return
-        self._update_watch_label()
-        if args:
-            text = str(args[0])
-            if text:
-                self.watch_label.setToolTip(text)
+    def _on_watch_changed(self, label: str, tooltip: str) -> None:
+        self.watch_label.setText(label)
+        if tooltip:
+            self.watch_label.setToolTip(tooltip)
 
     # ------------------------------------------------------------------------------------------------
     # search
-    def _reflow_options(self) -> None:
-        """Put the date filter on its own line when the options don't fit next to each other."""
-        top = self._top
-        m = top.layout().contentsMargins()
-        need = self._opts_box.sizeHint().width() + 16 + self._dates_box.sizeHint().width()
-        wrapped = self._row3.indexOf(self._dates_box) >= 0
-        want_wrapped = top.width() - m.left() - m.right() < need
-        if want_wrapped == wrapped:
-            return
-        if want_wrapped:
-            self._row2.removeWidget(self._dates_box)
-            self._row3.insertWidget(0, self._dates_box)
-        else:
-            self._row3.removeWidget(self._dates_box)
-            self._row2.insertWidget(2, self._dates_box)
-
-    def eventFilter(self, obj: QObject, event: QEvent) -> bool:
-        if obj is getattr(self, "_top", None) and event.type() == QEvent.Type.Resize:
-            self._reflow_options()
-            return False
-        if (
-            obj is getattr(self, "search_edit", None)
-            and event.type() == QEvent.Type.KeyPress
-            and event.key() == Qt.Key.Key_Escape
-        ):
-            self.clear_search()
-            return True
-        return super().eventFilter(obj, event)
-
     def focus_search(self) -> None:
         self.search_edit.setFocus(Qt.FocusReason.ShortcutFocusReason)
         self.search_edit.selectAll()
@@ -804,34 +520,14 @@ class MainWindow(QMainWindow):
         elif self._query_image:
             self.clear_query_image(search=False)
         self.cancel_search()
-        self._query = None
-        self.model.clear()
-        self.last_update = None
+        self.searches.clear()
         self.status_label.setText("")
-        if self._status is not None:
-            self._on_status(
-                self.library,
-                {
-                    "status": self._status,
-                    "mllm_ok": self._mllm_ok,
-                    "mllm_msg": self._mllm_msg,
-                    "dates": (None, None),
-                },
-            )
+        self._show_hint()
 
     def set_query_image(self, path: str, search: bool = True) -> None:
-        self._query_image = str(Path(path).expanduser().resolve())
-        self.chip.set_image(self._query_image)
-        self.chip.setVisible(True)
-        self.search_edit.setPlaceholderText("Add words to refine (optional) — e.g. “at night”")
-        img_path = self._query_image
-
-        def load() -> QImage:
-            from .thumbnails import load_qimage
-
-            return load_qimage(img_path, 64)
-
-        w = CallWorker(load)
+        img_path = self._query_image = str(Path(path).expanduser().resolve())
+        self.bar.set_query_image(img_path)
+        w = CallWorker(load_qimage, img_path, 64)
         w.signals.finished.connect(
             lambda img: (
                 self.chip.icon.setPixmap(QPixmap.fromImage(img))
@@ -845,10 +541,7 @@ class MainWindow(QMainWindow):
 
     def clear_query_image(self, search: bool = True) -> None:
         self._query_image = None
-        self.chip.setVisible(False)
-        self.search_edit.setPlaceholderText(
-            "Describe a photo — “red car”, “sunset at the beach”…  or drop a photo here"
-        )
+        self.bar.set_query_image(None)
         if search and self.search_edit.text().strip():
             self.run_search()
         elif search:
@@ -863,12 +556,8 @@ class MainWindow(QMainWindow):
         self.search_edit.clear()
         self.set_query_image(path)
 
-    def _rerank_options(self) -> Any:
+    def _rerank_options(self) -> RerankOptions | None:
         if not self.rerank_check.isChecked() or not self._mllm_ok:
-            return None
-        try:
-            from ..rerank import RerankOptions
-        except Exception:  # noqa: BLE001
             return None
         s = self.settings
         return RerankOptions(
@@ -876,9 +565,7 @@ class MainWindow(QMainWindow):
         )
 
     def cancel_search(self) -> None:
-        w, self._search_worker = self._search_worker, None
-        if w is not None:
-            w.cancel.set()
+        self.searches.cancel()
         self.rerank_label.setVisible(False)
         self.rerank_bar.setVisible(False)
 
@@ -890,20 +577,14 @@ class MainWindow(QMainWindow):
             self.clear_search()
             return
         if self.library is None:
-            self.status_label.setText("No library is open")
+            reopening = self.libraries.reopening
+            self.status_label.setText("The library is reopening…" if reopening else "No library is open")
             return
         if not self._clip_ok and self._status is not None:
             self.status_label.setText(f"Can't search: {self._clip_error}")
-            self._set_banner(
-                f"<b>Search model missing.</b> {self._clip_error} &nbsp; <a href='setup'>Set up models…</a>"
-            )
+            self._set_banner(MISSING_CLIP.format(self._clip_error))
             return
-        from ..search import Query
-
-        date_from = date_to = None
-        if self.date_check.isChecked():
-            date_from = self.date_from.date().toString("yyyy-MM-dd")
-            date_to = self.date_to.date().toString("yyyy-MM-dd")
+        date_from, date_to = self.bar.date_filter()
         try:
             query = Query(
                 text=text or None,
@@ -916,24 +597,12 @@ class MainWindow(QMainWindow):
             self.status_label.setText(str(e))
             return
         self.cancel_search()
-        self._query = query
-        self._search_first = True
-        rerank = self._rerank_options()
-        w = SearchWorker(self.library, query, self.settings.top, rerank)
-        self._search_worker = w
-        w.signals.update.connect(lambda upd, w=w: self._on_search_update(w, upd))
-        w.signals.finished.connect(lambda res, w=w: self._on_search_done(w, res, None))
-        w.signals.failed.connect(lambda msg, w=w: self._on_search_done(w, None, msg))
         self.status_label.setText("Searching…")
-        self.search_pool.start(w)
+        self.searches.start(self.library, query, self.settings.top, self._rerank_options())
 
-    def _on_search_update(self, w: SearchWorker, upd: Any) -> None:
-        if w is not self._search_worker or self._closing:
+    def _on_search_update(self, upd: SearchUpdate, first: bool) -> None:
+        if self._closing:
             return
-        first = self._search_first
-        self._search_first = False
-        self.last_update = upd
-        self.model.set_results(upd.visible, same_query=not first)
         if upd.results:
             self.stack.setCurrentWidget(self.view)
             if first:
@@ -951,23 +620,12 @@ class MainWindow(QMainWindow):
             text += f" in {ms:.0f} ms"
         if hidden:
             text += f" · {hidden} hidden as not matching"
-        model_name = (
-            upd.model or (self._status.mllm_model if self._status is not None else None) or "the model"
-        )
-        if w.rerank is not None and upd.results:
-            if upd.phase == "done":
-                self.rerank_label.setText(f"Checked {upd.done}/{upd.total} with {model_name}")
-                self.rerank_bar.setVisible(False)
-            else:
-                total = upd.total or min(w.rerank.k, len(upd.results))
-                self.rerank_label.setText(f"Checking {upd.done}/{total} with {model_name}…")
-                self.rerank_bar.setRange(0, max(total, 1))
-                self.rerank_bar.setValue(upd.done)
-                self.rerank_bar.setVisible(True)
-            self.rerank_label.setVisible(True)
+        rerank = self.searches.rerank
+        if rerank is not None and upd.results:
+            self._show_rerank_progress(upd, rerank)
         if upd.message and upd.results:
             text += f" · {upd.message}"
-        if getattr(upd, "llm_error", None):  # the coarse results stand; say why they are not checked
+        if upd.llm_error:  # the coarse results stand; say why they are not checked
             self._set_banner(
                 f"Results weren't double-checked: {html.escape(upd.llm_error)}. &nbsp; "
                 "<a href='setup'>Set up models…</a>"
@@ -977,8 +635,23 @@ class MainWindow(QMainWindow):
         self.status_label.setText(text)
         emit(self.search_updated, upd)
 
-    def _on_search_done(self, w: SearchWorker, result: Any, error: str | None) -> None:
-        if w is not self._search_worker or self._closing:
+    def _show_rerank_progress(self, upd: SearchUpdate, rerank: RerankOptions) -> None:
+        model_name = (
+            upd.model or (self._status.mllm_model if self._status is not None else None) or "the model"
+        )
+        if upd.phase == "done":
+            self.rerank_label.setText(f"Checked {upd.done}/{upd.total} with {model_name}")
+            self.rerank_bar.setVisible(False)
+        else:
+            total = upd.total or min(rerank.k, len(upd.results))
+            self.rerank_label.setText(f"Checking {upd.done}/{total} with {model_name}…")
+            self.rerank_bar.setRange(0, max(total, 1))
+            self.rerank_bar.setValue(upd.done)
+            self.rerank_bar.setVisible(True)
+        self.rerank_label.setVisible(True)
+
+    def _on_search_done(self, note: str | None, error: str | None) -> None:
+        if self._closing:
             return
         self.rerank_bar.setVisible(False)
         if error is not None:
@@ -986,47 +659,34 @@ class MainWindow(QMainWindow):
             self.rerank_label.setVisible(False)
             if self.model.rowCount() == 0:
                 self._show_empty(f"<h2>Search failed</h2>{error}")
-        elif isinstance(result, str):
-            self.rerank_label.setText(result)
-            self.rerank_label.setToolTip(result)
+        elif note is not None:
+            self.rerank_label.setText(note)
+            self.rerank_label.setToolTip(note)
             self.rerank_label.setVisible(True)
-        elif self.last_update is not None and w.rerank is not None and self.rerank_label.isVisible():
-            upd = self.last_update
+        elif self.searches.rerank is not None and self.rerank_label.isVisible():
             self.rerank_label.setText(self.rerank_label.text().replace("Checking", "Checked").rstrip("…"))
-            del upd
         emit(self.search_finished)
 
-    def search_running(self) -> bool:
-        w = self._search_worker
-        return w is not None and not w.done.is_set()
-
-    def _options_changed(self, *_: Any) -> None:
+    def _options_changed(self) -> None:
         s = self.settings
         s.rerank = self.rerank_check.isChecked()
         s.rerank_k = self.k_spin.value()
         s.only_matches = self.only_check.isChecked()
-        if self._query is not None:
+        if self.searches.query is not None:
             self.run_search()
 
-    def _dates_toggled(self, on: bool) -> None:
-        self.date_from.setEnabled(on)
-        self.date_to.setEnabled(on)
-        self._options_changed()
-
-    def _sort_changed(self, *_: Any) -> None:
-        mode = self.sort_combo.currentData()
+    def _sort_changed(self, mode: str) -> None:
         self.settings.sort = mode
         self.model.set_sort(mode)
 
     # ------------------------------------------------------------------------------------------------
-    # results: preview, context menu, thumbnails
     def open_preview(self, row: int | None = None) -> PreviewDialog | None:
         if row is None or isinstance(row, bool):
             row = self.view.currentIndex().row()
         if self.model.result(row) is None or self.library is None:
             return None
         if self._preview is not None:
-            self._preview.query = self._query
+            self._preview.query = self.searches.query
             self._preview.show_row(row)
             self._preview.raise_()
             self._preview.activateWindow()
@@ -1037,7 +697,7 @@ class MainWindow(QMainWindow):
             self.model.rowCount,
             row,
             self.library,
-            self._query,
+            self.searches.query,
             self.misc_pool,
             self.search_pool,
         )
@@ -1167,13 +827,6 @@ class MainWindow(QMainWindow):
         self._index_when_ready = True  # folders added while the search model was missing: index them now
         self.reopen_library()
 
-    def reopen_library(self) -> None:
-        self.cancel_search()
-        self.model.clear()
-        self._query = None
-        self.close_library()
-        self.open_library()
-
     def show_settings(self) -> None:
         from .settings_dialog import SettingsDialog
 
@@ -1186,7 +839,7 @@ class MainWindow(QMainWindow):
             if reopen:
                 self._library_arg = self._models_arg = None
                 self.reopen_library()
-            elif self._query is not None:
+            elif self.searches.query is not None:
                 self.run_search()
 
     def _about(self) -> None:
@@ -1217,15 +870,7 @@ class MainWindow(QMainWindow):
             if d is not None:
                 d.close()
         self.status_label.setText("Stopping…")
-        self.search_pool.cancel_all()
-        self.engine_pool.cancel_all()
         self.misc_pool.cancel_all()
-        self.stop_watcher()
         self.thumbs.shutdown(5000)
-        # Indexing stops at the next batch boundary; the catalog commits per batch, so it stays consistent.
-        for pool in (self.search_pool, self.engine_pool, self.misc_pool):
-            pool.wait(120_000)
-        if self.library is not None:
-            self.library.close()
-            self.library = None
+        self.libraries.shutdown([self.misc_pool])
         event.accept()

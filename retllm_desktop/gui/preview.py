@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QRectF, QSize, Qt, QUrl, Signal
 from PySide6.QtGui import (
@@ -35,6 +35,10 @@ from shiboken6 import isValid
 from .qtcompat import emit
 from .results_model import describe_date
 from .workers import CallWorker, ExplainWorker, WorkerPool
+
+if TYPE_CHECKING:
+    from ..library import Library
+    from ..search import Query, SearchResult
 
 SIDE_WIDTH = 330  # px, the details panel next to the photo
 
@@ -126,11 +130,11 @@ class PreviewDialog(QDialog):
     def __init__(
         self,
         parent: QWidget | None,
-        get_result: Callable[[int], Any],
+        get_result: Callable[[int], SearchResult | None],
         count: Callable[[], int],
         row: int,
-        library: Any,
-        query: Any,
+        library: Library,
+        query: Query | None,
         pool: WorkerPool,
         llm_pool: WorkerPool | None = None,
     ) -> None:
@@ -236,7 +240,7 @@ class PreviewDialog(QDialog):
         return SIDE_WIDTH - label_w - spacing - 30
 
     @property
-    def result(self) -> Any:
+    def result(self) -> SearchResult | None:
         return self.get_result(self.row)
 
     def show_row(self, row: int) -> None:

@@ -8,7 +8,7 @@ change (selection and current item follow their photos); a different set resets 
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QAbstractListModel, QMimeData, QModelIndex, QRect, QRectF, QSize, Qt, QUrl
 from PySide6.QtGui import QColor, QFont, QPainter, QPainterPath, QPalette, QPen
@@ -16,6 +16,10 @@ from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem
 
 from .qtcompat import emit
 from .thumbnails import ThumbnailLoader
+
+if TYPE_CHECKING:
+    from ..models.llm.fine_score import FineScore
+    from ..search import SearchResult
 
 ResultRole = Qt.ItemDataRole.UserRole + 1
 PathRole = Qt.ItemDataRole.UserRole + 2
@@ -29,7 +33,7 @@ def describe_date(taken_at: str | None) -> str:
     return taken_at.replace("T", " ")[:16]
 
 
-def fine_of(result: Any) -> Any:
+def fine_of(result: SearchResult) -> FineScore | None:
     return getattr(result, "fine", None)
 
 
@@ -39,8 +43,8 @@ class ResultsModel(QAbstractListModel):
         self.thumbs = thumbs
         self.thumb_px = 160  # device pixels requested from the loader
         self.sort_mode = "relevance"
-        self._engine: list[Any] = []  # results in the engine's order
-        self._rows: list[Any] = []  # results in display order
+        self._engine: list[SearchResult] = []  # results in the engine's order
+        self._rows: list[SearchResult] = []  # results in display order
         self._rows_by_key: dict[str, list[int]] = {}
         thumbs.ready.connect(self._on_thumb)
         thumbs.failed.connect(lambda key, _reason: self._on_thumb(key))
@@ -49,22 +53,16 @@ class ResultsModel(QAbstractListModel):
     def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008 - Qt signature
         return 0 if parent.isValid() else len(self._rows)
 
-    def result(self, row: int) -> Any:
+    def result(self, row: int) -> SearchResult | None:
         return self._rows[row] if 0 <= row < len(self._rows) else None
 
-    def results(self) -> list[Any]:
+    def results(self) -> list[SearchResult]:
         return list(self._rows)
 
-    def row_of(self, photo_id: int) -> int:
-        for i, r in enumerate(self._rows):
-            if r.photo.id == photo_id:
-                return i
-        return -1
-
-    def _key(self, r: Any) -> str:
+    def _key(self, r: SearchResult) -> str:
         return ThumbnailLoader.key(r.photo.hash or r.photo.path, self.thumb_px)
 
-    def _sorted(self, results: list[Any]) -> list[Any]:
+    def _sorted(self, results: list[SearchResult]) -> list[SearchResult]:
         if self.sort_mode == "relevance":
             return list(results)
         newest = self.sort_mode == "newest"
@@ -78,7 +76,7 @@ class ResultsModel(QAbstractListModel):
         for i, r in enumerate(self._rows):
             self._rows_by_key.setdefault(self._key(r), []).append(i)
 
-    def set_results(self, results: list[Any], same_query: bool = False) -> None:
+    def set_results(self, results: list[SearchResult], same_query: bool = False) -> None:
         """Show ``results`` (engine order). ``same_query``: a rerank step of the list already shown."""
         new_rows = self._sorted(results)
         old_ids = [r.photo.id for r in self._rows]
@@ -94,7 +92,7 @@ class ResultsModel(QAbstractListModel):
         self._reindex()
         self.endResetModel()
 
-    def _apply_layout(self, new_rows: list[Any]) -> None:
+    def _apply_layout(self, new_rows: list[SearchResult]) -> None:
         emit(self.layoutAboutToBeChanged)
         new_pos = {r.photo.id: i for i, r in enumerate(new_rows)}
         old_rows = self._rows

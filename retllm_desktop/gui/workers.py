@@ -11,12 +11,17 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
 from ..errors import CancelledError, RetllmError
 from .qtcompat import emit
+
+if TYPE_CHECKING:
+    from ..library import Library
+    from ..rerank import RerankOptions
+    from ..search import Query
 
 
 class WorkerSignals(QObject):
@@ -85,7 +90,7 @@ class CallWorker(Worker):
 class IndexWorker(Worker):
     """``Library.index_roots`` with throttled progress; cancelling stops at the next batch (resumable)."""
 
-    def __init__(self, library: Any, paths: list[str] | None = None) -> None:
+    def __init__(self, library: Library, paths: list[str] | None = None) -> None:
         super().__init__()
         self.library, self.paths = library, paths
         self._last = 0.0
@@ -130,7 +135,7 @@ class SearchWorker(Worker):
     and ``finished`` carries the explanation (a string) instead of failing the whole search.
     """
 
-    def __init__(self, library: Any, query: Any, top: int, rerank: Any = None) -> None:
+    def __init__(self, library: Library, query: Query, top: int, rerank: RerankOptions | None = None) -> None:
         super().__init__()
         self.library, self.query, self.top, self.rerank = library, query, top, rerank
 
@@ -161,7 +166,7 @@ class SearchWorker(Worker):
 class ExplainWorker(Worker):
     """Streams ``Library.explain(path, query)`` text chunks (``update`` signal with each chunk)."""
 
-    def __init__(self, library: Any, path: str, query: Any) -> None:
+    def __init__(self, library: Library, path: str, query: Query) -> None:
         super().__init__()
         self.library, self.path, self.query = library, path, query
 

@@ -1,0 +1,70 @@
+"""One search at a time: query → coarse results → live rerank steps → the results model.
+
+A new query cancels the one in flight (its late updates are dropped), so the grid only ever shows the
+newest query's results. The window builds the query from its widgets and shows progress from the signals.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QObject, Signal
+
+from .qtcompat import emit
+from .results_model import ResultsModel
+from .workers import SearchWorker, WorkerPool
+
+if TYPE_CHECKING:
+    from ..library import Library
+    from ..rerank import RerankOptions
+    from ..search import Query, SearchUpdate
+
+
+class SearchController(QObject):
+    updated = Signal(object, bool)  # SearchUpdate, first update of its query
+    finished = Signal(object, object)  # a note (str) or None, an error message or None
+
+    def __init__(self, model: ResultsModel, pool: WorkerPool, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.model = model
+        self.pool = pool
+        self.query: Query | None = None
+        self.rerank: RerankOptions | None = None  # of the current query
+        self.worker: SearchWorker | None = None
+        self.last_update: SearchUpdate | None = None
+        self._first = True
+
+    def start(self, library: Library, query: Query, top: int, rerank: RerankOptions | None) -> None:
+        self.cancel()
+        self.query, self.rerank, self._first = query, rerank, True
+        w = SearchWorker(library, query, top, rerank)
+        self.worker = w
+        w.signals.update.connect(lambda upd, w=w: self._on_update(w, upd))
+        w.signals.finished.connect(lambda res, w=w: self._on_done(w, res, None))
+        w.signals.failed.connect(lambda msg, w=w: self._on_done(w, None, msg))
+        self.pool.start(w)
+
+    def cancel(self) -> None:
+        w, self.worker = self.worker, None
+        if w is not None:
+            w.cancel.set()
+
+    def clear(self) -> None:
+        """No query any more: stop the search and empty the grid."""
+        self.cancel()
+        self.query = None
+        self.last_update = None
+        self.model.clear()
+
+    def _on_update(self, w: SearchWorker, upd: SearchUpdate) -> None:
+        if w is not self.worker:
+            return  # a cancelled query's late update
+        first, self._first = self._first, False
+        self.last_update = upd
+        self.model.set_results(upd.visible, same_query=not first)
+        emit(self.updated, upd, first)
+
+    def _on_done(self, w: SearchWorker, note: str | None, error: str | None) -> None:
+        if w is not self.worker:
+            return
+        emit(self.finished, note, error)
