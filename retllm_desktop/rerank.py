@@ -41,7 +41,8 @@ class RerankOptions:
     k: int = 10
     ve: str = "auto"  # "off" | "auto" | "always"
     min_match: float | None = None  # hide scored candidates whose P(True) is below this
-    ve_threshold: float = 0.75
+    ve_threshold: float = 0.75  # second look when the first look's normalised top-10 entropy is above
+    ve_band: tuple[float, float] | None = (0.35, 0.65)  # ... or its P(True) is inside this band
 
     def __post_init__(self) -> None:
         if self.k < 0:

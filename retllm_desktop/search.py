@@ -333,7 +333,10 @@ def rerank_updates(
             query_key = f"{query.image}:{st.st_size}:{st.st_mtime_ns}"
         except OSError:
             query_key = None
-    scorer.ve_threshold = options.ve_threshold
+    from .models.llm.answer import SecondLook
+
+    # per call, never stored on the shared scorer: concurrent searches may differ
+    second_look = SecondLook(options.ve, options.ve_threshold, options.ve_band)
     fitter = _QueryFitter(query.text)
 
     def score(result: SearchResult):
@@ -344,7 +347,7 @@ def rerank_updates(
                 query_image=query.image,
                 candidate_key=result.photo.hash or None,
                 query_key=query_key,
-                ve=options.ve,
+                ve=second_look,
                 cancel=cancel,
             )
         )

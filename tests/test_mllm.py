@@ -26,7 +26,6 @@ from retllm_desktop.models.llm.scorer import (  # noqa: E402
     combine_passes,
     find_mllm_model,
     load_prompts,
-    load_registry,
     render_prompt,
 )
 
@@ -78,7 +77,7 @@ def test_synthetic_pair_loads_and_is_deterministic(models_dir, model_dir, tmp_pa
     with make_scorer(model_dir) as s:
         s.load()
         assert s.loaded
-        assert s._n_embd == 64
+        assert s.session.n_embd == 64
         assert s.true_token_ids and s.false_token_ids
         assert not set(s.true_token_ids) & set(s.false_token_ids)
     assert not s.loaded
@@ -128,11 +127,16 @@ def test_corrupt_gguf_raises_model_load_error(model_dir, tmp_path, which, how):
 
 
 def test_registry_entries():
-    reg = load_registry()
-    assert reg[0].name == "smolvlm-500m"
-    assert {e.handler for e in reg} == {"llava15", "qwen25vl", "gguf-template"}
-    for e in reg:
-        assert e.hf_repo and e.gguf.endswith(".gguf") and e.mmproj.endswith(".gguf") and e.licence
+    from retllm_desktop.models.hub.registry import load_registry
+
+    reg = load_registry()  # the one parser of mllm_models.toml
+    assert reg.default_mllm == "smolvlm-500m"
+    mllms = reg.by_role("mllm")
+    assert {e.config["handler"] for e in mllms} == {"llava15", "qwen25vl", "gguf-template"}
+    for e in mllms:
+        assert e.hf_repo and e.licence
+        assert [f.name for f in e.files] == ["model.gguf", "mmproj.gguf"]
+        assert all(f.path.endswith(".gguf") for f in e.files)
 
 
 # --------------------------------------------------------------------------------------- prompts
@@ -510,3 +514,14 @@ def test_kv_snapshots_on_disk_make_a_restart_skip_the_image_tokens(model_dir, ph
     with make_scorer(model_dir, state_disk_cache=EmbeddingCache(kv_dir, 64 * 1024**2)) as third:
         third.score(photos[0], text="a red car", ve="off")
         assert third.stats["state_disk_hits"] == 0 and third.stats["images_decoded"] == 1
+
+
+def test_second_look_policy_is_per_call(model_dir, photos):
+    """Options travel with each call; nothing a search passes is stored on the shared scorer."""
+    from retllm_desktop.models.llm.answer import SecondLook
+
+    with make_scorer(model_dir, ve_threshold=1.01, ambiguous_band=None) as s:
+        assert s.score(photos[0], text=QUERY, ve=SecondLook("auto", 0.0, None)).ve_used
+        assert not s.score(photos[0], text=QUERY, ve="auto").ve_used  # defaults untouched
+        assert s.score(photos[0], text=QUERY, ve="auto", ve_threshold=0.0).ve_used
+        assert not s.score(photos[0], text=QUERY, ve="auto").ve_used

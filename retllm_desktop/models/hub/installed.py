@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...errors import ModelLoadError, ModelNotFoundError, RetllmError
+from ...errors import ModelNotFoundError, RetllmError
 from .download import MANIFEST, PART_SUFFIX, _read_json, _write_json, sha256_file
 from .registry import CONFIG_FILES, ROLES
 
@@ -245,13 +245,9 @@ def add_local_clip(
 
 
 def _check_gguf(path: Path, what: str) -> Path:
-    p = path.expanduser().resolve()
-    if not p.is_file():
-        raise ModelNotFoundError(f"{what} not found: {path}")
-    with open(p, "rb") as f:
-        if f.read(4) != GGUF_MAGIC:
-            raise ModelLoadError(f"{p} is not a GGUF file")
-    return p
+    from ..gguf import check_gguf  # the one GGUF check, shared with the LLM stage
+
+    return check_gguf(path, what)
 
 
 def add_local_mllm(

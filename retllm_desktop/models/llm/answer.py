@@ -1,0 +1,80 @@
+"""The numbers read from the model's next-token logits, and when to take a second look.
+
+Pure functions, no llama here: P(True) / P(False) / top-k entropy from one logits vector, the rule that
+combines two looks, and the per-query second-look policy (passed with every call, never stored on the
+shared scorer, so concurrent searches with different options cannot race).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...errors import RetllmError
+from .fine_score import VE_MODES
+
+ENTROPY_TOP_K = 10  # the paper's top-k for the confidence entropy
+
+
+def answer_stats(
+    logits: np.ndarray, true_ids: Sequence[int], false_ids: Sequence[int], top_k: int = ENTROPY_TOP_K
+) -> tuple[float, float, float]:
+    """(P(True), P(False), normalised top-k entropy) from raw next-token logits (full vocabulary).
+
+    P(True) is the full-vocabulary softmax mass on the answer's single-token spellings. The entropy is
+    that of the top-k probabilities renormalised to sum to 1, divided by ln(k) so it lies in [0, 1]
+    (0 = one token takes all, 1 = flat), which makes one threshold (0.75) meaningful for any vocabulary.
+    """
+    x = np.asarray(logits, dtype=np.float64)
+    if not np.all(np.isfinite(x)):
+        raise RetllmError("The multimodal model produced non-finite logits.")
+    e = np.exp(x - x.max())
+    p = e / e.sum()
+    p_true = float(p[list(true_ids)].sum()) if len(true_ids) else 0.0
+    p_false = float(p[list(false_ids)].sum()) if len(false_ids) else 0.0
+    k = min(top_k, p.size)
+    top = np.partition(p, p.size - k)[p.size - k :]
+    q = top / top.sum()
+    q = q[q > 0]
+    ent = float(-(q * np.log(q)).sum() / math.log(k)) if k > 1 else 0.0
+    return p_true, p_false, min(max(ent, 0.0), 1.0)
+
+
+def combine_passes(
+    first: tuple[float, float, float], second: tuple[float, float, float]
+) -> tuple[float, float, float]:
+    """Confidence-weighted mean of two looks: c_i = max(1 - H_i, 0.05), x = (c1*x1 + c2*x2) / (c1 + c2)."""
+    c1 = max(1.0 - first[2], 0.05)
+    c2 = max(1.0 - second[2], 0.05)
+    return tuple((c1 * a + c2 * b) / (c1 + c2) for a, b in zip(first, second, strict=True))  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class SecondLook:
+    """When the prompt-level second look runs (per query).
+
+    ``mode``: "off" never, "always" every candidate, "auto" when the first look is uncertain: normalised
+    top-10 entropy above ``entropy_threshold`` (the paper's trigger, 0.75) or P(True) inside ``band``
+    (our addition: a flat True/False split can hide behind a low entropy over other tokens).
+    """
+
+    mode: str = "auto"
+    entropy_threshold: float = 0.75
+    band: tuple[float, float] | None = (0.35, 0.65)
+
+    def __post_init__(self) -> None:
+        if self.mode not in VE_MODES:
+            raise ValueError(f"ve must be one of {VE_MODES}")
+
+    def wanted(self, first: tuple[float, float, float]) -> bool:
+        if self.mode != "auto":
+            return self.mode == "always"
+        if first[2] > self.entropy_threshold:
+            return True
+        if self.band is not None:
+            lo, hi = self.band
+            return lo <= first[0] <= hi
+        return False

@@ -1,0 +1,520 @@
+"""The one module that touches llama-cpp-python / libmtmd internals.
+
+Everything below the public ``Llama`` API lives here: the raw context (``_ctx``), ``n_tokens``,
+``kv_cache_seq_rm``, sequence-state save/restore, the abort callback and every ``mtmd_*`` call. The
+rest of the LLM stage talks to :class:`LlamaSession` in prompt texts, image inputs, token ids, logits
+and opaque state bytes, so a llama-cpp-python upgrade is checked (and pinned, see pyproject.toml) here.
+
+How a prompt is evaluated: the text (with one media marker per image) is tokenised by
+``mtmd_tokenize`` with the same flags as llama-cpp-python's chat handlers, then evaluated chunk by chunk
+(``Llama.eval`` for text, ``mtmd_helper_decode_image_chunk`` for image embeddings, which may come from a
+cache instead of ``mtmd_encode_chunk``). The live KV cache is compared with the new prompt token by
+token and only the differing suffix is evaluated; a KV snapshot taken right after a candidate image can
+replace everything before it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from ...errors import ModelLoadError, PromptTooLongError, RetllmError
+from ..gguf import check_gguf
+
+_LOG_LOCK = threading.Lock()
+_LOG_CALLBACKS: list[Any] = []  # keep ctypes callbacks alive for the life of the process
+
+
+def llama_cpp_version() -> str:
+    """Version of the installed llama-cpp-python (its vendored llama.cpp changes numerics and formats)."""
+    try:
+        import llama_cpp
+
+        return str(getattr(llama_cpp, "__version__", "unknown"))
+    except ImportError:  # pragma: no cover - declared dependency
+        return "missing"
+
+
+def _silence_native_logs() -> None:
+    with _LOG_LOCK:
+        if _LOG_CALLBACKS:
+            return
+        import llama_cpp
+        from llama_cpp import mtmd_cpp
+
+        cb = llama_cpp.llama_log_callback(lambda level, text, user_data: None)
+        _LOG_CALLBACKS.append(cb)
+        llama_cpp.llama_log_set(cb, None)
+        for name in ("mtmd_log_set", "mtmd_helper_log_set"):
+            fn = getattr(mtmd_cpp, name, None)
+            if fn is not None:
+                try:
+                    fn(cb, None)
+                except (AttributeError, OSError):  # pragma: no cover - older libmtmd
+                    pass
+
+
+class _AbortFlag:
+    """The cancel event of the call in flight, read by llama.cpp's abort callback (from its threads)."""
+
+    def __init__(self) -> None:
+        self.event: threading.Event | None = None
+
+    def is_set(self) -> bool:
+        event = self.event
+        return event is not None and event.is_set()
+
+    @contextlib.contextmanager
+    def watching(self, event: threading.Event | None) -> Iterator[None]:
+        previous, self.event = self.event, event
+        try:
+            yield
+        finally:
+            self.event = previous
+
+
+@dataclass
+class ImageInput:
+    """One image of a prompt: its cache ``key``, bitmap size, and either its pixels or a cached embedding.
+
+    With an ``embedding`` the bitmap is blank (only its size matters to the tokeniser).
+    """
+
+    key: str
+    width: int
+    height: int
+    rgb: bytes | None = None
+    embedding: np.ndarray | None = None
+
+
+@dataclass
+class Prompt:
+    """A tokenised prompt: mtmd chunks + the flat identity list used for KV prefix matching."""
+
+    chunks: Any = None
+    ids: list[Any] = field(default_factory=list)  # int token ids and ("img", key) tuples
+    pos_after: list[int] = field(default_factory=list)  # position after each id
+    segments: list[tuple[str, Any, Any, int]] = field(
+        default_factory=list
+    )  # (kind, chunk|tokens, key, first)
+    sizes: dict[str, tuple[int, int]] = field(default_factory=dict)  # bitmap (w, h) per image key
+    image_tokens: dict[str, int] = field(default_factory=dict)  # embedding rows mtmd expects per image key
+    blank: set[str] = field(default_factory=set)  # keys tokenised from a blank bitmap (cached embedding)
+    embeddings: dict[str, np.ndarray] = field(default_factory=dict)  # known embeddings per image key
+
+
+class EmbeddingStore(Protocol):
+    def get(self, key: str) -> np.ndarray | None: ...
+    def put(self, key: str, emb: np.ndarray, width: int, height: int) -> None: ...
+
+
+class StateStore(Protocol):
+    def wants(self, size: int) -> bool: ...
+    def has(self, key: str) -> bool: ...
+    def get(self, key: str) -> tuple[bytes, int] | None: ...
+    def put(self, key: str, data: bytes, pos: int) -> None: ...
+    def drop(self, key: str) -> None: ...
+
+
+class LlamaSession:
+    """A loaded text model + vision projector and the KV bookkeeping of its one sequence.
+
+    Not thread-safe by itself: the scorer serialises every call with its lock.
+    """
+
+    def __init__(
+        self,
+        model_path: Path,
+        mmproj_path: Path,
+        *,
+        n_ctx: int,
+        n_batch: int,
+        threads: int,
+        stats: dict[str, int],
+    ):
+        self.model_path, self.mmproj_path = Path(model_path), Path(mmproj_path)
+        self.n_ctx, self.n_batch, self.threads = int(n_ctx), int(n_batch), int(threads)
+        self.stats = stats
+        self._llm: Any = None
+        self._mtmd: Any = None
+        self._kv_ids: list[Any] = []
+        self._kv_pos: list[int] = []
+        self._abort_flag = _AbortFlag()
+        self._abort_cb: Any = None
+        self._post_decode_cb: Any = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    @property
+    def loaded(self) -> bool:
+        return self._llm is not None
+
+    def load(self) -> None:
+        if self._llm is not None:
+            return
+        check_gguf(self.model_path, "text model")
+        check_gguf(self.mmproj_path, "mmproj file")
+        _silence_native_logs()
+        try:
+            import llama_cpp
+            from llama_cpp import mtmd_cpp
+        except ImportError as e:  # pragma: no cover - declared dependency
+            raise ModelLoadError(f"llama-cpp-python is not installed: {e}") from e
+        try:
+            llm = llama_cpp.Llama(
+                model_path=str(self.model_path),
+                n_ctx=self.n_ctx,
+                n_batch=self.n_batch,
+                n_ubatch=self.n_batch,
+                n_threads=self.threads,
+                n_threads_batch=self.threads,
+                n_gpu_layers=0,
+                logits_all=False,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError, OSError, AssertionError) as e:
+            raise ModelLoadError(f"Cannot load the multimodal text model {self.model_path}: {e}") from e
+        params = mtmd_cpp.mtmd_context_params_default()
+        params.use_gpu = False
+        params.print_timings = False
+        params.n_threads = self.threads
+        params.warmup = False
+        # same rule as llama-cpp-python's chat handlers (numerics of the vision encoder depend on it)
+        params.flash_attn_type = (
+            llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+            if llm.context_params.flash_attn_type == llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+            else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        )
+        mtmd = mtmd_cpp.mtmd_init_from_file(str(self.mmproj_path).encode(), llm.model, params)
+        if not mtmd:
+            llm.close()
+            raise ModelLoadError(
+                f"Cannot load the vision projector {self.mmproj_path} "
+                f"(corrupt, or not made for {self.model_path.name})."
+            )
+        if not mtmd_cpp.mtmd_support_vision(mtmd):
+            mtmd_cpp.mtmd_free(mtmd)
+            llm.close()
+            raise ModelLoadError(f"{self.mmproj_path} has no vision encoder.")
+        self._llm, self._mtmd = llm, mtmd
+        self._lc, self._mc = llama_cpp, mtmd_cpp
+        # llama.cpp asks this between graph nodes: a cancelled search stops mid-candidate, not after it.
+        flag = self._abort_flag
+        self._abort_cb = llama_cpp.ggml_abort_callback(lambda _data: flag.is_set())
+        llama_cpp.llama_set_abort_callback(llm._ctx.ctx, self._abort_cb, None)
+        self.n_vocab = llm.n_vocab()
+        self.n_embd = int(llama_cpp.llama_model_n_embd_inp(llm.model))
+        self.marker = mtmd_cpp.mtmd_default_marker().decode("utf-8")
+        self._vocab = llama_cpp.llama_model_get_vocab(llm.model)
+        self._post_decode_cb = mtmd_cpp.mtmd_helper_post_decode_callback(lambda batch, user: 0)
+        self.bos_text = self._special_text(llm.token_bos())
+        self.eos_text = self._special_text(llm.token_eos())
+        self.chat_template: str | None = llm.metadata.get("tokenizer.chat_template")
+        self._kv_ids, self._kv_pos = [], []
+
+    def _special_text(self, tok: int) -> str:
+        return self._llm.detokenize([tok]).decode("utf-8", errors="ignore") if tok >= 0 else ""
+
+    def close(self) -> None:
+        if self._mtmd is not None:
+            try:
+                self._mc.mtmd_free(self._mtmd)
+            finally:
+                self._mtmd = None
+        if self._llm is not None:
+            try:
+                self._llm.close()
+            finally:
+                self._llm = None
+        self._kv_ids, self._kv_pos = [], []
+
+    def watching(self, cancel: threading.Event | None) -> contextlib.AbstractContextManager[None]:
+        """While active, setting ``cancel`` aborts llama.cpp's evaluation in flight."""
+        return self._abort_flag.watching(cancel)
+
+    # -- vocabulary ------------------------------------------------------------------------------
+    def single_token_ids(self, variants: Sequence[str]) -> list[int]:
+        """Ids of the spellings in ``variants`` that are one token of this vocabulary."""
+        ids: list[int] = []
+        for v in variants:
+            toks = self._llm.tokenize(v.encode("utf-8"), add_bos=False, special=False)
+            if len(toks) == 1 and toks[0] not in ids:
+                ids.append(int(toks[0]))
+        return ids
+
+    def is_eog(self, tok: int) -> bool:
+        return bool(self._lc.llama_vocab_is_eog(self._vocab, tok))
+
+    def detokenize(self, tok: int, prev: Sequence[int]) -> bytes:
+        return self._llm.detokenize([tok], prev_tokens=list(prev) or None)
+
+    # -- tokenising ------------------------------------------------------------------------------
+    def _bitmap(self, nx: int, ny: int, rgb: bytes | None) -> Any:
+        data = rgb if rgb is not None else bytes(nx * ny * 3)
+        buf = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+        bmp = self._mc.mtmd_bitmap_init(nx, ny, buf)
+        if not bmp:
+            raise RetllmError("mtmd could not create an image bitmap.")
+        return bmp
+
+    def tokenize(self, text: str, images: Sequence[ImageInput]) -> Prompt:
+        """Tokenise ``text`` (one media marker per image, in order) with its images into a :class:`Prompt`."""
+        mc = self._mc
+        prompt = Prompt()
+        bitmaps = []
+        keys: list[str] = []
+        try:
+            for im in images:
+                bitmaps.append(self._bitmap(im.width, im.height, im.rgb))
+                prompt.sizes[im.key] = (im.width, im.height)
+                if im.rgb is None:
+                    prompt.blank.add(im.key)
+                if im.embedding is not None:
+                    prompt.embeddings[im.key] = im.embedding
+                keys.append(im.key)
+            itext = mc.mtmd_input_text()
+            raw = text.encode("utf-8")
+            itext.text = raw
+            itext.text_len = len(raw)
+            itext.add_special = True
+            itext.parse_special = True
+            prompt.chunks = mc.mtmd_input_chunks_init()
+            arr_t = mc.mtmd_bitmap_p_ctypes * max(1, len(bitmaps))
+            res = mc.mtmd_tokenize(
+                self._mtmd, prompt.chunks, ctypes.byref(itext), arr_t(*bitmaps), len(bitmaps)
+            )
+            if res != 0:
+                raise RetllmError(f"mtmd could not tokenise the prompt (error {res}).")
+            self._index_chunks(prompt, keys)
+        except BaseException:
+            self.free(prompt)
+            raise
+        finally:
+            for b in bitmaps:
+                mc.mtmd_bitmap_free(b)
+        if prompt.pos_after and prompt.pos_after[-1] > self.n_ctx:
+            need = prompt.pos_after[-1]
+            self.free(prompt)
+            raise PromptTooLongError(need, self.n_ctx)
+        return prompt
+
+    def _index_chunks(self, prompt: Prompt, keys: list[str]) -> None:
+        mc = self._mc
+        pos = 0
+        img_i = 0
+        for i in range(mc.mtmd_input_chunks_size(prompt.chunks)):
+            chunk = mc.mtmd_input_chunks_get(prompt.chunks, i)
+            ctype = mc.mtmd_input_chunk_get_type(chunk)
+            if ctype == mc.MTMD_INPUT_CHUNK_TYPE_TEXT:
+                n = ctypes.c_size_t()
+                ptr = mc.mtmd_input_chunk_get_tokens_text(chunk, ctypes.byref(n))
+                toks = [int(ptr[j]) for j in range(n.value)]
+                prompt.segments.append(("text", toks, None, len(prompt.ids)))
+                for t in toks:
+                    prompt.ids.append(t)
+                    pos += 1
+                    prompt.pos_after.append(pos)
+            elif ctype == mc.MTMD_INPUT_CHUNK_TYPE_IMAGE:
+                key = keys[img_i]
+                img_i += 1
+                prompt.segments.append(("image", chunk, key, len(prompt.ids)))
+                prompt.image_tokens[key] = int(mc.mtmd_input_chunk_get_n_tokens(chunk))
+                prompt.ids.append(("img", key))
+                pos += int(mc.mtmd_input_chunk_get_n_pos(chunk))
+                prompt.pos_after.append(pos)
+            else:
+                raise RetllmError("Unsupported (audio) chunk in the prompt.")
+
+    def free(self, prompt: Prompt) -> None:
+        if prompt.chunks is not None and self._mtmd is not None:
+            self._mc.mtmd_input_chunks_free(prompt.chunks)
+        prompt.chunks = None
+
+    # -- evaluation ------------------------------------------------------------------------------
+    @staticmethod
+    def state_key(ids: Sequence[Any]) -> str:
+        """Name of the KV state after exactly the prompt identities ``ids``."""
+        return hashlib.sha1(repr(list(ids)).encode()).hexdigest()
+
+    def reset(self) -> None:
+        """Forget the KV contents (the next evaluation starts from an empty context)."""
+        self._kv_ids, self._kv_pos = [], []
+        if self._llm is not None:
+            self._llm._ctx.kv_cache_seq_rm(0, -1, -1)
+            self._llm.n_tokens = 0
+
+    def _rewind(self, n_ids: int) -> None:
+        pos = self._kv_pos[n_ids - 1] if n_ids else 0
+        self._llm._ctx.kv_cache_seq_rm(0, pos, -1)
+        self._llm.n_tokens = pos
+        del self._kv_ids[n_ids:]
+        del self._kv_pos[n_ids:]
+
+    def _common_prefix(self, prompt: Prompt, ids: list[Any]) -> int:
+        """Length of the live KV prefix reusable for ``ids``, always leaving >= 1 token to evaluate."""
+        common = 0
+        limit = min(len(self._kv_ids), len(ids) - 1)
+        while common < limit and self._kv_ids[common] == ids[common]:
+            common += 1
+        # Snap back to the start of the prompt segment (text chunk) it falls into: every prompt chunk is
+        # then always evaluated whole, in one batch, exactly as on a cold run, so results do not depend on
+        # what the context held before (batch shape changes float rounding, ~1e-4 relative with f16).
+        for kind, payload, _key, first in prompt.segments:
+            if kind == "text" and first < common < first + len(payload):
+                return first
+        return common
+
+    def _restore(self, data: bytes, pos: int) -> bool:
+        size = len(data)
+        buf = (ctypes.c_uint8 * size).from_buffer_copy(data)
+        self._llm._ctx.kv_cache_seq_rm(0, -1, -1)
+        if self._lc.llama_state_seq_set_data(self._llm._ctx.ctx, buf, size, 0) == 0:
+            return False
+        self._llm.n_tokens = pos
+        return True
+
+    def evaluate(
+        self,
+        prompt: Prompt,
+        *,
+        embeddings: EmbeddingStore,
+        states: StateStore | None,
+        extra: Sequence[int] = (),
+        save_states: bool = False,
+    ) -> np.ndarray:
+        """Evaluate ``prompt`` (+ ``extra`` generated tokens) reusing the live KV prefix; return last logits."""
+        ids = prompt.ids + list(extra)
+        pos_after = list(prompt.pos_after)
+        for _ in extra:
+            pos_after.append(pos_after[-1] + 1)
+        if isinstance(ids[-1], tuple):
+            raise RetllmError("A prompt must end with text.")
+        if pos_after[-1] > self.n_ctx:
+            raise RetllmError(
+                f"The prompt needs {pos_after[-1]} positions but the context holds {self.n_ctx}."
+            )
+        common = self._common_prefix(prompt, ids)
+        best = None  # a cached state snapshot that reaches further?
+        if states is not None:
+            for j in range(len(ids) - 2, common - 1, -1):
+                if isinstance(ids[j], tuple):
+                    skey = self.state_key(ids[: j + 1])
+                    hit = states.get(skey)
+                    if hit is not None:
+                        best = (j + 1, skey, hit)
+                        break
+        try:
+            if best is not None:
+                n_ids, _skey, (data, pos) = best
+                if not self._restore(data, pos):
+                    raise RetllmError("Could not restore a cached KV state.")
+                self._kv_ids = list(ids[:n_ids])
+                self._kv_pos = pos_after[:n_ids]
+                self.stats["state_restores"] += 1
+                common = n_ids
+            else:
+                self._rewind(common)
+            self._eval_from(prompt, ids, pos_after, common, embeddings, states if save_states else None)
+        except BaseException:
+            self.reset()  # unknown KV contents now: the next call starts clean
+            raise
+        ptr = self._lc.llama_get_logits_ith(self._llm._ctx.ctx, -1)
+        return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).astype(np.float32, copy=True)
+
+    def _eval_from(
+        self,
+        prompt: Prompt,
+        ids: list[Any],
+        pos_after: list[int],
+        start: int,
+        embeddings: EmbeddingStore,
+        states: StateStore | None,
+    ) -> None:
+        llm = self._llm
+        n_prompt = len(prompt.ids)
+        for kind, payload, key, first in prompt.segments:
+            if kind == "text":
+                toks = payload
+                lo = max(start - first, 0)
+                if lo >= len(toks):
+                    continue
+                llm.eval(toks[lo:])
+                self.stats["tokens_evaluated"] += len(toks) - lo
+                self._kv_ids.extend(ids[first + lo : first + len(toks)])
+                self._kv_pos.extend(pos_after[first + lo : first + len(toks)])
+            else:
+                if first < start:
+                    continue
+                self._decode_image(prompt, payload, key, embeddings)
+                self._kv_ids.append(ids[first])
+                self._kv_pos.append(llm.n_tokens)
+                if llm.n_tokens != pos_after[first]:
+                    raise RetllmError("Image position bookkeeping mismatch.")
+                if states is not None and first + 1 < n_prompt:
+                    self._save_state(states, ids[: first + 1], llm.n_tokens)
+        if len(ids) > n_prompt:
+            lo = max(start, n_prompt)
+            llm.eval(list(ids[lo:]))
+            self.stats["tokens_evaluated"] += len(ids) - lo
+            self._kv_ids.extend(ids[lo:])
+            self._kv_pos.extend(pos_after[lo:])
+
+    def _encode(self, chunk: Any, n_tok: int) -> np.ndarray:
+        if self._mc.mtmd_encode_chunk(self._mtmd, chunk) != 0:
+            raise RetllmError("The vision encoder failed on an image.")
+        self.stats["encode"] += 1
+        out = self._mc.mtmd_get_output_embd(self._mtmd)
+        return np.ctypeslib.as_array(out, shape=(n_tok * self.n_embd,)).reshape(n_tok, self.n_embd).copy()
+
+    def _decode_image(self, prompt: Prompt, chunk: Any, key: str, embeddings: EmbeddingStore) -> None:
+        mc, lc, llm = self._mc, self._lc, self._llm
+        n_tok = int(mc.mtmd_input_chunk_get_n_tokens(chunk))
+        emb = prompt.embeddings.get(key)
+        if emb is None:
+            emb = embeddings.get(key)  # e.g. encoded earlier in this same prompt
+        if emb is None or emb.shape[0] != n_tok:
+            emb = self._encode(chunk, n_tok)
+            w, h = prompt.sizes[key]
+            embeddings.put(key, emb, w, h)
+            prompt.embeddings[key] = emb
+        emb = np.ascontiguousarray(emb, dtype=np.float32)
+        llm._ctx.kv_cache_seq_rm(0, llm.n_tokens, -1)
+        new_n_past = lc.llama_pos(0)
+        res = mc.mtmd_helper_decode_image_chunk(
+            self._mtmd,
+            llm._ctx.ctx,
+            chunk,
+            emb.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
+            lc.llama_pos(llm.n_tokens),
+            lc.llama_seq_id(0),
+            self.n_batch,
+            ctypes.byref(new_n_past),
+            self._post_decode_cb,
+            None,
+        )
+        if res != 0:
+            raise RetllmError(f"Decoding image embeddings failed (error {res}).")
+        llm.n_tokens = int(new_n_past.value)
+        self.stats["images_decoded"] += 1
+
+    def _save_state(self, states: StateStore, ids_prefix: Sequence[Any], pos: int) -> None:
+        skey = self.state_key(ids_prefix)
+        if states.has(skey):
+            return
+        ctx = self._llm._ctx.ctx
+        size = int(self._lc.llama_state_seq_get_size(ctx, 0))
+        if size <= 0 or not states.wants(size):
+            return
+        buf = (ctypes.c_uint8 * size)()
+        got = int(self._lc.llama_state_seq_get_data(ctx, buf, size, 0))
+        if got <= 0:
+            return
+        states.put(skey, bytes(buf)[:got], pos)
+        self.stats["state_saves"] += 1
