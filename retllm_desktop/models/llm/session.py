@@ -397,9 +397,7 @@ class LlamaSession:
         if isinstance(ids[-1], tuple):
             raise RetllmError("A prompt must end with text.")
         if pos_after[-1] > self.n_ctx:
-            raise RetllmError(
-                f"The prompt needs {pos_after[-1]} positions but the context holds {self.n_ctx}."
-            )
+            raise PromptTooLongError(pos_after[-1], self.n_ctx)
         common = self._common_prefix(prompt, ids)
         best = None  # a cached state snapshot that reaches further?
         if states is not None:
