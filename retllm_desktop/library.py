@@ -11,12 +11,15 @@ A library is one folder::
 from __future__ import annotations
 
 import dataclasses
+import logging
+import math
 import os
 import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,7 @@ from .search import CoarseSearcher, Query, SearchUpdate, rerank_updates
 from .vector_index import VectorIndex
 
 Progress = Callable[[str, int, int], None]
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -64,6 +68,10 @@ class LibraryStatus:
 def _one_line(e: object) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
+
+
+def _chips_text(u: Any) -> str:
+    return " / ".join(c.label for c in u.chips)
 
 
 def _safe_name(name: str) -> str:
@@ -112,6 +120,8 @@ class Library:
         self.mllm_cache_bytes = 2 * 1024**3  # image embeddings of checked photos
         self.mllm_kv_cache_bytes = 2 * 1024**3  # LLM state after each checked photo (MBs per photo)
         self._model_lock = threading.RLock()
+        self.today_override: date | None = None  # "today" for relative dates in queries (tests pin it)
+        self.week_start: int | None = None  # 0 = Monday … 6 = Sunday; None: the locale's
 
     @classmethod
     def open(cls, path: str | os.PathLike[str] | None = None, **kwargs: Any) -> Library:
@@ -461,7 +471,7 @@ class Library:
             return len(idx)
 
     # -- search ----------------------------------------------------------------------------------
-    def search_coarse(self, query: Query, top: int = 50) -> SearchUpdate:
+    def search_coarse(self, query: Query, top: int = 50, allowed: set[int] | None = None) -> SearchUpdate:
         clip, index = self._search_models()
         if len(index) == 0:
             message = "the library has no indexed photos yet"
@@ -471,7 +481,89 @@ class Library:
                     "(a new or changed model): run `retllm-desktop index`"
                 )
             return SearchUpdate(query=query, results=[], phase="done", message=message)
-        return CoarseSearcher(self.catalog, index, clip).search(query, top=top)
+        if allowed is None and query.places:
+            allowed = self._place_ids(list(query.places))
+        return CoarseSearcher(self.catalog, index, clip).search(query, top=top, allowed=allowed)
+
+    # -- query understanding ---------------------------------------------------------------------
+    def understand(self, text: str, ignore: tuple[str, ...] | list[str] = ()) -> Any:
+        """Dates and places in ``text`` (understand.Understanding); places resolve to where the library has
+        photos. Without a usable gazetteer only dates are understood."""
+        from .understand import understand
+
+        try:
+            from .places import gazetteer
+
+            gaz = gazetteer()
+        except Exception as e:  # noqa: BLE001 - optional data: dates still work
+            log.warning("place names not available: %s", e)
+            gaz = None
+        counts = {c.key: c.photos for c in self.catalog.place_counts()} if gaz is not None else {}
+        return understand(
+            text, gaz, today=self.today(), week_start=self.week_start, library_places=counts, ignore=ignore
+        )
+
+    def today(self) -> date:
+        """ "Today" for relative dates ("last weekend"); ``RETLLM_TODAY=YYYY-MM-DD`` pins it (tests, demos)."""
+        pinned = self.today_override or os.environ.get("RETLLM_TODAY")
+        if pinned:
+            return pinned if isinstance(pinned, date) else date.fromisoformat(pinned)
+        return date.today()
+
+    def _place_ids(self, places: list[Any]) -> set[int]:
+        """Photos from any of ``places`` (keys or places.PlaceName): the stored place, and for a city also
+        every fix within the distance at which that city names a photo (so "Manhattan" finds photos labelled
+        "New York City")."""
+        from .places import absorb_km, haversine_km
+
+        ids: set[int] = set()
+        for p in places:
+            key = p if isinstance(p, str) else p.key
+            ids |= self.catalog.ids_in_place(key)
+            if isinstance(p, str) or p.kind != "city" or p.lat is None:
+                continue
+            km = float(absorb_km(p.population))
+            dlat = km / 111.0
+            dlon = km / (111.0 * max(math.cos(math.radians(p.lat)), 0.01))
+            near = self.catalog.gps_in_box(p.lat - dlat, p.lat + dlat, p.lon - dlon, p.lon + dlon)
+            for pid, lat, lon in near:
+                if haversine_km(p.lat, p.lon, lat, lon) <= km:
+                    ids.add(pid)
+        return ids
+
+    def _apply_understanding(self, query: Query) -> tuple[Query, set[int] | None, dict | None]:
+        """The query with its dates and places turned into filters, the allowed ids, and what was understood.
+
+        When the filters leave no photo at all, the literal text is searched instead (and the result says so).
+        """
+        explicit = self._place_ids(list(query.places)) if query.places else None
+        if query.literal or not query.text:
+            return query, explicit, None
+        u = self.understand(query.text, ignore=query.ignore)
+        info = u.as_dict()
+        info["literal"] = False
+        if not u.changed:
+            return query, explicit, info
+        date_from = max(
+            filter(None, [query.date_from, u.date_from and u.date_from.isoformat()]), default=None
+        )
+        date_to = min(filter(None, [query.date_to, u.date_to and u.date_to.isoformat()]), default=None)
+        allowed = explicit
+        if u.places:
+            found = self._place_ids(u.places)
+            allowed = found if allowed is None else allowed & found
+        candidates = allowed
+        if date_from or date_to:
+            dated = self.catalog.ids_in_date_range(date_from, date_to)
+            candidates = dated if candidates is None else candidates & dated
+        if not candidates:
+            info.update(
+                literal=True, message=f"no photos from {_chips_text(u)}; searched for the words as typed"
+            )
+            return query, explicit, info
+        text = u.text or query.text  # nothing left but filters: the whole phrase still guides the ranking
+        new = dataclasses.replace(query, text=text, date_from=date_from, date_to=date_to)
+        return new, allowed, info
 
     def search(
         self,
@@ -483,13 +575,17 @@ class Library:
         """Yield the coarse results at once, then (with ``rerank`` options) the LLM-reranked updates."""
         if isinstance(query, str):
             query = Query(text=query)
-        coarse = self.search_coarse(query, top=top)
+        query, allowed, understood = self._apply_understanding(query)
+        coarse = self.search_coarse(query, top=top, allowed=allowed)
+        coarse.understood = understood
         if rerank is None or not coarse.results:
             coarse.phase = "done"
             yield coarse
             return
         yield coarse
-        yield from self._rerank(coarse, rerank, cancel)
+        for update in self._rerank(coarse, rerank, cancel):
+            update.understood = understood
+            yield update
 
     def _rerank(
         self, coarse: SearchUpdate, options: Any, cancel: threading.Event | None

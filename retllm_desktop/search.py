@@ -47,6 +47,9 @@ class Query:
     image_weight: float = 0.5  # share of the image in a composed query's embedding
     date_from: str | None = None  # ISO date/time bounds on the EXIF capture time, inclusive
     date_to: str | None = None
+    places: tuple[str, ...] = ()  # place keys ("city:<geonameid>", "country:PT", …): photos from any of them
+    literal: bool = False  # True: the text goes to CLIP as typed (no dates or places taken out of it)
+    ignore: tuple[str, ...] = ()  # phrases to keep literal (the chips the user removed)
 
     def __post_init__(self) -> None:
         text = (self.text or "").strip()
@@ -135,6 +138,7 @@ class SearchUpdate:
     timings_ms: dict[str, float] = field(default_factory=dict)
     model: str | None = None  # the reranking model's name
     message: str | None = None  # one line for the user: why reranking did not run, or what it changed
+    understood: dict | None = None  # what the query was understood as (understand.Understanding.as_dict())
     llm_error: str | None = None  # the LLM could not be loaded: these are the coarse results (app: banner)
     llm_query: str | None = None  # the shortened query text the LLM saw, when the query was too long
 
@@ -152,6 +156,7 @@ class SearchUpdate:
             "rerank_total": self.total,
             "rerank_model": self.model,
             "message": self.message,
+            "understood": self.understood,
             "llm_error": self.llm_error,
             "llm_query": self.llm_query,
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
@@ -242,15 +247,16 @@ class CoarseSearcher:
                 return results[:top]
             k *= 2
 
-    def search(self, query: Query, top: int = 50) -> SearchUpdate:
+    def search(self, query: Query, top: int = 50, allowed: set[int] | None = None) -> SearchUpdate:
+        """``allowed``: only these photo ids (the places filter, computed by the caller)."""
         timings: dict[str, float] = {"search": 0.0, "fetch": 0.0}
         t = time.perf_counter()
         vec, self_id = self.embed_query(query)
         timings["encode"] = (time.perf_counter() - t) * 1000
-        allowed = None
         if query.date_from or query.date_to:
             t = time.perf_counter()
-            allowed = self.catalog.ids_in_date_range(query.date_from, query.date_to)
+            dated = self.catalog.ids_in_date_range(query.date_from, query.date_to)
+            allowed = dated if allowed is None else allowed & dated
             timings["search"] += (time.perf_counter() - t) * 1000
         results = self._collapse(vec, top, allowed, self_id, timings)
         for n, r in enumerate(results, 1):

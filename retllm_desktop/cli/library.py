@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 import threading
 from pathlib import Path
 
@@ -72,6 +73,10 @@ def cmd_index(args: argparse.Namespace) -> int:
         )
         if s.failed:
             print("run `retllm-desktop status` to see which files failed and why")
+        if s.places:
+            print(f"{s.places} photos placed on the map (see `retllm-desktop places`)")
+        if s.places_error:
+            print(s.places_error, file=sys.stderr)
     return EXIT_CANCELLED if summary.cancelled else EXIT_OK
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -23,8 +24,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--from", dest="date_from", metavar="DATE", help="only photos taken on/after DATE (YYYY-MM-DD)"
     )
     p.add_argument("--to", dest="date_to", metavar="DATE", help="only photos taken on/before DATE")
+    p.add_argument(
+        "--literal",
+        action="store_true",
+        help="search the text as typed (dates and places in it are not turned into filters)",
+    )
     add_rerank_args(p)
     p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("places", help="cities, regions and countries of your photos, with photo counts")
+    add_common_args(p)
+    p.set_defaults(func=cmd_places)
 
 
 def add_rerank_args(p: argparse.ArgumentParser) -> None:
@@ -67,6 +77,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         image_weight=args.image_weight,
         date_from=args.date_from,
         date_to=args.date_to,
+        literal=args.literal,
     )
     if args.top < 1:
         raise RetllmError("--top must be at least 1")
@@ -88,6 +99,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.json:
         print_json(last.as_dict())
         return EXIT_OK
+    if last.understood:
+        _print_understood(last.understood)
     if not last.visible:
         print(last.message or "no results")
     for r in last.visible:
@@ -100,4 +113,32 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(f"{r.rank:3d}. {r.score:.3f}{extra}{date}  {one_line(r.path)}")
     if last.message and last.visible:  # without results it was printed above already
         print(last.message, file=sys.stderr)
+    return EXIT_OK
+
+
+def _print_understood(u: dict) -> None:
+    """One line saying which dates and places were taken out of the query (and what is left for CLIP)."""
+    if u.get("literal") and u.get("message"):
+        print(f"understood: {u['message']}")
+        return
+    if not u.get("chips"):
+        return
+    parts = [f'text "{u["text"]}"' if u["text"] else "no text left"]
+    parts += [p["label"] for p in u["places"]]
+    if u["from"] or u["to"]:
+        parts.append(f"{u['from'] or '…'} to {u['to'] or '…'}")
+    print("understood: " + "; ".join(parts) + " (--literal to search the words as typed)")
+
+
+def cmd_places(args: argparse.Namespace) -> int:
+    with open_library(args) as lib:
+        places = lib.places()
+    if args.json:
+        print_json({"places": [dataclasses.asdict(p) for p in places]})
+        return EXIT_OK
+    if not places:
+        print("no places yet: photos need GPS positions (run `retllm-desktop index` after adding some)")
+    for p in places:
+        where = ", ".join(x for x in (p.name, p.region, p.country) if x)
+        print(f"{p.photos:6d}  {p.kind:<7}  {where}")
     return EXIT_OK
