@@ -13,6 +13,7 @@ absorbs its own neighbourhoods and suburbs (a point 4 km from the centre of Pari
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import os
@@ -20,6 +21,7 @@ import threading
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -32,7 +34,7 @@ NEIGHBOURS = 12  # nearest places per point, plus...
 BIG_NEIGHBOURS = 8  # ...the nearest big cities: candidates for the "big city absorbs its neighbourhoods" rule
 BIG_CITY = 100_000
 QUERY_MIN_POPULATION = 15000  # smaller places are query names only when the library has photos there
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 
 
 def absorb_km(population: np.ndarray | float) -> np.ndarray | float:
@@ -148,18 +150,23 @@ class Gazetteer:
         self.country_codes = [str(c) for c in arrays["country_codes"]]
         self.admin1 = arrays["admin1"].astype(str)
         self.names = bytes(arrays["names"]).decode("utf-8").split("\n")
-        self._name_keys = bytes(arrays["name_keys"]).decode("utf-8").split("\n")
-        self._alt_keys = bytes(arrays["alt_keys"]).decode("utf-8").split("\n")
-        self._alt_city = arrays["alt_city"]
+        # (normalized name, city row) pairs sorted by name: every city's own name, alternates of big ones
+        self._lookup_keys = bytes(arrays["lookup_keys"]).decode("utf-8").split("\n")
+        self._lookup_rows = arrays["lookup_rows"]
         self._load_small()
-        from scipy.spatial import cKDTree
+        self._trees: tuple[Any, np.ndarray, Any] | None = None
+        self._lock = threading.Lock()
 
-        xyz = _unit(self.lat, self.lon)
-        self._tree = cKDTree(xyz)
-        self._big = np.flatnonzero(self.population >= BIG_CITY)
-        self._big_tree = cKDTree(xyz[self._big])
-        self._by_name: dict[str, list[int]] | None = None
-        self._name_lock = threading.Lock()
+    def _kd(self) -> tuple[Any, np.ndarray, Any]:
+        """KD-trees over unit vectors (all places; big cities), built on first reverse geocoding (~0.2 s)."""
+        with self._lock:
+            if self._trees is None:
+                from scipy.spatial import cKDTree
+
+                xyz = _unit(self.lat, self.lon)
+                big = np.flatnonzero(self.population >= BIG_CITY)
+                self._trees = (cKDTree(xyz), big, cKDTree(xyz[big]))
+            return self._trees
 
     # -- loading ---------------------------------------------------------------------------------
     def _load_cache(self, cache: Path) -> dict[str, np.ndarray]:
@@ -198,6 +205,10 @@ class Gazetteer:
                     seen.add(key)
                     alt_keys.append(key)
                     alt_city.append(i)
+        pairs = sorted(
+            [(normalize_name(c["name"]), i) for i, c in enumerate(cities)]
+            + list(zip(alt_keys, alt_city, strict=True))
+        )
         return {
             "lat": np.array([c["latitude"] for c in cities], dtype=np.float32),
             "lon": np.array([c["longitude"] for c in cities], dtype=np.float32),
@@ -209,11 +220,8 @@ class Gazetteer:
             "names": np.frombuffer(
                 "\n".join(c["name"].replace("\n", " ") for c in cities).encode(), np.uint8
             ),
-            "name_keys": np.frombuffer(
-                "\n".join(normalize_name(c["name"]) for c in cities).encode(), np.uint8
-            ),
-            "alt_keys": np.frombuffer("\n".join(alt_keys).encode(), np.uint8),
-            "alt_city": np.array(alt_city, dtype=np.int32),
+            "lookup_keys": np.frombuffer("\n".join(k for k, _ in pairs).encode(), np.uint8),
+            "lookup_rows": np.array([i for _, i in pairs], dtype=np.int32),
         }
 
     def _load_small(self) -> None:
@@ -250,12 +258,13 @@ class Gazetteer:
 
     def _choose(self, lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per point: index of the naming place (or -1) and its distance in km."""
-        n, k, kb = len(lat), min(NEIGHBOURS, len(self.lat)), min(BIG_NEIGHBOURS, len(self._big))
+        tree, big, big_tree = self._kd()
+        n, k, kb = len(lat), min(NEIGHBOURS, len(self.lat)), min(BIG_NEIGHBOURS, len(big))
         chord = 2 * math.sin(COUNTRY_KM / EARTH_KM / 2) * 1.0001
         xyz = _unit(lat, lon)
-        d_chord, idx = self._tree.query(xyz, k=k, distance_upper_bound=chord)
-        db, ib = self._big_tree.query(xyz, k=kb, distance_upper_bound=chord)
-        ib = np.where(np.isfinite(db), self._big[np.minimum(ib, len(self._big) - 1)], len(self.lat))
+        d_chord, idx = tree.query(xyz, k=k, distance_upper_bound=chord)
+        db, ib = big_tree.query(xyz, k=kb, distance_upper_bound=chord)
+        ib = np.where(np.isfinite(db), big[np.minimum(ib, len(big) - 1)], len(self.lat))
         d_chord = np.concatenate([d_chord.reshape(n, k), db.reshape(n, kb)], axis=1)
         idx = np.concatenate([idx.reshape(n, k), ib.reshape(n, kb)], axis=1)
         found = np.isfinite(d_chord)
@@ -287,19 +296,10 @@ class Gazetteer:
         )
 
     # -- names (query understanding) -------------------------------------------------------------
-    def _name_index(self) -> dict[str, list[int]]:
-        """normalized name → city rows (every city's own name; alternate names of cities ≥ 15k)."""
-        with self._name_lock:
-            if self._by_name is None:
-                by: dict[str, list[int]] = {}
-                for i, key in enumerate(self._name_keys):
-                    by.setdefault(key, []).append(i)
-                for key, i in zip(self._alt_keys, self._alt_city.tolist(), strict=True):
-                    rows = by.setdefault(key, [])
-                    if i not in rows:
-                        rows.append(i)
-                self._by_name = by
-            return self._by_name
+    def _rows_named(self, key: str) -> list[int]:
+        lo = bisect.bisect_left(self._lookup_keys, key)
+        hi = bisect.bisect_right(self._lookup_keys, key, lo)
+        return list(dict.fromkeys(self._lookup_rows[lo:hi].tolist()))
 
     def lookup(self, name: str) -> list[PlaceName]:
         """Every place called ``name`` (any case, accents optional), most populous first."""
@@ -316,7 +316,7 @@ class Gazetteer:
         for rc, rname in self.regions.items():
             if normalize_name(rname) == key:
                 out.append(PlaceName("region", f"region:{rc}", rname, rc[:2], 0, region_code=rc))
-        for i in self._name_index().get(key, ()):
+        for i in self._rows_named(key):
             cc = self.country_codes[self.country_idx[i]]
             out.append(
                 PlaceName(

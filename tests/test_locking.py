@@ -33,7 +33,7 @@ WRITER = textwrap.dedent(
     lib = Library(lib_dir, models_dir=models, threads=1, decode_workers=1, batch_size=2)
     enc = lib.clip.encode_images
     def slow(batch):
-        time.sleep(0.15)
+        time.sleep(0.3)  # still indexing after the reader's two CLI runs on a busy 2-core machine
         return enc(batch)
     lib.clip.encode_images = slow
     said = []
@@ -55,7 +55,7 @@ def models(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def busy_library(tmp_path, models):
-    """A library that another process is indexing (~3 s), with 10 photos already searchable."""
+    """A library that another process is indexing (~6 s), with 10 photos already searchable."""
     root = tmp_path / "photos"
     for i in range(10):
         write_photo(root / "old" / f"p{i}.jpg", i)
