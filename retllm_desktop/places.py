@@ -155,6 +155,7 @@ class Gazetteer:
         self._lookup_rows = arrays["lookup_rows"]
         self._load_small()
         self._trees: tuple[Any, np.ndarray, Any] | None = None
+        self._rows: tuple[list[str], list[str], list[int]] | None = None
         self._lock = threading.Lock()
 
     def _kd(self) -> tuple[Any, np.ndarray, Any]:
@@ -245,15 +246,20 @@ class Gazetteer:
         lat = np.asarray(lats, dtype=np.float64).reshape(-1)
         lon = np.asarray(lons, dtype=np.float64).reshape(-1)
         out: list[Place | None] = [None] * len(lat)
-        ok = np.array([valid_gps(a, b) for a, b in zip(lat.tolist(), lon.tolist(), strict=True)], dtype=bool)
+        with np.errstate(invalid="ignore"):
+            ok = np.isfinite(lat) & np.isfinite(lon) & (np.abs(lat) <= 90) & (np.abs(lon) <= 180)
+            ok &= (lat != 0) | (lon != 0)  # the (0, 0) of cameras without a fix (see valid_gps)
         if not ok.any():
             return out
         rows = np.flatnonzero(ok)
         chosen, dist = self._choose(lat[rows], lon[rows])
-        for r, c, d in zip(rows.tolist(), chosen.tolist(), dist.tolist(), strict=True):
-            if c < 0:
-                continue
-            out[r] = self._place(c, d, with_city=d <= max(CITY_KM, float(absorb_km(self.population[c]))))
+        safe = np.maximum(chosen, 0)
+        with_city = dist <= np.maximum(CITY_KM, absorb_km(self.population[safe]))
+        for r, c, d, wc in zip(
+            rows.tolist(), chosen.tolist(), dist.tolist(), with_city.tolist(), strict=True
+        ):
+            if c >= 0:
+                out[r] = self._place(c, d, wc)
         return out
 
     def _choose(self, lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -283,16 +289,23 @@ class Gazetteer:
         return chosen, dist[np.arange(len(lat)), pick]
 
     def _place(self, i: int, dist_km: float, with_city: bool) -> Place:
-        cc = self.country_codes[self.country_idx[i]]
-        region_code = f"{cc}.{self.admin1[i]}" if self.admin1[i] else None
+        if self._rows is None:  # plain lists: indexing numpy scalars one by one is the slow part
+            self._rows = (
+                [self.country_codes[c] for c in self.country_idx.tolist()],
+                self.admin1.tolist(),
+                self.geonameid.tolist(),
+            )
+        ccs, admin1, gids = self._rows
+        cc, a1 = ccs[i], admin1[i]
+        region_code = f"{cc}.{a1}" if a1 else None
         return Place(
             country_code=cc,
             country=self.country_names.get(cc, cc),
             city=self.names[i] if with_city else None,
-            city_id=int(self.geonameid[i]) if with_city else None,
+            city_id=gids[i] if with_city else None,
             region_code=region_code,
             region=self.regions.get(region_code) if region_code else None,
-            distance_km=round(float(dist_km), 2),
+            distance_km=round(dist_km, 2),
         )
 
     # -- names (query understanding) -------------------------------------------------------------
