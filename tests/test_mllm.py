@@ -525,3 +525,29 @@ def test_second_look_policy_is_per_call(model_dir, photos):
         assert not s.score(photos[0], text=QUERY, ve="auto").ve_used  # defaults untouched
         assert s.score(photos[0], text=QUERY, ve="auto", ve_threshold=0.0).ve_used
         assert not s.score(photos[0], text=QUERY, ve="auto").ve_used
+
+
+def test_smolvlm_template_keeps_the_first_answer_in_the_second_look():
+    """SmolVLM's published template loops over content parts: a plain-string turn would render empty.
+
+    Images reach the template as text parts holding the media marker, as llama-cpp-python's
+    MTMDChatHandler passes them, so an image-first user turn reads "User: <M>" (HF renders "User:<image>").
+    """
+    from retllm_desktop.devtools.templates import load
+
+    text, refs = render_prompt("gguf-template", MSG2, chat_template=load("smolvlm-500m"), marker="<M>")
+    assert text == (
+        "<|im_start|>User: Query image: <M>\nCandidate image: <M>\nSame?<end_of_utterance>\n"
+        "Assistant: True<end_of_utterance>\nUser: <M>Again?<end_of_utterance>\nAssistant:"
+    )
+    assert refs == ["Q", "C", "Z"]
+
+
+@pytest.mark.parametrize("family", ["qwen2.5-vl", "gemma-3", "smolvlm"])
+def test_published_templates_render_every_turn(family):
+    from retllm_desktop.devtools.templates import load
+
+    text, _ = render_prompt(
+        "gguf-template", MSG2, chat_template=load(family), bos_token="<bos>", marker="<M>"
+    )
+    assert "True" in text and "Again?" in text and text.count("<M>") == 3

@@ -54,7 +54,24 @@ def build_parts(spec: Sequence[str], query: str | None, images: dict[str, Any]) 
 
 
 def _placeholder(i: int) -> str:
-    return f"\x1fretllm-image-{i}\x1f"
+    # Private-use characters: never whitespace, so templates that ``trim`` text parts (Gemma-3) keep them.
+    return f"\ue000retllm-image-{i}\ue000"
+
+
+def _dropped_turns(text: str, messages: Sequence[dict[str, Any]]) -> bool:
+    """Whether a plain-string turn's text is missing from the rendered prompt."""
+    return any(
+        isinstance(m.get("content"), str) and m["content"].strip() and m["content"].strip() not in text
+        for m in messages
+    )
+
+
+def _as_parts(messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Plain-string contents as one text part, for templates that only loop over parts (SmolVLM)."""
+    return [
+        {**m, "content": [{"type": "text", "text": m["content"]}]} if isinstance(m.get("content"), str) else m
+        for m in messages
+    ]
 
 
 # LLaVA-1.5's own conversation format ("<system> USER: <image>\n<text> ASSISTANT:"), used instead of
@@ -149,18 +166,30 @@ def render_prompt(
         def raise_exception(message: str) -> None:
             raise ValueError(message)
 
-        text = env.from_string(chat_template).render(
-            messages=conv(messages, image_as_text=True),
-            add_generation_prompt=True,
-            eos_token=eos_token,
-            bos_token=bos_token,
-            raise_exception=raise_exception,
-            functions=None,
-            function_call=None,
-            tools=None,
-            tool_choice=None,
-            strftime_now=Jinja2ChatFormatter.strftime_now,
-        )
+        template = env.from_string(chat_template)
+
+        def render(msgs: list[dict[str, Any]]) -> str:
+            return template.render(
+                messages=msgs,
+                add_generation_prompt=True,
+                eos_token=eos_token,
+                bos_token=bos_token,
+                raise_exception=raise_exception,
+                functions=None,
+                function_call=None,
+                tools=None,
+                tool_choice=None,
+                strftime_now=Jinja2ChatFormatter.strftime_now,
+            )
+
+        msgs = conv(messages, image_as_text=True)
+        text = render(msgs)
+        # Idefics3/SmolVLM templates iterate over content parts, so a plain-string turn (the first answer
+        # before a second look) renders empty; give such templates that turn as one text part instead.
+        if _dropped_turns(text, msgs):
+            text = render(_as_parts(msgs))
+            if _dropped_turns(text, msgs):
+                raise RetllmError("The model's chat template drops plain-text turns from the prompt.")
     else:
         raise ValueError(f"unknown handler {handler!r}")
 
