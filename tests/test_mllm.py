@@ -551,3 +551,65 @@ def test_published_templates_render_every_turn(family):
         "gguf-template", MSG2, chat_template=load(family), bos_token="<bos>", marker="<M>"
     )
     assert "True" in text and "Again?" in text and text.count("<M>") == 3
+
+
+@pytest.fixture(scope="module")
+def impostor_dir(tmp_path_factory, model_dir) -> Path:
+    """Another text model under the same name with the same mmproj (e.g. `models add --name`)."""
+    d = tmp_path_factory.mktemp("other-models")
+    other = write_synthetic_mllm(d, "tiny", seed=1)
+    shutil.copy(model_dir / "mmproj.gguf", other / "mmproj.gguf")
+    assert json.loads((other / "mllm.json").read_text())["name"] == model_dir.name
+    return other
+
+
+def _kv_cache(path: Path) -> EmbeddingCache:
+    return EmbeddingCache(path, 64 * 1024**2)
+
+
+def test_kv_snapshots_on_disk_belong_to_the_exact_text_model(model_dir, impostor_dir, photos, tmp_path):
+    kv = tmp_path / "kv"
+    with make_scorer(model_dir, state_disk_cache=_kv_cache(kv)) as a:
+        a_score = a.score(photos[0], text=QUERY, ve="off")
+    with make_scorer(impostor_dir) as b_cold:
+        reference = b_cold.score(photos[0], text=QUERY, ve="off")
+    assert abs(reference.p_true - a_score.p_true) > 1e-6  # the two text models really differ
+    with make_scorer(impostor_dir, state_disk_cache=_kv_cache(kv)) as b:
+        got = b.score(photos[0], text=QUERY, ve="off")
+        assert b.stats["state_disk_hits"] == 0  # A's snapshot is not B's
+    assert got.p_true == pytest.approx(reference.p_true, abs=1e-6)
+    assert got.entropy == pytest.approx(reference.entropy, abs=1e-6)
+
+
+def test_kv_snapshot_key_names_the_llama_cpp_version(model_dir, photos, tmp_path, monkeypatch):
+    from retllm_desktop.models.llm import scorer as scorer_mod
+
+    kv = tmp_path / "kv"
+    with make_scorer(model_dir, state_disk_cache=_kv_cache(kv)) as a:
+        a.score(photos[0], text=QUERY, ve="off")
+    monkeypatch.setattr(scorer_mod, "llama_cpp_version", lambda: "9.9.9")
+    with make_scorer(model_dir, state_disk_cache=_kv_cache(kv)) as upgraded:
+        upgraded.score(photos[0], text=QUERY, ve="off")
+        assert upgraded.stats["state_disk_hits"] == 0
+
+
+def test_a_snapshot_that_fails_to_restore_is_dropped_and_recomputed(model_dir, photos, tmp_path):
+    kv = tmp_path / "kv"
+    with make_scorer(model_dir, state_disk_cache=_kv_cache(kv)) as a:
+        cold = a.score(photos[0], text=QUERY, ve="off")
+    cache = _kv_cache(kv)
+    keys = cache.keys()
+    assert keys
+    for k in keys:  # well-formed entries whose bytes llama.cpp rejects (e.g. written by another build)
+        entry = cache.get(k)
+        junk = np.frombuffer(b"\xff" * entry.array.nbytes, dtype="<f4")
+        cache.put(k, junk, entry.meta)
+    with make_scorer(model_dir, state_disk_cache=_kv_cache(kv)) as b:
+        got = b.score(photos[0], text=QUERY, ve="off")  # never fails the search
+        assert b.stats["images_decoded"] == 1  # recomputed from the photo
+    assert got.p_true == pytest.approx(cold.p_true, abs=1e-6)
+    assert got.entropy == pytest.approx(cold.entropy, abs=1e-6)
+    with make_scorer(model_dir, state_disk_cache=_kv_cache(kv)) as c:  # the bad one was replaced
+        again = c.score(photos[0], text=QUERY, ve="off")
+        assert c.stats["state_disk_hits"] == 1 and c.stats["images_decoded"] == 0
+    assert again.p_true == pytest.approx(cold.p_true, abs=1e-6)

@@ -78,6 +78,23 @@ class EmbeddingCache:
     def __contains__(self, key: str) -> bool:
         return self._path(key).is_file()
 
+    def keys(self) -> list[str]:
+        """Keys of the readable entries (from their headers; the file names are hashes)."""
+        out = []
+        with self._lock:
+            paths = list(self._index())
+        for p in paths:
+            try:
+                with open(p, "rb") as f:
+                    head = f.read(len(_MAGIC) + 4)
+                    if not head.startswith(_MAGIC):
+                        continue
+                    (hlen,) = struct.unpack_from("<I", head, len(_MAGIC))
+                    out.append(json.loads(f.read(hlen).decode("utf-8"))["key"])
+            except (OSError, ValueError, KeyError, struct.error, UnicodeDecodeError):
+                continue
+        return out
+
     # -- read ------------------------------------------------------------------------------------
     def get(self, key: str) -> CacheEntry | None:
         path = self._path(key)

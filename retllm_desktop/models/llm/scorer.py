@@ -40,7 +40,7 @@ from .fine_score import VE_MODES, FineScore
 from .images import ImageRef, prepare_image
 from .model_files import HANDLERS, MllmConfig, file_fingerprint, find_mllm_model
 from .prompting import build_parts, load_prompts, query_kind, render_prompt
-from .session import ImageInput, LlamaSession, Prompt
+from .session import ImageInput, LlamaSession, Prompt, llama_cpp_version
 from .stores import ImageEmbeddings, KvSnapshots
 
 __all__ = [
@@ -110,6 +110,7 @@ class MllmScorer:
             "state_restores": 0,
             "state_saves": 0,
             "state_disk_hits": 0,
+            "state_restore_failures": 0,
             "tokens_evaluated": 0,
             "images_decoded": 0,
         }
@@ -158,8 +159,13 @@ class MllmScorer:
         return self._model_id
 
     def state_namespace(self) -> str:
-        """What a KV snapshot on disk depends on besides the prompt."""
-        return f"{self.model_id}|{self.n_ctx}"
+        """What a KV snapshot on disk depends on besides the prompt.
+
+        The exact text model file and vision projector (not their name: another file can be installed
+        under the same name), the llama.cpp build that wrote the bytes, and the context size.
+        """
+        text_model = file_fingerprint(self.config.model_path)
+        return f"{self.model_id}|{text_model}|llama-cpp-python {llama_cpp_version()}|{self.n_ctx}"
 
     def load(self) -> None:
         with self._lock:

@@ -409,14 +409,20 @@ class LlamaSession:
                         best = (j + 1, skey, hit)
                         break
         try:
-            if best is not None:
-                n_ids, _skey, (data, pos) = best
-                if not self._restore(data, pos):
-                    raise RetllmError("Could not restore a cached KV state.")
+            if best is not None and self._restore(best[2][0], best[2][1]):
+                n_ids = best[0]
                 self._kv_ids = list(ids[:n_ids])
                 self._kv_pos = pos_after[:n_ids]
                 self.stats["state_restores"] += 1
                 common = n_ids
+            elif best is not None:
+                # llama.cpp rejected the bytes (another build, a damaged file): drop the snapshot and
+                # recompute from the photo; a cache must never fail the search.
+                if states is not None:
+                    states.drop(best[1])
+                self.stats["state_restore_failures"] += 1
+                self.reset()
+                common = 0
             else:
                 self._rewind(common)
             self._eval_from(prompt, ids, pos_after, common, embeddings, states if save_states else None)
