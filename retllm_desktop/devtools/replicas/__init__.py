@@ -26,7 +26,7 @@ from typing import Any
 from ...models.hub.registry import ModelEntry, load_registry
 from .specs import SPECS, tiny
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 SIZES = ("tiny", "full")
 
 

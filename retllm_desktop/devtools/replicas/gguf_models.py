@@ -89,7 +89,12 @@ def text_tensors(t: TextSpec, n_vocab: int, r: _Rand) -> Iterator[TensorSpec]:
     q, kv = t.n_head * hd, t.n_head_kv * hd
     a = 1.0 / math.sqrt(d)
     one = _Rand.const
-    yield "token_embd.weight", (n_vocab, d), r.normal((n_vocab, d), 0.5)
+    # gemma3's post-norms set each block's output scale: 4 lets the blocks outweigh the (sqrt(n_embd)-scaled)
+    # input embedding in the residual stream, else the random model mostly repeats its last input token
+    post = 4.0
+    # tied output: the same table makes the logits, so scale it for logit std ~3 (gemma3 also multiplies
+    # the input embeddings by sqrt(n_embd), which then land at std ~3 before the first RMS norm)
+    yield "token_embd.weight", (n_vocab, d), r.normal((n_vocab, d), 3 * a if t.tied else 0.5)
     for i in range(t.n_layer):
         p = f"blk.{i}."
         yield p + "attn_norm.weight", (d,), one((d,), 1.0)
@@ -104,13 +109,13 @@ def text_tensors(t: TextSpec, n_vocab: int, r: _Rand) -> Iterator[TensorSpec]:
             yield p + "attn_k_norm.weight", (hd,), one((hd,), 1.0)
         yield p + "attn_output.weight", (d, q), r.normal((d, q), 1.0 / math.sqrt(q))
         if t.arch == "gemma3":
-            yield p + "post_attention_norm.weight", (d,), one((d,), 1.0)
+            yield p + "post_attention_norm.weight", (d,), one((d,), post)
         yield p + "ffn_norm.weight", (d,), one((d,), 1.0)
         yield p + "ffn_gate.weight", (ff, d), r.normal((ff, d), a)
         yield p + "ffn_up.weight", (ff, d), r.normal((ff, d), a)
         yield p + "ffn_down.weight", (d, ff), r.normal((d, ff), 1.0 / math.sqrt(ff))
         if t.arch == "gemma3":
-            yield p + "post_ffw_norm.weight", (d,), one((d,), 1.0)
+            yield p + "post_ffw_norm.weight", (d,), one((d,), post)
     yield "output_norm.weight", (d,), one((d,), 1.0)
     if not t.tied:  # logit std ~3: neither flat nor one-hot
         yield "output.weight", (n_vocab, d), r.normal((n_vocab, d), 3 * a)
