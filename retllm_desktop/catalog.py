@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -182,6 +183,51 @@ class CatalogError(RetllmError):
     pass
 
 
+class CatalogDamagedError(CatalogError):
+    """The catalog file is corrupt (a damaged page); ``retllm-desktop repair`` restores it."""
+
+    def __init__(self, path: Path, detail: object):
+        super().__init__(
+            f"the library catalog {path} is damaged ({detail}); run `retllm-desktop repair --library "
+            f"{path.parent}` to restore it from its backup (your photos are not affected)"
+        )
+        self.path = path
+
+
+def is_damage(e: BaseException) -> bool:
+    """SQLite's words for a corrupt file (SQLITE_CORRUPT / SQLITE_NOTADB), not for a busy or full disk."""
+    if not isinstance(e, sqlite3.DatabaseError) or isinstance(e, sqlite3.IntegrityError):
+        return False
+    text = str(e).lower()
+    return "malformed" in text or "not a database" in text or "corrupt" in text
+
+
+class _GuardedConnection:
+    """The catalog's connection, with corruption reported as :class:`CatalogDamagedError` wherever it shows."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path):
+        self.raw, self._path = conn, path
+
+    def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        try:
+            return self.raw.execute(sql, params)
+        except sqlite3.DatabaseError as e:
+            if is_damage(e):
+                raise CatalogDamagedError(self._path, e) from e
+            raise
+
+    def executemany(self, sql: str, rows: Any) -> sqlite3.Cursor:
+        try:
+            return self.raw.executemany(sql, rows)
+        except sqlite3.DatabaseError as e:
+            if is_damage(e):
+                raise CatalogDamagedError(self._path, e) from e
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.raw, name)
+
+
 class Catalog:
     """Typed access to the library's SQLite file. Safe to share between threads (one lock for writes)."""
 
@@ -196,8 +242,10 @@ class Catalog:
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
         except sqlite3.DatabaseError as e:
+            if is_damage(e):
+                raise CatalogDamagedError(self.path, e) from e
             raise CatalogError(f"cannot open catalog {self.path}: {e}") from e
-        self._conn = conn
+        self._conn: Any = _GuardedConnection(conn, self.path)
         self._lock = threading.RLock()
         self._migrate()
 
@@ -270,6 +318,73 @@ class Catalog:
         """Changes when another connection (process, or another Library) committed to the catalog."""
         with self._lock:
             return self._conn.execute("PRAGMA data_version").fetchone()[0]
+
+    # -- backups ---------------------------------------------------------------------------------
+    def backup_to(self, dest: Path) -> None:
+        """A consistent copy of the catalog at ``dest`` (SQLite's online backup API: readers and this
+        connection keep working); checked before it replaces ``dest``, so a bad copy never does."""
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(dest.name + ".tmp")
+        tmp.unlink(missing_ok=True)
+        target = sqlite3.connect(str(tmp))
+        try:
+            with self._lock:
+                self._conn.raw.backup(target)
+            target.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
+            ok = target.execute("PRAGMA quick_check").fetchone()[0]
+        except sqlite3.DatabaseError as e:
+            target.close()
+            tmp.unlink(missing_ok=True)
+            if is_damage(e):
+                raise CatalogDamagedError(self.path, e) from e
+            raise (self._storage_error(e) if isinstance(e, sqlite3.OperationalError) else None) or e from e
+        target.close()
+        if ok != "ok":
+            tmp.unlink(missing_ok=True)
+            raise CatalogDamagedError(self.path, f"the backup copy failed its check: {ok}")
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, dest)
+
+    @staticmethod
+    def check_file(path: Path, readonly: bool = True) -> str | None:
+        """None when the SQLite file at ``path`` passes ``PRAGMA quick_check``, else why not.
+
+        ``readonly=False`` for a live WAL catalog (its -shm may need creating; the caller holds the lock).
+        """
+        if not Path(path).is_file():
+            return "missing"
+        try:
+            uri = Path(path).resolve().as_uri() + ("?mode=ro" if readonly else "")
+            conn = sqlite3.connect(uri, uri=True)
+        except sqlite3.Error as e:
+            return str(e)
+        try:
+            rows = conn.execute("PRAGMA quick_check").fetchall()
+            bad = [r[0] for r in rows if r[0] != "ok"]
+            if bad:
+                return "; ".join(bad[:3])
+            conn.execute("SELECT count(*) FROM photos").fetchone()
+            return None
+        except sqlite3.Error as e:
+            return str(e)
+        finally:
+            conn.close()
+
+    @staticmethod
+    def salvage_roots(path: Path) -> list[str]:
+        """The folder paths a damaged catalog still shows (its roots table), for a rebuild from the photos."""
+        try:
+            conn = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True)
+        except sqlite3.Error:
+            return []
+        try:
+            return [r[0] for r in conn.execute("SELECT path FROM roots ORDER BY path")]
+        except sqlite3.Error:
+            return []
+        finally:
+            conn.close()
 
     def integrity_check(self) -> str:
         return self._conn.execute("PRAGMA integrity_check").fetchone()[0]

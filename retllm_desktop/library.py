@@ -399,8 +399,28 @@ class Library:
                 summary.cancelled = True
             else:
                 self._places_pass(summary, progress, cancel)
+            if (
+                paths
+                or summary.added
+                or summary.updated
+                or summary.moved
+                or summary.removed
+                or summary.places
+            ):
+                self._backup_catalog(small_run=only_paths is not None)
         summary.seconds = round(time.perf_counter() - t0, 3)
         return summary
+
+    def _backup_catalog(self, small_run: bool) -> None:
+        """A rolling, checked copy of the catalog (see ``repair``); a failed copy never fails the index run."""
+        from .repair import backup_due, make_backup
+
+        if not backup_due(self.path, small_run):
+            return
+        try:
+            make_backup(self.catalog, self.path)
+        except (RetllmError, OSError) as e:
+            log.warning("catalog backup not made: %s", e)
 
     def _places_pass(self, summary: IndexSummary, progress: Progress | None, cancel: Any) -> None:
         """GPS → place for photos that lack one; fails soft (a broken gazetteer never fails indexing)."""

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import sys
 from collections.abc import Sequence
 
 from .. import __version__
+from ..catalog import is_damage
 from ..errors import RetllmError
 from ..logs import setup_logging
 from . import eval as eval_cmd
@@ -63,6 +65,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except RetllmError as e:
         print(f"retllm-desktop: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except sqlite3.DatabaseError as e:  # corruption met outside the catalog's own checks
+        if not is_damage(e):
+            raise
+        print(
+            f"retllm-desktop: error: the library catalog is damaged ({e}); run `retllm-desktop repair`",
+            file=sys.stderr,
+        )
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("retllm-desktop: cancelled", file=sys.stderr)

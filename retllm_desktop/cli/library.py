@@ -32,6 +32,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_common_args(p)
     p.set_defaults(func=cmd_rebuild)
 
+    p = sub.add_parser(
+        "repair",
+        help="restore a damaged catalog from its backup (or rebuild it from the photos) and re-index",
+    )
+    add_common_args(p)
+    p.add_argument(
+        "--folder", action="append", default=[], metavar="DIR", help="photo folder to rebuild from"
+    )
+    p.add_argument(
+        "--force", action="store_true", help="restore from the backup even if the catalog looks fine"
+    )
+    p.set_defaults(func=cmd_repair)
+
     p = sub.add_parser("remove", help="remove folders from the library (photos on disk are untouched)")
     add_common_args(p)
     p.add_argument("paths", nargs="+", metavar="PATH")
@@ -124,4 +137,37 @@ def cmd_remove(args: argparse.Namespace) -> int:
         print_json({"removed": removed})
     else:
         print(f"removed {len(args.paths)} folder(s), {removed} photos left the library (files untouched)")
+    return EXIT_OK
+
+
+def cmd_repair(args: argparse.Namespace) -> int:
+    from .. import config
+    from ..repair import repair_library
+
+    bar = ProgressBar(enabled=None if not args.json else False)
+    report = repair_library(
+        config.library_dir(args.library),
+        folders=args.folder,
+        force=args.force,
+        open_library=lambda path: open_library(args),
+        progress=bar,
+    )
+    bar.finish()
+    if args.json:
+        print_json(report.as_dict())
+        return EXIT_OK
+    if report.damage is None and report.moved_to is None and report.index is None:
+        print(f"the catalog {report.catalog} is healthy; nothing to repair")
+        return EXIT_OK
+    if report.moved_to:
+        print(f"damaged catalog ({report.damage}) moved to {report.moved_to}")
+    if report.restored_from:
+        print(f"restored from the backup {report.restored_from}")
+    elif report.moved_to:
+        print("no usable backup: rebuilt from the photos in " + ", ".join(report.folders))
+    s = report.index or {}
+    print(
+        f"re-indexed: {s.get('total', 0)} photos ({s.get('added', 0)} added, {s.get('updated', 0)} updated, "
+        f"{s.get('removed', 0)} removed, {s.get('failed', 0)} failed, {s.get('unchanged', 0)} unchanged)"
+    )
     return EXIT_OK
