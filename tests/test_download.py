@@ -715,3 +715,36 @@ def test_setup_dialog_marks_and_asks_before_an_unverified_download(tmp_path, mon
         dlg.pool.cancel_all()
         dlg.pool.wait(5000)
         dlg.deleteLater()
+
+
+def test_verify_holds_downloads_to_the_registry_pins(server, tmp_path, capsys):
+    """A model fetched unverified (or before the pins existed) is checked against the pins later."""
+    from retllm_desktop.models.hub.registry import Registry
+
+    image, text = _blob(20_000, 51), _blob(20_000, 52)
+    unpinned = serve_clip(server, image=image, text=text, with_sha=False)
+    download_model(unpinned, tmp_path, base_url=server.url, allow_unverified=True)
+    assert verify_models(tmp_path)[0].status == "unverified"
+
+    def registry(image_sha: str, text_sha: str) -> Registry:
+        files = (FileSpec("image.onnx", "onnx/vision model.onnx", sha256=image_sha),
+                 FileSpec("text.onnx", "onnx/text_model.onnx", sha256=text_sha))  # fmt: skip
+        return Registry({"tiny": ModelEntry(**{**unpinned.__dict__, "files": files})}, {})
+
+    (r,) = verify_models(tmp_path, registry=registry(_sha(image), _sha(b"another text tower")))
+    assert (r.status, r.files["image.onnx"], r.files["text.onnx"]) == ("mismatch", "ok", "mismatch")
+    (r,) = verify_models(tmp_path, registry=registry(_sha(image), _sha(text)))
+    assert r.status == "ok"
+    assert installed_models(tmp_path)[0].verified is False  # until a download re-checks it:
+    download_model(registry(_sha(image), _sha(text)).get("tiny"), tmp_path, verify_existing=True)
+    assert installed_models(tmp_path)[0].verified is True
+    # the CLI fails on a mismatch (one line per model, exit 1)
+    reg = tmp_path / "reg.toml"
+    reg.write_text(
+        f'[[clip]]\nname = "tiny"\nhf_repo = "{REPO}"\nconfig = {{ embed_dim = 64, image_size = 64 }}\n'
+        f'files = [{{ name = "image.onnx", path = "a", sha256 = "{_sha(b"x")}" }},'
+        f' {{ name = "text.onnx", path = "b" }}]\n'
+    )
+    code = cli.main(["models", "verify", "--models", str(tmp_path), "--registry", str(reg)])
+    out = capsys.readouterr().out
+    assert code == 1 and "tiny" in out and "mismatch" in out

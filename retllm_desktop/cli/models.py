@@ -54,8 +54,10 @@ def register(sub) -> None:
     )
     p.set_defaults(func=cmd_download)
 
-    p = msub.add_parser("verify", help="re-hash installed models against their download records")
-    _models_args(p)
+    p = msub.add_parser(
+        "verify", help="re-hash installed models against their download records and the registry's pins"
+    )
+    _models_args(p, registry=True)
     p.add_argument("names", nargs="*", metavar="NAME")
     p.set_defaults(func=cmd_verify)
 
@@ -248,8 +250,12 @@ def cmd_download(args) -> int:
 def cmd_verify(args) -> int:
     from ..models.hub.download import verify_models
 
-    results = verify_models(_models_dir(args), args.names or None)
-    bad = [r for r in results if r.status in ("corrupt", "missing", "partial")]
+    try:
+        registry = _registry(args)
+    except RetllmError:
+        registry = None  # still check the files against their download records
+    results = verify_models(_models_dir(args), args.names or None, registry=registry)
+    bad = [r for r in results if r.status in ("corrupt", "missing", "partial", "mismatch")]
     if args.json:
         print_json({"models": [r.as_dict() for r in results], "ok": not bad})
     else:

@@ -43,28 +43,32 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ... import __version__
-from ...errors import CancelledError, RetllmError
+from ...errors import CancelledError
 from .registry import FileSpec, ModelEntry
+from .transport import (
+    DEFAULT_ENDPOINT,
+    ENV_ENDPOINT,
+    OFFLINE_ENVS,
+    DownloadError,
+    OfflineError,
+    _host,
+    _http_error,
+    _open,
+    _Remote,
+    _remote_meta,
+    _unreachable,
+    file_url,
+    hf_endpoint,
+    is_offline,
+    raise_offline,
+)
 
-DEFAULT_ENDPOINT = "https://huggingface.co"
-ENV_ENDPOINT = "RETLLM_HF_ENDPOINT"
-OFFLINE_ENVS = ("RETLLM_OFFLINE", "HF_HUB_OFFLINE")
 MANIFEST = "retllm-manifest.json"
 PART_SUFFIX = ".part"
 CHUNK = 1 << 20
-TIMEOUT_S = 30.0
 PROGRESS_INTERVAL_S = 0.05  # progress callbacks are throttled to this interval (plus one per file)
 
 ProgressCb = Callable[[int, int], None]
-
-
-class DownloadError(RetllmError):
-    """A download failed; the message says why and what to do (a ``.part`` file is kept for resuming)."""
-
-
-class OfflineError(DownloadError):
-    """Offline mode is on, or the server cannot be reached."""
 
 
 class DiskFullError(DownloadError):
@@ -80,30 +84,6 @@ class UnverifiedError(DownloadError):
 
 
 META_SUFFIX = ".part.json"  # next to a .part: the URL and validator (ETag / Last-Modified) it came from
-
-
-def is_offline() -> bool:
-    return any(os.environ.get(k, "").strip().lower() in ("1", "true", "yes", "on") for k in OFFLINE_ENVS)
-
-
-def raise_offline(what: str) -> None:
-    """One message for every network action refused in offline mode."""
-    raise OfflineError(
-        f"offline mode is on ({' / '.join(k for k in OFFLINE_ENVS if os.environ.get(k))}): {what}; unset it, "
-        "or install files you already have with `retllm-desktop models add`"
-    )
-
-
-def hf_endpoint(base_url: str | None = None) -> str:
-    return (
-        base_url or os.environ.get(ENV_ENDPOINT) or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT
-    ).rstrip("/")
-
-
-def file_url(entry: ModelEntry, spec: FileSpec, base_url: str | None = None) -> str:
-    path = urllib.parse.quote(spec.path)
-    rev = urllib.parse.quote(entry.revision, safe="")
-    return f"{hf_endpoint(base_url)}/{entry.hf_repo}/resolve/{rev}/{path}"
 
 
 def model_dir(
@@ -143,98 +123,6 @@ def _disk_full(path: Path, need: int | None = None) -> DiskFullError:
     return DiskFullError(
         f"disk full while writing {path}{extra}: free some space (or choose another models folder with "
         "--models / RETLLM_MODELS) and run the download again — it resumes where it stopped"
-    )
-
-
-# ------------------------------------------------------------------------------------------------
-# HTTP
-
-
-class _RecordingRedirects(urllib.request.HTTPRedirectHandler):
-    """Follow redirects, remember every redirect response's headers (the Hub puts the file's size and
-    sha256 on the first one), and drop credentials when leaving the original host."""
-
-    def __init__(self) -> None:
-        self.seen: list[Any] = []
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        self.seen.append(headers)
-        new = super().redirect_request(req, fp, code, msg, headers, newurl)
-        if (
-            new is not None
-            and urllib.parse.urlsplit(newurl).netloc != urllib.parse.urlsplit(req.full_url).netloc
-        ):
-            new.remove_header("Authorization")
-        return new
-
-
-@dataclass
-class _Remote:
-    total: int | None  # full file size
-    sha256: str | None
-    validator: str | None = None  # for If-Range: a strong ETag, else Last-Modified
-
-
-def _validator(headers: Any) -> str | None:
-    etag = (headers.get("ETag") or "").strip()
-    if etag and not etag.startswith("W/"):
-        return etag
-    return (headers.get("Last-Modified") or "").strip() or None
-
-
-def _remote_meta(headers_list: list[Any], status: int, resp_headers: Any) -> _Remote:
-    total = sha = None
-    for h in [*headers_list, resp_headers]:
-        etag = (h.get("X-Linked-Etag") or h.get("X-Linked-ETag") or "").strip().strip('"').lower()
-        if sha is None and len(etag) == 64 and all(c in "0123456789abcdef" for c in etag):
-            sha = etag
-        size = h.get("X-Linked-Size")
-        if total is None and size and size.isdigit():
-            total = int(size)
-    if status == 206:
-        full = resp_headers.get("Content-Range", "").rpartition("/")[2]  # bytes START-END/TOTAL
-        if total is None and full.isdigit():
-            total = int(full)
-    elif total is None:
-        cl = resp_headers.get("Content-Length")
-        if cl and cl.isdigit():
-            total = int(cl)
-    return _Remote(total, sha, _validator(resp_headers))
-
-
-def _open(url: str, offset: int, validator: str | None = None) -> tuple[Any, _RecordingRedirects]:
-    redirects = _RecordingRedirects()
-    opener = urllib.request.build_opener(redirects)
-    req = urllib.request.Request(url, headers={"User-Agent": f"retllm-desktop/{__version__}"})
-    if offset:
-        req.add_header("Range", f"bytes={offset}-")
-        if validator:  # only if the file is still the one the .part came from; else the whole file
-            req.add_header("If-Range", validator)
-    token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    return opener.open(req, timeout=TIMEOUT_S), redirects
-
-
-def _http_error(e: urllib.error.HTTPError, url: str) -> DownloadError:
-    if e.code == 404:
-        hint = "the file is not on the server (renamed in the repo? wrong mirror?)"
-    elif e.code in (401, 403):
-        hint = "access denied: the repo may be gated — accept its licence on the Hub and set HF_TOKEN"
-    elif e.code == 429:
-        hint = "rate-limited by the server; try again later"
-    elif e.code >= 500:
-        hint = "server error; try again later (the download resumes)"
-    else:
-        hint = "unexpected HTTP status"
-    return DownloadError(f"download failed: HTTP {e.code} {e.reason} for {url} — {hint}")
-
-
-def _unreachable(url: str, reason: object) -> OfflineError:
-    host = urllib.parse.urlsplit(url).netloc
-    return OfflineError(
-        f"cannot reach {host} ({reason}): check the internet connection, or set {ENV_ENDPOINT} to a mirror, "
-        "or install files you already have with `retllm-desktop models add`"
     )
 
 
@@ -295,10 +183,6 @@ def _refuse_other_file(entry: ModelEntry, spec: FileSpec, remote: _Remote, part:
         f"(the server offers {got}, not {want}; revision {entry.revision[:12]}): nothing was installed — "
         "use the official endpoint or another mirror"
     )
-
-
-def _host(url: str) -> str:
-    return urllib.parse.urlsplit(url).netloc or url
 
 
 class _Retry(Exception):
@@ -504,6 +388,8 @@ def download_model(
     have = old_manifest.get("files", {}) if old_manifest.get("hf_repo") == entry.hf_repo else {}
     todo = [s for s in entry.files if not _installed_ok(dest / s.name, s, have.get(s.name), verify_existing)]
     if not todo and cfg_path.is_file():
+        if _mark_pinned(old_manifest.get("files") or {}, entry):  # checked before the pins existed
+            _write_json(manifest_path, old_manifest)
         if progress:
             progress(entry.approx_bytes, entry.approx_bytes)
         return dest
@@ -527,8 +413,7 @@ def download_model(
     for s in entry.files:
         if s not in todo and s.name not in records:
             records[s.name] = {"path": s.path, "size": (dest / s.name).stat().st_size, "sha256": None}
-        if s not in todo:  # kept: verified only if the hash it was checked against is the pinned one
-            records[s.name]["verified"] = bool(s.sha256) and records[s.name].get("sha256") == s.sha256
+    _mark_pinned({k: v for k, v in records.items() if k not in {s.name for s in todo}}, entry)
     for s in todo:
         (dest / s.name).unlink(missing_ok=True)
         before = totals.done
@@ -548,6 +433,18 @@ def download_model(
     _write_json(manifest_path, manifest)
     _write_json(cfg_path, entry.config_data())
     return dest
+
+
+def _mark_pinned(records: dict[str, Any], entry: ModelEntry) -> bool:
+    """Kept files whose recorded hash is the pinned one count as verified; True if a record changed."""
+    changed = False
+    for spec in entry.files:
+        rec = records.get(spec.name)
+        if isinstance(rec, dict) and spec.sha256 and rec.get("sha256") == spec.sha256:
+            if rec.get("checked_against") != "registry":
+                rec.update(verified=True, checked_against="registry")
+                changed = True
+    return changed
 
 
 def _installed_ok(path: Path, spec: FileSpec, record: dict | None, rehash: bool = False) -> bool:
@@ -594,6 +491,12 @@ from .installed import (  # noqa: E402
 )
 
 __all__ = [
+    "DEFAULT_ENDPOINT",
+    "ENV_ENDPOINT",
+    "OFFLINE_ENVS",
+    "file_url",
+    "hf_endpoint",
+    "sha256_file",
     "DiskFullError",
     "DownloadError",
     "IntegrityError",

@@ -13,7 +13,7 @@ from typing import Any
 
 from ...errors import ModelNotFoundError, RetllmError
 from .download import MANIFEST, PART_SUFFIX, _read_json, _write_json, sha256_file
-from .registry import CONFIG_FILES, ROLES
+from .registry import CONFIG_FILES, ROLES, Registry
 
 GGUF_MAGIC = b"GGUF"
 
@@ -49,7 +49,8 @@ def _manifest_verified(manifest: dict | None) -> bool | None:
     files = (manifest or {}).get("files") or {}
     if not files:
         return None
-    return all(isinstance(r, dict) and r.get("verified") is True for r in files.values())
+    # "verified" alone once meant "matched the server's hash": only a registry check counts now
+    return all(isinstance(r, dict) and r.get("checked_against") == "registry" for r in files.values())
 
 
 def installed_models(models_dir: str | os.PathLike[str]) -> list[InstalledModel]:
@@ -113,14 +114,19 @@ def _referenced_files(role: str, cfg: dict) -> list[str]:
 
 
 def verify_models(
-    models_dir: str | os.PathLike[str], names: list[str] | None = None, cancel: threading.Event | None = None
+    models_dir: str | os.PathLike[str],
+    names: list[str] | None = None,
+    cancel: threading.Event | None = None,
+    registry: Registry | None = None,
 ) -> list[VerifyResult]:
-    """Re-hash every installed model's files against its download manifest.
+    """Re-hash every installed model's files against its download manifest (and, given the
+    ``registry``, against its pins: a download recorded before the pins, or through a mirror, is then
+    checked against the pinned content too).
 
-    ``ok``: all files present with the recorded size and sha256; ``corrupt``: a size or hash differs;
-    ``missing``: a file (or a linked file's target) is gone; ``unverified``: the files are there but no
-    pinned hash vouches for them (local or exported models, ``--allow-unverified`` downloads);
-    ``partial``: an unfinished download.
+    ``ok``: all files present, intact and matching their pin; ``corrupt``: a size or hash differs from
+    the record; ``mismatch``: intact, but not the file the registry pins; ``missing``: a file (or a linked
+    file's target) is gone; ``unverified``: the files are there but no pinned hash vouches for them
+    (local or exported models, ``--allow-unverified`` downloads); ``partial``: an unfinished download.
     """
     results: list[VerifyResult] = []
     for m in installed_models(models_dir):
@@ -135,25 +141,18 @@ def verify_models(
         cfg = _read_json(d / CONFIG_FILES[m.role]) or {}
         manifest = _read_json(d / MANIFEST) or {}
         recorded: dict[str, dict] = manifest.get("files", {}) or {}
-        states: dict[str, str] = {}
-        for fname in sorted(set(recorded) | set(_referenced_files(m.role, cfg))):
-            p = d / fname
-            rec = recorded.get(fname)
-            if not p.is_file():
-                states[fname] = "missing"
-            elif rec is None or not rec.get("sha256"):
-                states[fname] = "unverified"
-            elif p.stat().st_size != rec.get("size"):
-                states[fname] = "corrupt"
-            elif sha256_file(p, cancel) != rec["sha256"]:
-                states[fname] = "corrupt"
-            else:  # intact; "unverified" if the hash it matches was the server's, not a registry pin
-                states[fname] = "unverified" if rec.get("verified") is False else "ok"
-        bad = {k: v for k, v in states.items() if v in ("missing", "corrupt")}
+        pins = _pins_for(registry, m.role, m.name, manifest)
+        states = {
+            fname: _file_state(d / fname, recorded.get(fname), pins.get(fname), cancel)
+            for fname in sorted(set(recorded) | set(_referenced_files(m.role, cfg)))
+        }
+        bad = {k: v for k, v in states.items() if v in ("missing", "corrupt", "mismatch")}
         if any(v == "missing" for v in bad.values()):
             status = "missing"
-        elif bad:
+        elif any(v == "corrupt" for v in bad.values()):
             status = "corrupt"
+        elif bad:
+            status = "mismatch"
         elif any(v == "unverified" for v in states.values()):
             status = "unverified"
         else:
@@ -166,6 +165,28 @@ def verify_models(
             if n not in found:
                 raise ModelNotFoundError(f"model {n!r} is not installed in {models_dir}")
     return results
+
+
+def _pins_for(registry: Registry | None, role: str, name: str, manifest: dict) -> dict[str, str]:
+    """The registry's sha256 pins for a model downloaded from that entry's repo (a local model that
+    merely shares the name is not held to them)."""
+    entry = registry.models.get(name) if registry is not None else None
+    if entry is None or entry.role != role or manifest.get("hf_repo") != entry.hf_repo:
+        return {}
+    return {f.name: f.sha256 for f in entry.files if f.sha256}
+
+
+def _file_state(p: Path, rec: dict | None, pin: str | None, cancel: threading.Event | None) -> str:
+    if not p.is_file():
+        return "missing"
+    if rec is None or not rec.get("sha256"):
+        return ("ok" if sha256_file(p, cancel) == pin else "mismatch") if pin else "unverified"
+    if p.stat().st_size != rec.get("size") or sha256_file(p, cancel) != rec["sha256"]:
+        return "corrupt"
+    if pin:
+        return "ok" if rec["sha256"] == pin else "mismatch"
+    # intact; "unverified" if the hash it matches was the server's, not a registry pin
+    return "ok" if rec.get("checked_against") == "registry" else "unverified"
 
 
 def remove_model(models_dir: str | os.PathLike[str], name: str, role: str | None = None) -> Path:
