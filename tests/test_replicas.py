@@ -129,14 +129,9 @@ _MULTI_CHUNK = (
     "200x150 photo gives 2 image chunks), but models/llm/session.py maps image chunks to images one to one "
     "(`key = keys[img_i]`) -> IndexError on every photo"
 )
-_TRIMMED_PLACEHOLDER = (
-    "gemma-3: the published template applies `| trim` to text parts; prompting._placeholder's marker is "
-    "delimited by \\x1f, which str.strip() removes as whitespace -> 'template dropped an image'"
-)
 SCORER_BUGS = {
     "smolvlm-500m": _MULTI_CHUNK,
     "smolvlm-256m": _MULTI_CHUNK,
-    "gemma-3-4b": _TRIMMED_PLACEHOLDER,
 }
 
 
@@ -334,16 +329,7 @@ def test_scores_equal_llama_cpp_python_chat_handler(name, photos, mllm_sources):
         assert prompt == theirs + "\n" and prompt.endswith("<|im_start|>assistant\n")
 
 
-_LOST_ANSWER = (
-    "SmolVLM's template iterates over message['content'] as parts: the scorer's plain-string assistant turn "
-    "renders empty, so the second look loses the first answer (issue 9, bug 1); masked today by: "
-)
-VE_CASES = _with_bugs(
-    MLLM_NAMES, {**SCORER_BUGS, **{n: _LOST_ANSWER + _MULTI_CHUNK for n in MLLM_NAMES if "smolvlm" in n}}
-)
-
-
-@pytest.mark.parametrize("name", VE_CASES)
+@pytest.mark.parametrize("name", SCORER_CASES)
 def test_second_look_prompt_contains_the_first_answer(name, photos, mllm_sources, monkeypatch):
     """The prompts mtmd really tokenises: the second look's holds the first answer in the assistant turn."""
     from llama_cpp import mtmd_cpp
