@@ -81,7 +81,9 @@ def main(argv: list[str]) -> int:
         w.show()
         wait_until(app, lambda: w._status is not None, 120, "the models to load")
         w.index_folders([str(photos)])
-        wait_until(app, lambda: w.last_index_summary is not None and not w.libraries.indexing(), 300, "indexing")
+        wait_until(
+            app, lambda: w.last_index_summary is not None and not w.libraries.indexing(), 300, "indexing"
+        )
         wait_until(app, lambda: w._status is not None and w._status.photos > 0, 60, "the library status")
         w.search_edit.setText(query)
         done = []
