@@ -66,6 +66,13 @@ def models_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
     return user_models_dir()
 
 
+# The engine's tunable sizes: the one default of each (Library's keyword arguments and the app's Settings).
+MLLM_CACHE_BYTES = 2 * 1024**3  # image embeddings of checked photos, per library (disk LRU)
+MLLM_KV_CACHE_BYTES = 2 * 1024**3  # the LLM's state after each checked photo (several MB per photo)
+LLM_N_CTX = 4096  # the LLM's context window in tokens: image tokens + prompt + answer (+ a second look)
+THUMB_MEMORY_ITEMS = 2500  # thumbnails the app keeps decoded in memory
+
+
 def config_dir() -> Path:
     return Path(user_config_dir(APP_NAME, appauthor=False))
 

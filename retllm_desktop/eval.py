@@ -24,7 +24,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,14 +32,15 @@ from typing import Any
 import numpy as np
 
 from .errors import RetllmError
+from .library import Library
+from .progress import Progress
+from .rerank import RerankOptions
 
 PROTOCOLS = ("flickr30k", "coco", "pairs")
 STANDARD_IMAGES = {"flickr30k": 1000, "coco": 5000}
 CAPTIONS_PER_IMAGE = 5
 MODES = ("coarse", "fine", "fine+ve")
 DEFAULT_KS = (1, 5, 10)
-
-Progress = Callable[[str, int, int], None]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -289,20 +290,9 @@ def _link_images(images: list[Path], folder: Path) -> None:
             shutil.copy2(src, dst)
 
 
-def _fine_unavailable(lib: Any) -> str | None:
+def _fine_unavailable(lib: Library) -> str | None:
     """Why the LLM stage cannot run here (None = it can)."""
-    try:
-        from .rerank import RerankOptions  # noqa: F401
-    except ImportError as e:
-        return f"reranking is not available in this build ({e})"
-    available = getattr(lib, "mllm_available", None)
-    if available is None:
-        return "reranking is not available in this build"
-    try:
-        ok = available()
-    except RetllmError as e:
-        return str(e)
-    if not ok:
+    if not lib.mllm_available():
         return "no multimodal LLM installed (see `retllm-desktop models download`)"
     return None
 
@@ -325,7 +315,6 @@ def run_eval(
     ve_mode: str = "auto",
 ) -> EvalReport:
     """Index ``dataset`` into a throwaway library and measure each mode (see the module docstring)."""
-    from .library import Library
     from .search import Query
 
     modes = list(dict.fromkeys(modes))
@@ -372,8 +361,6 @@ def run_eval(
             failed_checks: dict[str, int] = {m: 0 for m in fine_rank}
             shortened: dict[str, int] = {m: 0 for m in fine_rank}
             mllm_seen: str | None = None
-            if fine_rank:
-                from .rerank import RerankOptions
             for qi, caption in enumerate(dataset.captions):
                 query = Query(text=caption)
                 t = time.perf_counter()

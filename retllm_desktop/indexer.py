@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Protocol
@@ -22,10 +21,9 @@ from PIL import Image
 from .catalog import Catalog, Photo
 from .errors import ImageError
 from .imaging import PhotoMeta, load_photo
+from .progress import Progress
 from .scanner import FileStat, ScanPlan
 from .vector_index import VectorIndex
-
-Progress = Callable[[str, int, int], None]
 
 
 class ImageEmbedder(Protocol):

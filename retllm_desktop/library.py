@@ -17,7 +17,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
@@ -28,11 +28,11 @@ from .catalog import Catalog, Root
 from .errors import QueryError, RetllmError
 from .indexer import Indexer, IndexSummary
 from .locking import WriterLock
+from .progress import Progress
 from .scanner import FileStat, Scanner
 from .search import CoarseSearcher, Query, SearchUpdate, rerank_updates
 from .vector_index import VectorIndex
 
-Progress = Callable[[str, int, int], None]
 log = logging.getLogger(__name__)
 
 
@@ -99,6 +99,9 @@ class Library:
         decode_workers: int | None = None,
         batch_size: int = 16,
         clip_int8: bool = False,
+        mllm_cache_bytes: int = config.MLLM_CACHE_BYTES,
+        mllm_kv_cache_bytes: int = config.MLLM_KV_CACHE_BYTES,
+        n_ctx: int = config.LLM_N_CTX,
     ):
         self.path = config.library_dir(path)
         self.path.mkdir(parents=True, exist_ok=True)
@@ -117,15 +120,12 @@ class Library:
         self._mllm = None
         self._complete_cache: tuple[tuple, bool] | None = None
         self._key_cache: dict[str, tuple[tuple, str]] = {}
-        self.mllm_cache_bytes = 2 * 1024**3  # image embeddings of checked photos
-        self.mllm_kv_cache_bytes = 2 * 1024**3  # LLM state after each checked photo (MBs per photo)
+        self.mllm_cache_bytes = mllm_cache_bytes  # image embeddings of checked photos
+        self.mllm_kv_cache_bytes = mllm_kv_cache_bytes  # LLM state after each checked photo (MBs per photo)
+        self.n_ctx = n_ctx
         self._model_lock = threading.RLock()
         self.today_override: date | None = None  # "today" for relative dates in queries (tests pin it)
         self.week_start: int | None = None  # 0 = Monday … 6 = Sunday; None: the locale's
-
-    @classmethod
-    def open(cls, path: str | os.PathLike[str] | None = None, **kwargs: Any) -> Library:
-        return cls(path, **kwargs)
 
     def __enter__(self) -> Library:
         return self
@@ -661,6 +661,7 @@ class Library:
                 self._mllm = MllmScorer(
                     find_mllm_model(self.models_dir, self.mllm_name),
                     threads=self.threads,
+                    n_ctx=self.n_ctx,
                     cache=cache,
                     state_disk_cache=kv_cache,
                 )
@@ -714,7 +715,7 @@ class Library:
             cfg = MllmConfig.from_dir(find_mllm_model(self.models_dir, self.mllm_name))
             mllm_model = cfg.name
             check_mllm_files(cfg.model_path, cfg.mmproj_path)
-        except (RetllmError, ImportError) as e:
+        except RetllmError as e:
             mllm_error = f"broken: {_one_line(e)}" if mllm_model else str(e)
         roots = []
         counts = self.catalog.root_photo_counts()

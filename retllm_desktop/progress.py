@@ -1,10 +1,13 @@
-"""A small terminal progress bar (stderr, only on a TTY) for the CLI."""
+"""Progress reporting: the callback type every long engine call takes, and a terminal bar for the CLI."""
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from typing import TextIO
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total); total 0 while unknown
 
 
 class ProgressBar:

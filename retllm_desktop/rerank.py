@@ -19,10 +19,13 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from .errors import CancelledError, RetllmError
+from .models.llm.answer import VE_BAND, VE_THRESHOLD
 from .models.llm.fine_score import VE_MODES, FineScore
 
 __all__ = [
+    "VE_BAND",
     "VE_MODES",
+    "VE_THRESHOLD",
     "FineScore",
     "RerankOptions",
     "RankedItem",
@@ -41,8 +44,8 @@ class RerankOptions:
     k: int = 10
     ve: str = "auto"  # "off" | "auto" | "always"
     min_match: float | None = None  # hide scored candidates whose P(True) is below this
-    ve_threshold: float = 0.75  # second look when the first look's normalised top-10 entropy is above
-    ve_band: tuple[float, float] | None = (0.35, 0.65)  # ... or its P(True) is inside this band
+    ve_threshold: float = VE_THRESHOLD  # second look when the first look's normalised top-10 entropy is above
+    ve_band: tuple[float, float] | None = VE_BAND  # ... or its P(True) is inside this band
 
     def __post_init__(self) -> None:
         if self.k < 0:

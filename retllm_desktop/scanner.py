@@ -17,8 +17,7 @@ from pathlib import Path
 
 from .catalog import Catalog, Root
 from .imaging import file_hash, is_supported
-
-Progress = Callable[[str, int, int], None]
+from .progress import Progress
 
 
 @dataclass

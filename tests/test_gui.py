@@ -467,3 +467,50 @@ def test_reopen_waits_for_running_work_on_a_worker(qtbot, tmp_path, settings, mo
     search(qtbot, w, "red car")
     assert w.model.rowCount() == 16
     close_window(w)
+
+
+def test_advanced_settings_reach_the_engine(qtbot, tmp_path, settings, models_dir, monkeypatch):
+    """The tuning knobs live in Settings, are edited in the settings dialog and reach Library/RerankOptions."""
+    from retllm_desktop import config
+    from retllm_desktop.gui import settings_dialog
+
+    w = make_window(qtbot, settings, tmp_path, models_dir)
+    lib = w.library
+    assert (lib.mllm_cache_bytes, lib.mllm_kv_cache_bytes, lib.n_ctx) == (
+        config.MLLM_CACHE_BYTES,
+        config.MLLM_KV_CACHE_BYTES,
+        config.LLM_N_CTX,
+    )
+
+    def only_rerank_knobs(self):
+        self.ve_threshold.setValue(0.6)
+        self.band_low.setValue(0.4)
+        return 1
+
+    monkeypatch.setattr(settings_dialog.SettingsDialog, "exec", only_rerank_knobs)
+    w.show_settings()
+    assert w.library is lib  # nothing the open library depends on changed: no reopen
+    w.rerank_check.setChecked(True)
+    opts = w._rerank_options()
+    assert (opts.ve_threshold, opts.ve_band) == (
+        pytest.approx(0.6),
+        (pytest.approx(0.4), pytest.approx(0.65)),
+    )
+
+    def engine_knobs(self):
+        self.emb_cache.setValue(1.0)
+        self.n_ctx.setValue(2048)
+        self.decoders.setValue(1)
+        self.thumbs.setValue(300)
+        return 1
+
+    monkeypatch.setattr(settings_dialog.SettingsDialog, "exec", engine_knobs)
+    with qtbot.waitSignal(w.library_opened, timeout=WAIT):
+        w.show_settings()
+    lib = w.library
+    assert (lib.mllm_cache_bytes, lib.n_ctx, lib.decode_workers) == (1024**3, 2048, 1)
+    assert lib.mllm_kv_cache_bytes == config.MLLM_KV_CACHE_BYTES  # untouched: exactly as before
+    assert w.thumbs._memory_items == 300
+    saved = Settings.load(settings.path)
+    assert (saved.n_ctx, saved.ve_band, saved.thumb_memory_items) == (2048, (0.4, 0.65), 300)
+    close_window(w)

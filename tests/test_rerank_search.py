@@ -108,8 +108,10 @@ def test_without_llm_search_still_works(library: Library, photo_tree: Path) -> N
 
 
 def test_explain_streams_text(lib: Library, photo_tree: Path) -> None:
-    pieces = list(lib.explain(str(photo_tree / "album-b" / "img02.jpg"), Query(text="a red car")))
-    assert pieces and isinstance("".join(pieces), str)
+    photo = str(photo_tree / "album-b" / "img02.jpg")
+    pieces = list(lib.explain(photo, Query(text="a red car")))
+    assert len(pieces) > 1 and "".join(pieces).strip()  # streamed piece by piece, not one block
+    assert "".join(lib.explain(photo, Query(text="a red car"))) == "".join(pieces)  # greedy: same answer
 
 
 def test_cli_rerank_json(tmp_path: Path, full_models_dir: Path, photo_tree: Path) -> None:

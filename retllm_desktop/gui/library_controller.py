@@ -39,6 +39,10 @@ def open_engine(library_path: str, models_path: str, settings: Settings) -> Libr
         clip_model=settings.clip_model,
         mllm_model=settings.mllm_model,
         threads=settings.threads,
+        decode_workers=settings.decode_workers,
+        mllm_cache_bytes=settings.mllm_cache_bytes,
+        mllm_kv_cache_bytes=settings.mllm_kv_cache_bytes,
+        n_ctx=settings.n_ctx,
     )
 
 

@@ -245,10 +245,8 @@ class LibraryPanel(QWidget):
         self.failures_title.setVisible(n > 0)
         self.failures.setVisible(n > 0)
         clip = status.clip_model or "missing"
-        mllm = getattr(status, "mllm_model", None) or (
-            "missing" if getattr(status, "mllm_error", None) else "—"
-        )
-        if getattr(status, "mllm_model", None) and getattr(status, "mllm_error", None):
+        mllm = status.mllm_model or ("missing" if status.mllm_error else "—")
+        if status.mllm_model and status.mllm_error:
             mllm += " (broken)"
         self.models.setText(f"Search model: {clip}<br>Checking model: {mllm}")
         self._update_buttons()

@@ -107,7 +107,9 @@ class MainWindow(QMainWindow):
         # flight (cancelled, it ends after that candidate); the LLM's own lock serialises the rest.
         self.search_pool = WorkerPool(2, self)
         self.misc_pool = WorkerPool(1, self)  # preview images, chip thumbnails
-        self.thumbs = ThumbnailLoader(None, threads=2, parent=self)
+        self.thumbs = ThumbnailLoader(
+            None, threads=2, memory_items=self.settings.thumb_memory_items, parent=self
+        )
         self.libraries = LibraryController(self.search_pool, self)
 
         self._build_search_bar()
@@ -561,7 +563,11 @@ class MainWindow(QMainWindow):
             return None
         s = self.settings
         return RerankOptions(
-            k=self.k_spin.value(), ve=s.ve, min_match=s.min_match if self.only_check.isChecked() else None
+            k=self.k_spin.value(),
+            ve=s.ve,
+            min_match=s.min_match if self.only_check.isChecked() else None,
+            ve_threshold=s.ve_threshold,
+            ve_band=s.ve_band,
         )
 
     def cancel_search(self) -> None:
@@ -833,6 +839,7 @@ class MainWindow(QMainWindow):
         d = SettingsDialog(self.settings, self.library_path(), self.models_path(), self)
         if d.exec():
             reopen = d.apply()  # first: writes the dialog's values into the settings
+            self.thumbs.set_memory_items(self.settings.thumb_memory_items)
             self.k_spin.blockSignals(True)  # one search below, not one per changed widget
             self.k_spin.setValue(self.settings.rerank_k)
             self.k_spin.blockSignals(False)

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import config
+from ..rerank import VE_BAND, VE_MODES, VE_THRESHOLD
 
 ENV_SETTINGS = "RETLLM_GUI_SETTINGS"
-VE_MODES = ("auto", "off", "always")
 SORT_MODES = ("relevance", "newest", "oldest")
 
 
@@ -40,6 +40,14 @@ class Settings:
     image_weight: float = 0.5
     sort: str = "relevance"
     thumb_size: int = 160  # logical pixels
+    # Tuning (Settings ▸ Advanced); None = automatic. Changing the first four reopens the library.
+    decode_workers: int | None = None  # parallel photo decoders while indexing (None: up to 4)
+    mllm_cache_bytes: int = config.MLLM_CACHE_BYTES  # disk cache of checked photos' image embeddings
+    mllm_kv_cache_bytes: int = config.MLLM_KV_CACHE_BYTES  # disk cache of the LLM's state per photo
+    n_ctx: int = config.LLM_N_CTX  # the LLM's context window (tokens)
+    ve_threshold: float = VE_THRESHOLD  # second look when the first look's entropy is above this
+    ve_band: tuple[float, float] = VE_BAND  # ... or when its P(True) lies in this band
+    thumb_memory_items: int = config.THUMB_MEMORY_ITEMS  # thumbnails kept decoded in memory
     setup_done: bool = False
     geometry: str | None = None  # base64 of QMainWindow.saveGeometry()
     window_state: str | None = None
@@ -62,6 +70,8 @@ class Settings:
         for key, value in data.items():
             if key in known:
                 default = getattr(defaults, key)
+                if isinstance(default, tuple) and isinstance(value, list):
+                    value = tuple(value)  # JSON has no tuples
                 if default is None or value is None or isinstance(value, type(default)):
                     setattr(s, key, value)
                 elif isinstance(default, float) and isinstance(value, int):
@@ -83,6 +93,18 @@ class Settings:
         self.thumb_size = max(64, min(int(self.thumb_size), 512))
         if self.threads is not None and self.threads < 1:
             self.threads = None
+        if self.decode_workers is not None and self.decode_workers < 1:
+            self.decode_workers = None
+        self.mllm_cache_bytes = max(0, int(self.mllm_cache_bytes))
+        self.mllm_kv_cache_bytes = max(0, int(self.mllm_kv_cache_bytes))
+        self.n_ctx = max(512, min(int(self.n_ctx), 131_072))
+        self.ve_threshold = max(0.0, min(float(self.ve_threshold), 1.0))
+        try:
+            low, high = sorted(max(0.0, min(float(x), 1.0)) for x in self.ve_band)
+            self.ve_band = (low, high)
+        except (TypeError, ValueError):
+            self.ve_band = VE_BAND
+        self.thumb_memory_items = max(100, int(self.thumb_memory_items))
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

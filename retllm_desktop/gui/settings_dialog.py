@@ -1,4 +1,4 @@
-"""Preferences: library and models folders, threads, rerank defaults, result count, thumbnail size."""
+"""Preferences: library and models folders, threads, rerank defaults, result count; advanced tuning knobs."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
+    QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -20,6 +21,8 @@ from PySide6.QtWidgets import (
 )
 
 from .settings import VE_MODES, Settings
+
+GIB = 1024**3
 
 VE_LABELS = {
     "auto": "When unsure (recommended)",
@@ -104,6 +107,7 @@ class SettingsDialog(QDialog):
         self.top.setValue(settings.top)
         self.top.setAccessibleName("Results to show")
         form.addRow("&Results to show:", self.top)
+        form.addRow(self._advanced(settings))
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self
         )
@@ -112,10 +116,70 @@ class SettingsDialog(QDialog):
         form.addRow(buttons)
         self.setMinimumWidth(560)  # room for folder paths
 
+    def _advanced(self, s: Settings) -> QGroupBox:
+        """Tuning knobs: sizes of the caches, the LLM's context, when to take a second look."""
+        box = QGroupBox("Advanced", self)
+        form = QFormLayout(box)
+
+        def spin(lo: int, hi: int, value: int, name: str, step: int = 1) -> QSpinBox:
+            w = QSpinBox(box)
+            w.setRange(lo, hi)
+            w.setSingleStep(step)
+            w.setValue(value)
+            w.setAccessibleName(name)
+            return w
+
+        def dspin(
+            lo: float, hi: float, value: float, name: str, step: float, suffix: str = ""
+        ) -> QDoubleSpinBox:
+            w = QDoubleSpinBox(box)
+            w.setRange(lo, hi)
+            w.setSingleStep(step)
+            w.setValue(value)
+            w.setSuffix(suffix)
+            w.setAccessibleName(name)
+            return w
+
+        self.decoders = spin(0, 64, s.decode_workers or 0, "Photo decoders")
+        self.decoders.setSpecialValueText("automatic")
+        form.addRow("Photo &decoders while indexing:", self.decoders)
+        self.emb_cache = dspin(0.0, 1024.0, s.mllm_cache_bytes / GIB, "Image embedding cache", 0.5, " GB")
+        self.emb_cache.setToolTip("Disk space for the checking model's view of photos it has checked")
+        form.addRow("Checked-photo &cache:", self.emb_cache)
+        self.kv_cache = dspin(0.0, 1024.0, s.mllm_kv_cache_bytes / GIB, "LLM state cache", 0.5, " GB")
+        self.kv_cache.setToolTip(
+            "Disk space for the checking model's state after each photo (fast re-checks)"
+        )
+        form.addRow("Checking-model &state cache:", self.kv_cache)
+        self._shown = (self.emb_cache.value(), self.kv_cache.value())
+        self.n_ctx = spin(512, 131_072, s.n_ctx, "LLM context window", step=512)
+        self.n_ctx.setSuffix(" tokens")
+        form.addRow("Checking-model &context:", self.n_ctx)
+        self.ve_threshold = dspin(0.0, 1.0, s.ve_threshold, "Second look threshold", 0.05)
+        self.ve_threshold.setToolTip("“When unsure”: look again when the answer's entropy is above this")
+        form.addRow("Second look when &unsure above:", self.ve_threshold)
+        band = QHBoxLayout()
+        self.band_low = dspin(0.0, 1.0, s.ve_band[0], "Uncertain band from", 0.05)
+        self.band_high = dspin(0.0, 1.0, s.ve_band[1], "Uncertain band to", 0.05)
+        band.addWidget(self.band_low)
+        band.addWidget(QLabel("to", box))
+        band.addWidget(self.band_high)
+        form.addRow("… or when P(True) is &between:", band)
+        self.thumbs = spin(100, 100_000, s.thumb_memory_items, "Thumbnails in memory", step=500)
+        form.addRow("&Thumbnails kept in memory:", self.thumbs)
+        return box
+
     def apply(self) -> bool:
         """Write the values into the settings; True when the library must be reopened."""
         s = self.settings
-        before = (s.library, s.models_dir, s.clip_model, s.mllm_model, s.threads)
+
+        def engine() -> tuple:
+            return (
+                s.library, s.models_dir, s.clip_model, s.mllm_model, s.threads,
+                s.decode_workers, s.mllm_cache_bytes, s.mllm_kv_cache_bytes, s.n_ctx,
+            )  # fmt: skip
+
+        before = engine()
         s.library = self.library.text().strip() or None
         s.models_dir = self.models.text().strip() or None
         s.clip_model = self.clip.text().strip() or None
@@ -125,6 +189,15 @@ class SettingsDialog(QDialog):
         s.ve = self.ve.currentData()
         s.min_match = self.cutoff.value()
         s.top = self.top.value()
+        s.decode_workers = self.decoders.value() or None
+        if self.emb_cache.value() != self._shown[0]:  # untouched: keep the exact byte count
+            s.mllm_cache_bytes = int(self.emb_cache.value() * GIB)
+        if self.kv_cache.value() != self._shown[1]:
+            s.mllm_kv_cache_bytes = int(self.kv_cache.value() * GIB)
+        s.n_ctx = self.n_ctx.value()
+        s.ve_threshold = self.ve_threshold.value()
+        s.ve_band = (self.band_low.value(), self.band_high.value())
+        s.thumb_memory_items = self.thumbs.value()
         s.sanitize()
         s.save()
-        return before != (s.library, s.models_dir, s.clip_model, s.mllm_model, s.threads)
+        return before != engine()

@@ -1,15 +1,15 @@
 """First run / missing models: what each model is for, its size, download with progress or use local files.
 
-The model registry and downloader (``retllm_desktop.models.hub.registry`` / ``.download``) are imported
-lazily; without them the dialog still explains what is missing and offers local folders.
+Downloads go through ``models.hub.download`` (the same code as ``retllm-desktop models download``) on a
+worker; an entry without pinned checksums downloads only after the user said yes.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
@@ -32,6 +32,8 @@ from PySide6.QtWidgets import (
 from shiboken6 import isValid
 
 from ..errors import RetllmError
+from ..models.hub import download
+from ..models.hub.registry import ModelEntry, load_registry
 from .qtcompat import emit
 from .workers import CallWorker, WorkerPool
 
@@ -48,13 +50,10 @@ ROLE_TEXT = {
 }
 
 
-def human_size(n: Any) -> str:
-    if isinstance(n, str):
-        return n
-    try:
-        n = float(n)
-    except (TypeError, ValueError):
+def human_size(n: float | None) -> str:
+    if not n:
         return "?"
+    n = float(n)
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1000 or unit == "GB":
             return f"{n:.0f} {unit}" if unit in ("B", "KB") else f"{n:.1f} {unit}"
@@ -62,45 +61,12 @@ def human_size(n: Any) -> str:
     return f"{n:.1f} GB"
 
 
-def registry_entries() -> tuple[list[Any], str | None]:
-    """(entries, None) from the model registry, or ([], why not) when it is not available."""
+def registry_entries(paths: Sequence[Path] | None = None) -> tuple[list[ModelEntry], str | None]:
+    """(entries, None) from the model registry, or ([], why not) when its files cannot be read."""
     try:
-        from ..models.hub.registry import load_registry  # type: ignore[import-not-found]
-    except Exception as e:  # noqa: BLE001 - module still being written, or broken
-        return [], f"model downloads are not available in this build ({type(e).__name__}: {e})"
-    try:
-        reg = load_registry()
-    except Exception as e:  # noqa: BLE001
+        return list(load_registry(paths)), None
+    except RetllmError as e:
         return [], f"the model list could not be read: {e}"
-    for attr in ("entries", "models"):
-        value = getattr(reg, attr, None)
-        if value is not None:
-            reg = value
-            break
-    if isinstance(reg, dict):
-        reg = list(reg.values())
-    return list(reg or []), None
-
-
-def entry_field(entry: Any, name: str, default: Any = None) -> Any:
-    if isinstance(entry, dict):
-        return entry.get(name, default)
-    return getattr(entry, name, default)
-
-
-def _entry_size(entry: Any) -> str:
-    approx = entry_field(entry, "approx_bytes")
-    if callable(approx):
-        try:
-            approx = approx()
-        except Exception:  # noqa: BLE001
-            approx = None
-    if approx:
-        return human_size(approx)
-    mb = entry_field(entry, "size_mb")
-    if mb:
-        return human_size(float(mb) * 1e6)
-    return human_size(entry_field(entry, "size", entry_field(entry, "size_bytes")))
 
 
 class SetupDialog(QDialog):
@@ -108,7 +74,14 @@ class SetupDialog(QDialog):
 
     models_changed = Signal(str)
 
-    def __init__(self, models_dir: str, clip_error: str | None, mllm_error: str | None, parent=None) -> None:
+    def __init__(
+        self,
+        models_dir: str,
+        clip_error: str | None,
+        mllm_error: str | None,
+        parent=None,
+        registry: Sequence[Path] | None = None,  # registry files (default: the ones in resources/)
+    ) -> None:
         super().__init__(parent)
         self.setObjectName("setupDialog")
         self.setWindowTitle("Set up models")
@@ -140,7 +113,7 @@ class SetupDialog(QDialog):
         body_lay.setContentsMargins(0, 0, 0, 0)
         scroll.setWidget(body)
         lay.addWidget(scroll, 1)
-        entries, why_not = registry_entries()
+        entries, why_not = registry_entries(registry)
         self.entries = entries
         self.download_note = why_not
         for role in ("clip", "mllm"):
@@ -153,21 +126,19 @@ class SetupDialog(QDialog):
             grid.addWidget(desc, 0, 0, 1, 3)
             row = 1
             for entry in entries:
-                if entry_field(entry, "role") != role:
+                if entry.role != role:
                     continue
-                name = str(entry_field(entry, "name", "?"))
+                name = entry.name
                 details = " · ".join(
                     x
                     for x in (
-                        _entry_size(entry),
-                        str(entry_field(entry, "licence", entry_field(entry, "license", "")) or ""),
-                        "" if entry_field(entry, "pinned", True) else "unverified: no pinned checksum",
+                        human_size(entry.approx_bytes),
+                        entry.licence or "",
+                        "" if entry.pinned else "unverified: no pinned checksum",
                     )
                     if x and x != "?"
                 )
-                info = QLabel(
-                    f"<b>{name}</b> ({details})<br>{entry_field(entry, 'description', '') or ''}", box
-                )
+                info = QLabel(f"<b>{name}</b> ({details})<br>{entry.description}", box)
                 info.setWordWrap(True)
                 bar = QProgressBar(box)
                 bar.setAccessibleName(f"Download progress of {name}")
@@ -220,20 +191,15 @@ class SetupDialog(QDialog):
         self.resize(760, 680)
 
     # -- actions -------------------------------------------------------------------------------------
-    def download(self, entry: Any, button: QPushButton, bar: QProgressBar) -> None:
-        name = str(entry_field(entry, "name", "?"))
+    def download(self, entry: ModelEntry, button: QPushButton, bar: QProgressBar) -> None:
+        name = entry.name
         running = self._downloads.get(name)
         if running is not None and not running.done.is_set():
             running.cancel.set()
             button.setText("Download")
             return
-        try:
-            from ..models.hub.download import download_model  # type: ignore[import-not-found]
-        except Exception as e:  # noqa: BLE001
-            QMessageBox.information(self, "Download", f"Downloading is not available in this build ({e}).")
-            return
         models_dir = self.models_dir
-        unverified = not entry_field(entry, "pinned", True)
+        unverified = not entry.pinned
         if unverified:  # the same explicit consent as the CLI's --allow-unverified
             answer = QMessageBox.question(
                 self,
@@ -246,11 +212,11 @@ class SetupDialog(QDialog):
             if answer != QMessageBox.StandardButton.Yes:
                 return
 
-        def run(worker: CallWorker) -> Any:
+        def run(worker: CallWorker) -> Path:
             def progress(done: int, total: int) -> None:
                 emit(worker.signals.progress, "download", int(done // 1024), int(max(total, 0) // 1024))
 
-            return download_model(
+            return download.download_model(
                 entry, Path(models_dir), progress=progress, cancel=worker.cancel, allow_unverified=unverified
             )
 
@@ -267,7 +233,7 @@ class SetupDialog(QDialog):
                 bar.setValue(min(done, total))
                 bar.setFormat(f"{human_size(done * 1024)} / {human_size(total * 1024)}")
 
-        def finished(result: Any) -> None:
+        def finished(result: Path | None) -> None:
             button.setText("Download")
             if w.cancel.is_set() or result is None:
                 bar.setVisible(False)

@@ -16,6 +16,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 from PySide6.QtGui import QImage, QPixmap
 
+from ..config import THUMB_MEMORY_ITEMS
 from .qtcompat import emit
 
 
@@ -97,7 +98,13 @@ class ThumbnailLoader(QObject):
     ready = Signal(str)  # key
     failed = Signal(str, str)  # key, reason
 
-    def __init__(self, cache_dir: str | Path | None, threads: int = 2, memory_items: int = 2500, parent=None):
+    def __init__(
+        self,
+        cache_dir: str | Path | None,
+        threads: int = 2,
+        memory_items: int = THUMB_MEMORY_ITEMS,
+        parent=None,
+    ):
         super().__init__(parent)
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.pool = QThreadPool(self)
@@ -121,6 +128,11 @@ class ThumbnailLoader(QObject):
         if self.cache_dir is None or not content_hash:
             return None
         return self.cache_dir / str(px) / content_hash[:2] / f"{content_hash}.jpg"
+
+    def set_memory_items(self, n: int) -> None:
+        self._memory_items = max(1, int(n))
+        while len(self._memory) > self._memory_items:
+            self._memory.popitem(last=False)
 
     def set_cache_dir(self, cache_dir: str | Path | None) -> None:
         self.cache_dir = Path(cache_dir) if cache_dir else None

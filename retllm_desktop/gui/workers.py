@@ -171,10 +171,7 @@ class ExplainWorker(Worker):
         self.library, self.path, self.query = library, path, query
 
     def work(self) -> Any:
-        explain = getattr(self.library, "explain", None)
-        if explain is None:
-            raise RetllmError("explanations are not available in this build")
-        for chunk in explain(self.path, self.query):
+        for chunk in self.library.explain(self.path, self.query):
             if self.cancel.is_set():
                 return None
             self.emit_update(str(chunk))

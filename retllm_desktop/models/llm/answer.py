@@ -16,6 +16,9 @@ import numpy as np
 from ...errors import RetllmError
 from .fine_score import VE_MODES
 
+VE_THRESHOLD = 0.75  # the paper's trigger: a second look when normalised top-10 entropy is above
+VE_BAND = (0.35, 0.65)  # ... or when P(True) is inside this band
+
 ENTROPY_TOP_K = 10  # the paper's top-k for the confidence entropy
 
 
@@ -62,8 +65,8 @@ class SecondLook:
     """
 
     mode: str = "auto"
-    entropy_threshold: float = 0.75
-    band: tuple[float, float] | None = (0.35, 0.65)
+    entropy_threshold: float = VE_THRESHOLD
+    band: tuple[float, float] | None = VE_BAND
 
     def __post_init__(self) -> None:
         if self.mode not in VE_MODES:

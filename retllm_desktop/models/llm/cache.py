@@ -27,9 +27,11 @@ from typing import Any
 
 import numpy as np
 
+from ...config import MLLM_CACHE_BYTES
+
 _MAGIC = b"RLEMB1\n"
 _SUFFIX = ".emb"
-DEFAULT_MAX_BYTES = 2 * 1024**3
+DEFAULT_MAX_BYTES = MLLM_CACHE_BYTES
 
 
 @dataclass

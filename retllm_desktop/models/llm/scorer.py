@@ -32,9 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from ...config import default_threads
+from ...config import LLM_N_CTX, default_threads
 from ...errors import CancelledError, ImageError, ModelLoadError, RetllmError
-from .answer import SecondLook, answer_stats, combine_passes
+from .answer import VE_BAND, VE_THRESHOLD, SecondLook, answer_stats, combine_passes
 from .cache import EmbeddingCache
 from .fine_score import VE_MODES, FineScore
 from .images import ImageRef, prepare_image
@@ -77,10 +77,10 @@ class MllmScorer:
         self,
         model_dir: str | os.PathLike[str],
         threads: int | None = None,
-        n_ctx: int = 4096,
+        n_ctx: int = LLM_N_CTX,
         cache: EmbeddingCache | None = None,
-        ve_threshold: float = 0.75,
-        ambiguous_band: tuple[float, float] | None = (0.35, 0.65),
+        ve_threshold: float = VE_THRESHOLD,
+        ambiguous_band: tuple[float, float] | None = VE_BAND,
         *,
         n_batch: int = 512,
         ve_view: str | None = None,
