@@ -55,6 +55,9 @@ class LibraryStatus:
     failed_files: list[dict[str, Any]] = field(default_factory=list)
     search_model: str | None = None  # differs from clip_model while a switched-to model is being filled
     taken_range: tuple[str | None, str | None] = (None, None)  # earliest, latest EXIF capture time
+    places: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # catalog.PlaceCount as dicts, most photos first
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -749,4 +752,5 @@ class Library:
             mllm_model=mllm_model,
             mllm_error=mllm_error,
             taken_range=self.catalog.date_range(),
+            places=[asdict(p) for p in self.catalog.place_counts()],
         )

@@ -402,6 +402,7 @@ def understand(
     if gazetteer is not None:
         _find_places(text, gazetteer, library_places or {}, ignored, taken, out)
     out.text = _remaining(text, taken)
+    out.chips.sort(key=lambda c: text.find(c.source))  # in the order the query says them
     return out
 
 

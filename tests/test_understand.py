@@ -182,8 +182,8 @@ def test_ambiguous_names_resolve_to_the_library(gaz) -> None:
 def test_ignored_phrases_stay_literal(gaz) -> None:
     u = understand("beach in Lisbon summer 2019", gaz, today=TODAY)
     assert [(c.kind, c.label, c.source) for c in u.chips] == [
-        ("date", "Jun 2019 – Aug 2019", "summer 2019"),
         ("place", "Lisbon, Portugal", "Lisbon"),
+        ("date", "Jun 2019 – Aug 2019", "summer 2019"),
     ]
     kept = understand("beach in Lisbon summer 2019", gaz, today=TODAY, ignore=["Lisbon"])
     assert kept.text == "beach in Lisbon" and kept.places == [] and kept.date_from == date(2019, 6, 1)

@@ -39,6 +39,7 @@ from ..rerank import RerankOptions
 from ..search import Query
 from .library_controller import LibraryController
 from .library_panel import LibraryPanel, format_eta
+from .places_panel import PlacesPanel
 from .preview import PreviewDialog, show_in_folder
 from .qtcompat import emit
 from .results_model import ResultsModel, ThumbDelegate
@@ -90,6 +91,9 @@ class MainWindow(QMainWindow):
         self._mllm_msg: str | None = None
         self._status: LibraryStatus | None = None
         self._query_image: str | None = None
+        self._ignored: list[str] = []  # understood phrases the user removed (chips): searched as typed
+        self._ignored_for = ""  # ...for this query text (a new text starts over)
+        self._place_filter: tuple[str, str] | None = None  # (key, label) picked in the Places list
         self._eta: tuple[str, float, int] = ("", 0.0, 0)
         self._preview: PreviewDialog | None = None
         self._setup: SetupDialog | None = None
@@ -135,6 +139,7 @@ class MainWindow(QMainWindow):
         bar.options_changed.connect(self._options_changed)
         bar.sort_changed.connect(self._sort_changed)
         bar.setup_link.connect(self.show_setup)
+        bar.understood.removed.connect(self._chip_removed)
         bar.chip.removed.connect(self.clear_query_image)
         # The widgets the window reads and tests drive.
         self.search_edit, self.chip, self.banner = bar.search_edit, bar.chip, bar.banner
@@ -209,6 +214,13 @@ class MainWindow(QMainWindow):
             QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetClosable
         )
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.dock)
+        self.places_panel = PlacesPanel(self)
+        self.places_panel.place_chosen.connect(self.filter_by_place)
+        self.places_dock = QDockWidget("Places", self)
+        self.places_dock.setObjectName("placesDock")
+        self.places_dock.setWidget(self.places_panel)
+        self.places_dock.setFeatures(self.dock.features())
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.places_dock)
 
     def _build_status_bar(self) -> None:
         sb = self.statusBar()
@@ -269,6 +281,7 @@ class MainWindow(QMainWindow):
         action(m, "Find &similar", lambda: self.find_similar(), "Ctrl+Shift+S")
         m = self.menuBar().addMenu("&View")
         m.addAction(self.dock.toggleViewAction())
+        m.addAction(self.places_dock.toggleViewAction())
         action(m, "&Larger thumbnails", lambda: self.zoom(1), QKeySequence.StandardKey.ZoomIn)
         action(m, "&Smaller thumbnails", lambda: self.zoom(-1), QKeySequence.StandardKey.ZoomOut)
         m = self.menuBar().addMenu("&Help")
@@ -348,6 +361,7 @@ class MainWindow(QMainWindow):
         self._clip_error = st.clip_error
         self._mllm_ok, self._mllm_msg = llm_state(st)
         self.panel.set_status(st)
+        self.places_panel.set_places(st.places)
         n = st.photos
         self.count_label.setText(f"{n:,} photo{'s' if n != 1 else ''}")
         self.bar.set_rerank_available(self._mllm_ok, self._mllm_msg)
@@ -517,6 +531,8 @@ class MainWindow(QMainWindow):
         self.search_edit.selectAll()
 
     def clear_search(self) -> None:
+        self._place_filter = None
+        self.bar.understood.set_chips([], None)
         if self.search_edit.text():
             self.search_edit.clear()
         elif self._query_image:
@@ -579,7 +595,7 @@ class MainWindow(QMainWindow):
         if self._closing:
             return
         text = self.search_edit.text().strip()
-        if not text and not self._query_image:
+        if not text and not self._query_image and not self._place_filter:
             self.clear_search()
             return
         if self.library is None:
@@ -591,6 +607,11 @@ class MainWindow(QMainWindow):
             self._set_banner(MISSING_CLIP.format(self._clip_error))
             return
         date_from, date_to = self.bar.date_filter()
+        if text != self._ignored_for:  # a new query: understand all of it again
+            self._ignored, self._ignored_for = [], text
+        literal = False
+        if not text and not self._query_image and self._place_filter:
+            text, literal = self._place_filter[1], True  # only a place: its name ranks its photos
         try:
             query = Query(
                 text=text or None,
@@ -598,6 +619,9 @@ class MainWindow(QMainWindow):
                 image_weight=self.settings.image_weight,
                 date_from=date_from,
                 date_to=date_to,
+                places=(self._place_filter[0],) if self._place_filter else (),
+                literal=literal,
+                ignore=tuple(self._ignored),
             )
         except RetllmError as e:
             self.status_label.setText(str(e))
@@ -606,9 +630,40 @@ class MainWindow(QMainWindow):
         self.status_label.setText("Searching…")
         self.searches.start(self.library, query, self.settings.top, self._rerank_options())
 
+    def filter_by_place(self, key: str, label: str) -> None:
+        """A place picked in the Places list: only its photos, with whatever the search field says."""
+        self._place_filter = (key, label)
+        self.run_search()
+
+    def _chip_removed(self, chip_id: str) -> None:
+        if chip_id == "place-filter":
+            self._place_filter = None
+            self.places_panel.list.clearSelection()
+        else:
+            self._ignored.append(chip_id)
+        if self.search_edit.text().strip() or self._query_image or self._place_filter:
+            self.run_search()
+        else:
+            self.clear_search()
+
+    def _show_understood(self, upd: SearchUpdate) -> None:
+        chips: list[tuple[str, str, str]] = []
+        if self._place_filter:
+            chips.append(("place-filter", "In ", self._place_filter[1]))
+        u = upd.understood or {}
+        note = None
+        if u.get("literal") and u.get("message"):
+            note = u["message"][0].upper() + u["message"][1:] + "."
+        else:
+            for c in u.get("chips", []):
+                chips.append((c["source"], "", c["label"]))
+        self.bar.understood.set_chips(chips, note)
+
     def _on_search_update(self, upd: SearchUpdate, first: bool) -> None:
         if self._closing:
             return
+        if first:
+            self._show_understood(upd)
         if upd.results:
             self.stack.setCurrentWidget(self.view)
             if first:

@@ -68,6 +68,56 @@ class QueryChip(QFrame):
         self.icon.setPixmap(QPixmap())
 
 
+class UnderstoodChips(QWidget):
+    """What the query was understood as: "Lisbon, Portugal ✕", "Jun 2019 – Aug 2019 ✕"; ✕ keeps it literal."""
+
+    removed = Signal(
+        str
+    )  # the chip's id: the phrase's source text, or "place-filter" for the Places list pick
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("understoodChips")
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(6)
+        self._lay = QHBoxLayout()
+        self._lay.setSpacing(6)
+        lay.addLayout(self._lay)
+        self.note = QLabel(self)
+        self.note.setObjectName("understoodNote")
+        self.note.setWordWrap(True)
+        lay.addWidget(self.note, 1)
+        lay.addStretch(0)
+        self.chips: list[tuple[str, str]] = []  # (id, label) shown, in order
+        self.setVisible(False)
+
+    def set_chips(self, chips: list[tuple[str, str, str]], note: str | None) -> None:
+        """``chips``: (id, icon, label)."""
+        while self._lay.count():
+            w = self._lay.takeAt(0).widget()
+            if w is not None:
+                w.hide()
+                w.setParent(None)
+                w.deleteLater()
+        self.chips = [(cid, label) for cid, _icon, label in chips]
+        for n, (cid, icon, label) in enumerate(chips):
+            btn = QToolButton(self)
+            btn.setObjectName("chip")
+            btn.setText(f"{icon}{label}  ✕")
+            btn.setToolTip(f"Understood as a filter: {label}. Click to search the words as typed instead.")
+            btn.setAccessibleName(f"Remove filter {label}")
+            btn.setStyleSheet(
+                "QToolButton#chip { border: 1px solid palette(mid); border-radius: 9px; padding: 1px 8px; }"
+            )
+            btn.clicked.connect(lambda *_, cid=cid: emit(self.removed, cid))
+            self._lay.insertWidget(n, btn)
+            btn.show()
+        self.note.setText(note or "")
+        self.note.setVisible(bool(note))
+        self.setVisible(bool(chips or note))
+
+
 class SearchBar(QWidget):
     """The widgets above the results grid."""
 
@@ -104,6 +154,7 @@ class SearchBar(QWidget):
         row1.addWidget(self.chip)
         row1.addWidget(self.search_edit, 1)
         row1.addWidget(self.search_btn)
+        self.understood = UnderstoodChips(self)
 
         self.rerank_check = QCheckBox("Double-check top", self)
         self.rerank_check.setChecked(s.rerank)
@@ -185,6 +236,7 @@ class SearchBar(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(10, 8, 10, 4)
         lay.addLayout(row1)
+        lay.addWidget(self.understood)
         lay.addLayout(row2)
         lay.addLayout(self._row3)
         lay.addWidget(self.banner)

@@ -1,0 +1,95 @@
+"""The app's places and understood-query chips (pytest-qt, Qt offscreen): real Library, synthetic CLIP."""
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+pytest.importorskip("PySide6")
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import Qt  # noqa: E402
+from PySide6.QtWidgets import QToolButton  # noqa: E402
+
+from retllm_desktop.gui.main_window import MainWindow  # noqa: E402
+from retllm_desktop.gui.settings import Settings  # noqa: E402
+
+from . import helpers_places as hp  # noqa: E402
+
+WAIT = 60_000
+
+
+@pytest.fixture
+def trip(tmp_path: Path) -> Path:
+    root = tmp_path / "trips"
+    for i in range(4):
+        hp.gps_photo(root / f"lisbon{i}.jpg", *hp.LISBON, seed=i, taken=f"2019:07:{10 + i:02d} 12:00:00")
+    for i in range(3):
+        hp.gps_photo(
+            root / f"paris{i}.jpg", *hp.EIFFEL_TOWER, seed=10 + i, taken=f"2021:12:{24 + i} 18:00:00"
+        )
+    for i in range(2):
+        hp.gps_photo(root / f"home{i}.jpg", None, None, seed=20 + i)
+    return root
+
+
+def _search(qtbot, w: MainWindow, text: str) -> None:
+    w.search_edit.setText(text)
+    with qtbot.waitSignal(w.search_finished, timeout=WAIT):
+        qtbot.keyClick(w.search_edit, Qt.Key.Key_Return)
+
+
+def _names(w: MainWindow) -> set[str]:
+    return {Path(w.model.result(i).photo.path).name for i in range(w.model.rowCount())}
+
+
+def _chips(w: MainWindow) -> list[QToolButton]:
+    return [b for b in w.bar.understood.findChildren(QToolButton) if b.isVisible()]
+
+
+def test_chips_places_list_and_fallback(qtbot, tmp_path, clip_models_dir, trip, monkeypatch):
+    monkeypatch.setenv("RETLLM_TODAY", "2026-11-26")
+    s = Settings.load(tmp_path / "gui.json")
+    s.rerank, s.setup_done = False, True
+    w = MainWindow(s, library=tmp_path / "library", models_dir=clip_models_dir)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitUntil(lambda: w._status is not None, timeout=WAIT)
+    with qtbot.waitSignal(w.index_finished, timeout=WAIT):
+        w.index_folders([str(trip)])
+    qtbot.waitUntil(lambda: "city:2267057" in w.places_panel.keys(), timeout=WAIT)
+    items = [w.places_panel.list.item(i).text() for i in range(w.places_panel.list.count())]
+    assert any("Lisbon, Portugal" in t and "(4)" in t for t in items)
+    assert any("France" in t and "(3)" in t for t in items)
+
+    # understood: a chip per phrase, only Lisbon's photos
+    _search(qtbot, w, "beach in Lisbon summer 2019")
+    assert _names(w) == {f"lisbon{i}.jpg" for i in range(4)}
+    labels = [b.text() for b in _chips(w)]
+    assert any("Lisbon, Portugal" in t for t in labels) and any("Jun 2019" in t for t in labels)
+    # removing the place chip searches "Lisbon" as a word again; the date chip stays
+    lisbon_chip = next(b for b in _chips(w) if "Lisbon" in b.text())
+    with qtbot.waitSignal(w.search_finished, timeout=WAIT):
+        qtbot.mouseClick(lisbon_chip, Qt.MouseButton.LeftButton)
+    assert [b.text() for b in _chips(w) if "Lisbon" in b.text()] == []
+    assert any("Jun 2019" in b.text() for b in _chips(w))
+    assert _names(w) == {f"lisbon{i}.jpg" for i in range(4)}  # the date alone still picks them
+
+    # a filter that matches nothing: the words as typed, and a note saying so
+    _search(qtbot, w, "Paris in summer 2019")
+    assert len(_names(w)) == 9
+    assert "searched for the words as typed" in w.bar.understood.note.text()
+    assert _chips(w) == []
+
+    # the Places list filters (here without any text), shown as a removable chip
+    w.search_edit.clear()
+    with qtbot.waitSignal(w.search_finished, timeout=WAIT):
+        w.places_panel.choose("country:FR")
+    assert _names(w) == {f"paris{i}.jpg" for i in range(3)}
+    chip = next(b for b in _chips(w) if "France" in b.text())
+    qtbot.mouseClick(chip, Qt.MouseButton.LeftButton)
+    assert w._place_filter is None and w.model.rowCount() == 0
+    w.close()
