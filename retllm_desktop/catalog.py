@@ -179,6 +179,15 @@ class Failure:
     failed_at: float
 
 
+SKIPPED_PREFIX = "skipped: "  # failures rows for special files the scanner passes over on purpose
+
+
+def _skipped_filter(skipped: bool | None) -> str:
+    if skipped is None:
+        return ""
+    return f" WHERE reason {'' if skipped else 'NOT '}LIKE '{SKIPPED_PREFIX}%'"
+
+
 class CatalogError(RetllmError):
     pass
 
@@ -665,14 +674,16 @@ class Catalog:
         rows = self._conn.execute("SELECT path, size, mtime_ns FROM failures WHERE root_id = ?", (root_id,))
         return {r[0]: (r[1], r[2]) for r in rows}
 
-    def failures(self, limit: int | None = None) -> list[Failure]:
-        q = "SELECT path, reason, size, mtime_ns, failed_at FROM failures ORDER BY path"
+    def failures(self, limit: int | None = None, skipped: bool | None = None) -> list[Failure]:
+        """Failed files; ``skipped`` True/False: only / no special files passed over on purpose."""
+        q = "SELECT path, reason, size, mtime_ns, failed_at FROM failures" + _skipped_filter(skipped)
+        q += " ORDER BY path"
         if limit:
             q += f" LIMIT {int(limit)}"
         return [Failure(*r) for r in self._conn.execute(q)]
 
-    def count_failures(self) -> int:
-        return self._conn.execute("SELECT count(*) FROM failures").fetchone()[0]
+    def count_failures(self, skipped: bool | None = None) -> int:
+        return self._conn.execute("SELECT count(*) FROM failures" + _skipped_filter(skipped)).fetchone()[0]
 
     # -- places ----------------------------------------------------------------------------------
     def photos_needing_places(self, gazetteer_version: str) -> list[tuple[int, float, float]]:

@@ -83,3 +83,8 @@ def cache_dir() -> Path:
 
 def default_threads() -> int:
     return max(1, os.cpu_count() or 1)
+
+
+def max_threads() -> int:
+    """The most CPU threads a model may be given: more only thrash (and each costs memory in llama.cpp)."""
+    return max(8, 4 * (os.cpu_count() or 1))

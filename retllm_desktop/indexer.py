@@ -45,8 +45,11 @@ class IndexSummary:
     updated: int = 0
     moved: int = 0
     removed: int = 0
-    failed: int = 0
-    unchanged: int = 0
+    failed: int = 0  # files that cannot be indexed (new failures and ones still failing)
+    skipped: int = 0  # special files passed over on purpose (FIFOs, dangling symlinks, loops)
+    unchanged: int = (
+        0  # photos neither added, updated nor moved (added+updated+moved+unchanged+offline = total)
+    )
     reused: int = 0  # new files whose identical content was already embedded (copies)
     offline: int = 0  # photos on roots that are not reachable right now
     total: int = 0
@@ -107,13 +110,16 @@ class Indexer:
             self.catalog.delete_photos(plan.removed)
             for path in plan.stale_failures:
                 self.catalog.clear_failure(path)
-            for fs, reason in plan.failed:
+            for fs, reason in plan.failed + plan.skipped:
                 self.catalog.record_failure(fs.path, fs.root_id, reason, fs.size or None, fs.mtime_ns or None)
         self.index.remove(plan.removed)
         summary.moved = len(plan.moved)
         summary.removed = len(plan.removed)
+        # Counts add up: failed = files that failed in this run (unchanged old failures are not retried, and
+        # are listed by `status`); photos are counted as unchanged at the end (total - offline - added -
+        # updated - moved), so a failed file is never counted as an unchanged photo.
         summary.failed = len(plan.failed)
-        summary.unchanged = plan.unchanged + plan.skipped_failed + len(plan.touched)
+        summary.skipped = len(plan.skipped)
 
     # -- stage 2: pixels → vectors ---------------------------------------------------------------
     def _prepare(self, fs: FileStat) -> _Prepared:
@@ -265,5 +271,8 @@ class Indexer:
                 self.catalog.mark_root_scanned(root.id)
         summary.total = self.catalog.count_photos()
         summary.offline = self.catalog.count_photos("offline")
+        summary.unchanged = max(
+            0, summary.total - summary.offline - summary.added - summary.updated - summary.moved
+        )
         summary.seconds = round(time.perf_counter() - t0, 3)
         return summary

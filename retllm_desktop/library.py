@@ -53,6 +53,8 @@ class LibraryStatus:
     mllm_model: str | None = None
     mllm_error: str | None = None
     failed_files: list[dict[str, Any]] = field(default_factory=list)
+    skipped: int = 0  # special files passed over on purpose (FIFOs, dangling symlinks, loops)
+    skipped_files: list[dict[str, Any]] = field(default_factory=list)
     search_model: str | None = None  # differs from clip_model while a switched-to model is being filled
     taken_range: tuple[str | None, str | None] = (None, None)  # earliest, latest EXIF capture time
     places: list[dict[str, Any]] = field(
@@ -112,6 +114,8 @@ class Library:
         self.clip_name = clip_model
         self.clip_int8 = clip_int8  # int8 dynamic quantization: ~2.5x faster on CPU, quality to be checked
         self.mllm_name = mllm_model
+        if threads is not None and not 1 <= threads <= config.max_threads():
+            raise RetllmError(f"threads must be between 1 and {config.max_threads()} (got {threads})")
         self.threads = threads or config.default_threads()
         self.decode_workers = decode_workers or max(1, min(4, os.cpu_count() or 1))
         self.batch_size = batch_size
@@ -738,7 +742,12 @@ class Library:
             roots=roots,
             photos=self.catalog.count_photos(),
             offline=self.catalog.count_photos("offline"),
-            failures=self.catalog.count_failures(),
+            failures=self.catalog.count_failures(skipped=False),
+            skipped=self.catalog.count_failures(skipped=True),
+            skipped_files=[
+                {"path": f.path, "reason": f.reason}
+                for f in self.catalog.failures(failures_limit, skipped=True)
+            ],
             clip_model=clip_name,
             clip_error=clip_error,
             embeddings=self.catalog.embedding_models(),
@@ -746,7 +755,8 @@ class Library:
             index_healthy=healthy,
             missing_embeddings=missing,
             failed_files=[
-                {"path": f.path, "reason": f.reason} for f in self.catalog.failures(failures_limit)
+                {"path": f.path, "reason": f.reason}
+                for f in self.catalog.failures(failures_limit, skipped=False)
             ],
             search_model=search_model,
             mllm_model=mllm_model,

@@ -7,6 +7,7 @@ that a moved or renamed photo is recognised by content and keeps its embedding.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import threading
@@ -48,6 +49,7 @@ class ScanPlan:
     unchanged: int = 0
     skipped_failed: int = 0  # files that failed before and have not changed since
     failed: list[tuple[FileStat, str]] = field(default_factory=list)  # unreadable during the scan itself
+    skipped: list[tuple[FileStat, str]] = field(default_factory=list)  # special files passed over on purpose
     offline_roots: list[Root] = field(default_factory=list)
     stale_failures: list[str] = field(default_factory=list)  # failed files that are gone from disk
     online_roots: list[Root] = field(default_factory=list)
@@ -57,10 +59,37 @@ class ScanPlan:
         return self.new + self.changed
 
 
+def _special(entry: os.DirEntry) -> str | None:
+    """Why a photo-named entry that is not a regular file is skipped (None: not worth a word)."""
+    try:
+        if entry.is_symlink() and not os.path.exists(entry.path):
+            return f"skipped: dangling symlink (points to {os.readlink(entry.path)})"
+        st = os.stat(entry.path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "skipped: symlink loop"
+        return f"skipped: cannot read ({e.strerror or e})"
+    for test, what in (
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a device"),
+        (stat.S_ISBLK, "a device"),
+    ):
+        if test(st.st_mode):
+            return f"skipped: {what}, not a photo file"
+    return None
+
+
 def walk_photos(
-    root: str | Path, on_error: Callable[[str, str], None] | None = None
+    root: str | Path,
+    on_error: Callable[[str, str], None] | None = None,
+    on_skip: Callable[[str, str], None] | None = None,
 ) -> Iterator[os.DirEntry]:
-    """Yield supported image files under ``root``; skips hidden entries and symlink loops."""
+    """Yield supported image files under ``root``; skips hidden entries and symlink loops.
+
+    ``on_skip(path, reason)`` hears about what is passed over on purpose: photo-named FIFOs, sockets,
+    devices, dangling symlinks and symlink loops (so ``status`` can list them instead of staying silent).
+    """
     stack = [str(root)]
     seen: set[tuple[int, int]] = set()
     while stack:
@@ -73,6 +102,8 @@ def walk_photos(
             continue
         key = (st.st_dev, st.st_ino)
         if key in seen:  # symlink loop or a folder reached twice
+            if on_skip and os.path.islink(folder):
+                on_skip(folder, "skipped: symlink to a folder already scanned (a loop?)")
             continue
         seen.add(key)
         try:
@@ -89,9 +120,16 @@ def walk_photos(
             try:
                 if entry.is_dir(follow_symlinks=True):
                     subdirs.append(entry.path)
-                elif entry.is_file(follow_symlinks=True) and is_supported(entry.name):
-                    yield entry
-            except OSError:
+                elif entry.is_file(follow_symlinks=True):
+                    if is_supported(entry.name):
+                        yield entry
+                elif on_skip and (is_supported(entry.name) or entry.is_symlink()):
+                    why = _special(entry)
+                    if why:
+                        on_skip(entry.path, why)
+            except OSError as e:
+                if on_skip and e.errno == errno.ELOOP:
+                    on_skip(entry.path, "skipped: symlink loop")
                 continue
         stack.extend(reversed(subdirs))
 
@@ -141,7 +179,10 @@ class Scanner:
             def record_dir_error(path: str, reason: str, _root: Root = root) -> None:
                 plan.failed.append((FileStat(display_path(path), _root.id, 0, 0), reason))
 
-            for entry in self._entries(root, only_paths, record_dir_error):
+            def record_skip(path: str, reason: str, _root: Root = root) -> None:
+                plan.skipped.append((FileStat(display_path(path), _root.id, 0, 0), reason))
+
+            for entry in self._entries(root, only_paths, record_dir_error, record_skip):
                 if cancel is not None and cancel.is_set():
                     return plan
                 path = entry if isinstance(entry, str) else entry.path
@@ -216,9 +257,11 @@ class Scanner:
         plan.removed = [pid for pid, _, _ in all_missing if pid not in moved_ids]
         return plan
 
-    def _entries(self, root: Root, only_paths: set[str] | None, on_error) -> Iterator[os.DirEntry | str]:
+    def _entries(
+        self, root: Root, only_paths: set[str] | None, on_error, on_skip=None
+    ) -> Iterator[os.DirEntry | str]:
         if only_paths is None:
-            yield from walk_photos(root.path, on_error)
+            yield from walk_photos(root.path, on_error, on_skip)
             return
         prefix = root.path.rstrip(os.sep) + os.sep
         for p in sorted(only_paths):

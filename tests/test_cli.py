@@ -123,9 +123,9 @@ def test_app_without_a_display_says_so(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["index", "--workers", "-3"], "--workers must be at least 1"),
-        (["index", "--batch-size", "0"], "--batch-size must be at least 1"),
-        (["status", "--threads", "0"], "--threads must be at least 1"),
+        (["index", "--workers", "-3"], "--workers: must be between 1 and 64"),
+        (["index", "--batch-size", "0"], "--batch-size: must be between 1 and 1024"),
+        (["status", "--threads", "0"], "--threads: must be between 1 and"),
         (["search", "cats", "--from", "garbage"], "invalid 'from' date"),
         (["search", "cats", "--to", "2020-13-45"], "invalid 'to' date"),
     ],

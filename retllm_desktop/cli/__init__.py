@@ -19,7 +19,7 @@ from ..errors import RetllmError
 from ..logs import setup_logging
 from . import eval as eval_cmd
 from . import explain, library, models, search, watch
-from .common import EXIT_CANCELLED, EXIT_ERROR, EXIT_OK, EXIT_USAGE
+from .common import EXIT_CANCELLED, EXIT_ERROR, EXIT_OK, EXIT_USAGE, Parser
 
 __all__ = ["build_parser", "main"]
 
@@ -27,7 +27,7 @@ COMMAND_GROUPS = (library, search, explain, watch, models, eval_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="retllm-desktop",
         description="Private natural-language search over your own photo folders. Without a command, opens the app.",
     )

@@ -4,12 +4,42 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+from collections.abc import Callable
 
+from ..config import max_threads
 from ..errors import RetllmError
 from ..library import Library
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with the CLI's error contract: one line on stderr, exit code 1 (not usage + exit 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
+        sys.exit(EXIT_ERROR)
+
+
+def bounded(kind: type, lo: float, hi: float) -> Callable[[str], float]:
+    """An argparse ``type``: a number of ``kind`` in [lo, hi], else a one-line error saying the range."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"not a{'n integer' if kind is int else ' number'}: {text!r}"
+            ) from None
+        if (kind is float and not math.isfinite(value)) or not lo <= value <= hi:
+            shown = (lo, hi) if kind is float else (int(lo), int(hi))
+            raise argparse.ArgumentTypeError(f"must be between {shown[0]} and {shown[1]} (got {text})")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in some messages
+    return parse
 
 
 def add_common_args(p: argparse.ArgumentParser) -> None:
@@ -21,7 +51,11 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
         "--models", metavar="DIR", help="models folder (default: $RETLLM_MODELS, ./models, user data dir)"
     )
     p.add_argument("--clip-model", metavar="NAME", help="CLIP model name under <models>/clip/")
-    p.add_argument("--threads", type=int, help="CPU threads for the models (default: all cores)")
+    p.add_argument(
+        "--threads",
+        type=bounded(int, 1, max_threads()),
+        help=f"CPU threads for the models (default: all cores; at most {max_threads()})",
+    )
     p.add_argument("--int8", action="store_true", help="int8-quantized CLIP (faster; its own embeddings)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 

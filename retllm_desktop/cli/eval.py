@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from ..config import max_threads
 from ..errors import RetllmError
 from ..eval import load_eval_set, run_eval
 from ..progress import ProgressBar
-from .common import EXIT_OK, print_json
+from .common import EXIT_OK, bounded, print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,11 +36,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="Karpathy split JSON (test split), JSON [{image, caption}], or 'image<TAB>caption' lines",
     )
     p.add_argument("--protocol", choices=["flickr30k", "coco", "pairs"], default="flickr30k")
-    p.add_argument("--k", type=int, default=5, help="how many top CLIP candidates the LLM reranks")
+    p.add_argument(
+        "--k", type=bounded(int, 1, 1000), default=5, help="how many top CLIP candidates the LLM reranks"
+    )
     p.add_argument("--modes", default="coarse,fine,fine+ve", help="comma-separated: coarse, fine, fine+ve")
     p.add_argument("--ve", choices=["auto", "always"], default="auto", help="visual enhancement in fine+ve")
-    p.add_argument("--limit", type=int, metavar="N", help="only the first N images (and their captions)")
-    p.add_argument("--threads", type=int, help="CPU threads for the models")
+    p.add_argument(
+        "--limit",
+        type=bounded(int, 1, 10**8),
+        metavar="N",
+        help="only the first N images (and their captions)",
+    )
+    p.add_argument("--threads", type=bounded(int, 1, max_threads()), help="CPU threads for the models")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.set_defaults(func=cmd_eval)
 

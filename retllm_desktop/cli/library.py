@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..errors import RetllmError
 from ..progress import ProgressBar
-from .common import EXIT_CANCELLED, EXIT_OK, add_common_args, open_library, print_json
+from .common import EXIT_CANCELLED, EXIT_OK, add_common_args, bounded, one_line, open_library, print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,13 +19,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "paths", nargs="*", metavar="PATH", help="folders to add (default: re-scan the library's folders)"
     )
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--workers", type=int, help="parallel image decoders")
+    p.add_argument("--batch-size", type=bounded(int, 1, 1024), default=16)
+    p.add_argument("--workers", type=bounded(int, 1, 64), help="parallel image decoders")
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("status", help="library folders, counts, failures, models, index health")
     add_common_args(p)
-    p.add_argument("--failures", type=int, default=20, help="how many failed files to list")
+    p.add_argument(
+        "--failures", type=bounded(int, 0, 10**6), default=20, help="how many failed files to list"
+    )
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("rebuild", help="rebuild the vector index from the catalog (no re-embedding)")
@@ -81,7 +83,9 @@ def cmd_index(args: argparse.Namespace) -> int:
         s = summary
         print(
             f"{s.total} photos indexed ({s.added} added, {s.updated} updated, {s.moved} moved, "
-            f"{s.removed} removed, {s.failed} failed, {s.unchanged} unchanged) in {s.seconds:.1f}s"
+            f"{s.removed} removed, {s.failed} failed, {s.unchanged} unchanged"
+            + (f", {s.skipped} skipped" if s.skipped else "")
+            + f") in {s.seconds:.1f}s"
             + (" — cancelled, run again to resume" if s.cancelled else "")
         )
         if s.failed:
@@ -99,10 +103,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print_json(st.as_dict())
         return EXIT_OK
-    print(f"library: {st.library}")
-    print(f"models:  {st.models_dir}")
+    # Names come from the disk: control characters (a newline, an ANSI escape) are shown escaped.
+    print(f"library: {one_line(st.library)}")
+    print(f"models:  {one_line(st.models_dir)}")
     for r in st.roots:
-        print(f"  folder {r['path']}: {r['photos']} photos" + ("" if r["online"] else " (offline)"))
+        print(f"  folder {one_line(r['path'])}: {r['photos']} photos" + ("" if r["online"] else " (offline)"))
     print(f"photos: {st.photos} ({st.offline} offline), failed files: {st.failures}")
     if st.clip_error:
         print(f"CLIP model: not available — {st.clip_error}")
@@ -114,7 +119,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         + (f" — {st.mllm_error}" if st.mllm_error else "")
     )
     for f in st.failed_files:
-        print(f"  failed: {f['path']}: {f['reason']}")
+        print(f"  failed: {one_line(f['path'])}: {one_line(f['reason'])}")
+    if st.skipped:
+        print(f"skipped (not photo files): {st.skipped}")
+    for f in st.skipped_files:
+        reason = f["reason"].removeprefix("skipped: ")
+        print(f"  skipped: {one_line(f['path'])}: {one_line(reason)}")
     return EXIT_OK
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from ..errors import RetllmError
 from ..rerank import RerankOptions
 from ..search import Query, resolve_query_image
-from .common import EXIT_OK, add_common_args, one_line, open_library, print_json
+from .common import EXIT_OK, add_common_args, bounded, one_line, open_library, print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,8 +18,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_common_args(p)
     p.add_argument("query", nargs="?", default="", metavar="QUERY")
     p.add_argument("--image", metavar="PATH", help="query by example image (with QUERY: a composed query)")
-    p.add_argument("--image-weight", type=float, default=0.5, help="image share in a composed query (0..1)")
-    p.add_argument("--top", type=int, default=20, help="number of results")
+    p.add_argument(
+        "--image-weight",
+        type=bounded(float, 0, 1),
+        default=0.5,
+        help="image share in a composed query (0..1)",
+    )
+    p.add_argument("--top", type=bounded(int, 1, 10000), default=20, help="number of results")
     p.add_argument(
         "--from", dest="date_from", metavar="DATE", help="only photos taken on/after DATE (YYYY-MM-DD)"
     )
@@ -47,13 +52,15 @@ def add_rerank_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--no-rerank", dest="rerank", action="store_false")
     p.add_argument("--mllm-model", metavar="NAME", help="LLM name under <models>/mllm/")
-    p.add_argument("--rerank-k", type=int, default=10, help="how many top candidates the LLM checks")
+    p.add_argument(
+        "--rerank-k", type=bounded(int, 0, 1000), default=10, help="how many top candidates the LLM checks"
+    )
     p.add_argument(
         "--ve", choices=["off", "auto", "always"], default="auto", help="visual enhancement (second look)"
     )
     p.add_argument(
         "--min-match",
-        type=float,
+        type=bounded(float, 0, 1),
         default=None,
         metavar="P",
         help="hide checked candidates whose P(True) is below P",

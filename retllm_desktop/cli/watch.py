@@ -11,7 +11,7 @@ from pathlib import Path
 from ..errors import RetllmError
 from ..indexer import IndexSummary
 from ..watcher import LibraryWatcher
-from .common import EXIT_OK, add_common_args, open_library, print_json
+from .common import EXIT_OK, add_common_args, bounded, open_library, print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,12 +25,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("paths", nargs="*", metavar="PATH", help="folders to add to the library first")
     p.add_argument("--polling", action="store_true", help="poll instead of using native file-system events")
     p.add_argument(
-        "--debounce", type=float, default=0.5, metavar="S", help="seconds a file must stay unchanged"
+        "--debounce",
+        type=bounded(float, 0, 3600),
+        default=0.5,
+        metavar="S",
+        help="seconds a file must stay unchanged",
     )
     p.add_argument(
-        "--batch-window", type=float, default=1.0, metavar="S", help="quiet time that ends a burst"
+        "--batch-window",
+        type=bounded(float, 0, 3600),
+        default=1.0,
+        metavar="S",
+        help="quiet time that ends a burst",
     )
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=bounded(int, 1, 1024), default=16)
     p.add_argument("--no-catch-up", dest="catch_up", action="store_false", help="skip the initial scan")
     p.set_defaults(func=cmd_watch)
 
