@@ -23,7 +23,7 @@ import numpy as np
 
 from .errors import RetllmError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 PHOTO_COLUMNS = (
     "id",
@@ -122,7 +122,48 @@ def _migration_places(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS photos_gps ON photos(gps_lat, gps_lon)")
 
 
-MIGRATIONS = [_migration_1, _migration_2, _migration_places]
+def _migration_text(db: sqlite3.Connection) -> None:
+    # The text pass (OCR). Keyed by content hash: a moved or copied photo keeps its text, a changed one
+    # (new hash) is read again. ``lines`` is JSON (text, confidence, box and words with boxes per line).
+    # The FTS5 index folds case and diacritics ("cafe" finds "Café") and supports prefix queries. A
+    # trigram index over ``squashed`` (folded, without spaces and punctuation) finds words inside
+    # run-together text ("exit" in "EMERGENCYEXIT": OCR often drops the space between capitals).
+    db.execute(
+        """CREATE TABLE IF NOT EXISTS photo_text (
+            hash TEXT PRIMARY KEY,
+            model TEXT NOT NULL,
+            has_text INTEGER NOT NULL,
+            text TEXT NOT NULL,
+            squashed TEXT NOT NULL,
+            lines TEXT NOT NULL,
+            read_at REAL NOT NULL
+        )"""
+    )
+    db.execute(
+        "CREATE VIRTUAL TABLE IF NOT EXISTS photo_text_fts USING fts5(text, content='photo_text', "
+        "content_rowid='rowid', tokenize='unicode61 remove_diacritics 2')"
+    )
+    db.execute(
+        "CREATE VIRTUAL TABLE IF NOT EXISTS photo_text_sub USING fts5(squashed, content='photo_text', "
+        "content_rowid='rowid', tokenize='trigram')"
+    )
+    db.execute(
+        "CREATE TRIGGER IF NOT EXISTS photo_text_ai AFTER INSERT ON photo_text BEGIN "
+        "INSERT INTO photo_text_fts(rowid, text) VALUES (new.rowid, new.text); "
+        "INSERT INTO photo_text_sub(rowid, squashed) VALUES (new.rowid, new.squashed); END"
+    )
+    db.execute(
+        "CREATE TRIGGER IF NOT EXISTS photo_text_ad AFTER DELETE ON photo_text BEGIN "
+        "INSERT INTO photo_text_fts(photo_text_fts, rowid, text) VALUES ('delete', old.rowid, old.text); "
+        "INSERT INTO photo_text_sub(photo_text_sub, rowid, squashed) VALUES ('delete', old.rowid, old.squashed); END"
+    )
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS text_failures (hash TEXT PRIMARY KEY, path TEXT NOT NULL, "
+        "reason TEXT NOT NULL, failed_at REAL NOT NULL)"
+    )
+
+
+MIGRATIONS = [_migration_1, _migration_2, _migration_places, _migration_text]
 
 
 @dataclass
@@ -492,6 +533,18 @@ class Catalog:
     def photos_by_hash(self, content_hash: str) -> list[Photo]:
         return [self._photo(r) for r in self._conn.execute(self._SELECT + " WHERE hash = ?", (content_hash,))]
 
+    def photos_by_hashes(self, hashes: Iterable[str]) -> dict[str, list[Photo]]:
+        """hash -> its photos (lowest id first): the copies of each content."""
+        hashes = list(hashes)
+        out: dict[str, list[Photo]] = {}
+        for start in range(0, len(hashes), 900):
+            chunk = hashes[start : start + 900]
+            q = self._SELECT + f" WHERE hash IN ({','.join('?' * len(chunk))}) ORDER BY id"
+            for r in self._conn.execute(q, chunk):
+                p = self._photo(r)
+                out.setdefault(p.hash, []).append(p)
+        return out
+
     def photos_in_root(self, root_id: int) -> list[Photo]:
         return [self._photo(r) for r in self._conn.execute(self._SELECT + " WHERE root_id = ?", (root_id,))]
 
@@ -770,3 +823,106 @@ class Catalog:
         """(id, lat, lon) of photos whose GPS lies in the box (the caller refines by exact distance)."""
         q = "SELECT id, gps_lat, gps_lon FROM photos WHERE gps_lat BETWEEN ? AND ? AND gps_lon BETWEEN ? AND ?"
         return [(r[0], r[1], r[2]) for r in self._conn.execute(q, (lat0, lat1, lon0, lon1))]
+
+    # -- text (the OCR pass) ---------------------------------------------------------------------
+    def text_pending(self, limit: int | None = None) -> list[tuple[str, str]]:
+        """(hash, path) of online photos whose content has not been read yet (one path per content)."""
+        q = (
+            "SELECT p.hash, min(p.path) FROM photos p WHERE p.status = 'ok' AND p.hash != '' "
+            "AND NOT EXISTS (SELECT 1 FROM photo_text t WHERE t.hash = p.hash) "
+            "AND NOT EXISTS (SELECT 1 FROM text_failures f WHERE f.hash = p.hash) "
+            "GROUP BY p.hash ORDER BY min(p.id)"
+        )
+        if limit:
+            q += f" LIMIT {int(limit)}"
+        return [(r[0], r[1]) for r in self._conn.execute(q)]
+
+    def put_text(self, content_hash: str, model: str, text: str, squashed: str, lines_json: str) -> None:
+        """Store one photo's text (call inside a transaction; the FTS indexes follow by trigger)."""
+        self._conn.execute("DELETE FROM photo_text WHERE hash = ?", (content_hash,))
+        self._conn.execute(
+            "INSERT INTO photo_text (hash, model, has_text, text, squashed, lines, read_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (content_hash, model, int(bool(text.strip())), text, squashed, lines_json, time.time()),
+        )
+        self._conn.execute("DELETE FROM text_failures WHERE hash = ?", (content_hash,))
+
+    def record_text_failure(self, content_hash: str, path: str, reason: str) -> None:
+        self._conn.execute(
+            "INSERT OR REPLACE INTO text_failures (hash, path, reason, failed_at) VALUES (?, ?, ?, ?)",
+            (content_hash, path, reason, time.time()),
+        )
+
+    def prune_texts(self) -> int:
+        """Forget text and failures of content no photo has any more (deleted or changed photos)."""
+        with self.transaction():
+            n = self._conn.execute(
+                "DELETE FROM photo_text WHERE hash NOT IN (SELECT hash FROM photos)"
+            ).rowcount
+            self._conn.execute("DELETE FROM text_failures WHERE hash NOT IN (SELECT hash FROM photos)")
+        return n
+
+    def text_counts(self) -> dict[str, int]:
+        """Photos read, photos holding text, photos whose reading failed, photos still to read."""
+        row = self._conn.execute(
+            "SELECT count(t.hash), coalesce(sum(t.has_text), 0), count(f.hash), "
+            "sum(CASE WHEN t.hash IS NULL AND f.hash IS NULL AND p.status = 'ok' THEN 1 ELSE 0 END) "
+            "FROM photos p LEFT JOIN photo_text t ON t.hash = p.hash "
+            "LEFT JOIN text_failures f ON f.hash = p.hash"
+        ).fetchone()
+        return {"read": row[0], "with_text": row[1], "failed": row[2], "pending": row[3] or 0}
+
+    def text_failures(self, limit: int | None = None) -> list[tuple[str, str]]:
+        q = "SELECT path, reason FROM text_failures ORDER BY path"
+        if limit:
+            q += f" LIMIT {int(limit)}"
+        return [(r[0], r[1]) for r in self._conn.execute(q)]
+
+    def search_text(
+        self, fts_query: str, substrings: Iterable[str] = (), limit: int = 200
+    ) -> list[tuple[str, float, str]]:
+        """(hash, bm25 — lower is better, text) of contents matching an FTS5 query, best first; then
+        contents whose squashed text contains one of ``substrings`` (bm25 0.0)."""
+        q = (
+            "SELECT t.hash, bm25(photo_text_fts), t.text FROM photo_text_fts "
+            "JOIN photo_text t ON t.rowid = photo_text_fts.rowid "
+            "WHERE photo_text_fts MATCH ? ORDER BY bm25(photo_text_fts) LIMIT ?"
+        )
+        out: dict[str, tuple[str, float, str]] = {}
+        try:
+            for r in self._conn.execute(q, (fts_query, int(limit))):
+                out[r[0]] = (r[0], float(r[1]), r[2])
+        except sqlite3.OperationalError:  # a query FTS5 cannot parse: no text matches, never an error
+            pass
+        subs = [x for x in substrings if len(x) >= 3]
+        if subs:
+            sub_query = " OR ".join('"' + x.replace('"', "") + '"' for x in subs)
+            q = (
+                "SELECT t.hash, t.text FROM photo_text_sub JOIN photo_text t ON t.rowid = photo_text_sub.rowid "
+                "WHERE photo_text_sub MATCH ? LIMIT ?"
+            )
+            try:
+                for r in self._conn.execute(q, (sub_query, int(limit))):
+                    out.setdefault(r[0], (r[0], 0.0, r[1]))
+            except sqlite3.OperationalError:
+                pass
+        return list(out.values())
+
+    def texts(self, hashes: Iterable[str]) -> dict[str, tuple[str, str]]:
+        """hash -> (text, lines JSON) for the given contents (those that were read)."""
+        hashes = list(hashes)
+        out: dict[str, tuple[str, str]] = {}
+        for start in range(0, len(hashes), 900):
+            chunk = hashes[start : start + 900]
+            q = f"SELECT hash, text, lines FROM photo_text WHERE hash IN ({','.join('?' * len(chunk))})"
+            for r in self._conn.execute(q, chunk):
+                out[r[0]] = (r[1], r[2])
+        return out
+
+    def text_bytes(self) -> int:
+        """Bytes the text tables and their FTS index take in the catalog (dbstat when available)."""
+        try:
+            q = "SELECT sum(pgsize) FROM dbstat WHERE name LIKE 'photo_text%' OR name LIKE 'text_failures%'"
+            return int(self._conn.execute(q).fetchone()[0] or 0)
+        except sqlite3.OperationalError:
+            return 0

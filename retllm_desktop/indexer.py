@@ -57,6 +57,7 @@ class IndexSummary:
     places_error: str | None = None  # the places pass failed (search works without it)
     seconds: float = 0.0
     cancelled: bool = False
+    text: dict | None = None  # the text pass's TextSummary, when it ran
 
     def as_dict(self) -> dict:
         return asdict(self)

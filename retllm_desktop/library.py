@@ -31,6 +31,7 @@ from .locking import WriterLock
 from .progress import Progress
 from .scanner import FileStat, Scanner
 from .search import CoarseSearcher, Query, SearchUpdate, rerank_updates
+from .text_pass import TextPass, TextSummary
 from .vector_index import VectorIndex
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,8 @@ class LibraryStatus:
     places: list[dict[str, Any]] = field(
         default_factory=list
     )  # catalog.PlaceCount as dicts, most photos first
+    text: dict[str, int] = field(default_factory=dict)  # the text pass: read, with_text, failed, pending
+    text_failed_files: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -107,6 +110,7 @@ class Library:
         mllm_cache_bytes: int = config.MLLM_CACHE_BYTES,
         mllm_kv_cache_bytes: int = config.MLLM_KV_CACHE_BYTES,
         n_ctx: int = config.LLM_N_CTX,
+        read_text: bool = True,
     ):
         self.path = config.library_dir(path)
         self.path.mkdir(parents=True, exist_ok=True)
@@ -125,6 +129,8 @@ class Library:
         self._index: VectorIndex | None = None
         self._fallback: tuple[Any, VectorIndex] | None = None  # see _search_models()
         self._mllm = None
+        self._ocr = None
+        self.read_text = read_text  # run the text pass (OCR) after the CLIP pass
         self._complete_cache: tuple[tuple, bool] | None = None
         self._key_cache: dict[str, tuple[tuple, str]] = {}
         self.mllm_cache_bytes = mllm_cache_bytes  # image embeddings of checked photos
@@ -147,10 +153,10 @@ class Library:
                     self._index.save()
                 finally:
                     self.lock.release()
-            for m in (self._clip, self._mllm, self._fallback[0] if self._fallback else None):
+            for m in (self._clip, self._mllm, self._fallback[0] if self._fallback else None, self._ocr):
                 if m is not None:
                     m.close()
-            self._clip = self._mllm = self._fallback = None
+            self._clip = self._mllm = self._fallback = self._ocr = None
         self.catalog.close()
 
     def _try_lock(self) -> bool:
@@ -385,8 +391,12 @@ class Library:
         progress: Progress | None = None,
         cancel: threading.Event | None = None,
         only_paths: set[str] | None = None,
+        text: bool | None = None,
     ) -> IndexSummary:
-        """Add ``paths`` as roots (if given) and bring the catalog and index up to date with the disk."""
+        """Add ``paths`` as roots (if given) and bring the catalog and index up to date with the disk.
+
+        Then (unless ``text`` or the library's ``read_text`` says no) the text pass reads photos' words.
+        """
         t0 = time.perf_counter()
         with self.lock:
             for p in paths or []:
@@ -406,6 +416,9 @@ class Library:
                 summary.cancelled = True
             else:
                 self._places_pass(summary, progress, cancel)
+                if self.read_text if text is None else text:
+                    summary.text = self._run_text_pass(progress, cancel).as_dict()
+                    summary.cancelled = summary.text["cancelled"]
             if (
                 paths
                 or summary.added
@@ -413,6 +426,7 @@ class Library:
                 or summary.moved
                 or summary.removed
                 or summary.places
+                or (summary.text and summary.text["read"] + summary.text["failed"])
             ):
                 self._backup_catalog(small_run=only_paths is not None)
         summary.seconds = round(time.perf_counter() - t0, 3)
@@ -465,6 +479,31 @@ class Library:
     def places(self) -> list[Any]:
         """Cities, regions and countries with photo counts, most photos first (catalog.PlaceCount)."""
         return self.catalog.place_counts()
+
+    @property
+    def ocr(self):
+        """The OCR model of the text pass (its weights ship in the rapidocr-onnxruntime wheel; lazy)."""
+        with self._model_lock:
+            if self._ocr is None:
+                from .models.ocr import OcrModel
+
+                self._ocr = OcrModel(threads=self.threads)
+            return self._ocr
+
+    def read_texts(
+        self, progress: Progress | None = None, cancel: threading.Event | None = None
+    ) -> TextSummary:
+        """Run the text pass alone (photos already embedded): read the words of photos not read yet."""
+        with self.lock:
+            return self._run_text_pass(progress, cancel)
+
+    def _run_text_pass(self, progress: Progress | None, cancel: threading.Event | None) -> TextSummary:
+        try:
+            reader = self.ocr
+            reader.bundled_check()
+        except RetllmError as e:  # no OCR: search still works on CLIP alone
+            return TextSummary(error=str(e))
+        return TextPass(self.catalog, reader).run(progress=progress, cancel=cancel)
 
     def _plan_backfill(self, plan: Any, model_name: str) -> None:
         """Queue known photos that lack a ``model_name`` vector (the CLIP model was switched) for embedding.
@@ -763,4 +802,8 @@ class Library:
             mllm_error=mllm_error,
             taken_range=self.catalog.date_range(),
             places=[asdict(p) for p in self.catalog.place_counts()],
+            text=self.catalog.text_counts(),
+            text_failed_files=[
+                {"path": p, "reason": r} for p, r in self.catalog.text_failures(failures_limit)
+            ],
         )

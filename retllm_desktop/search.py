@@ -7,6 +7,7 @@ consume the same stream.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -21,6 +22,7 @@ import numpy as np
 from .catalog import Catalog, Photo
 from .errors import CancelledError, PromptTooLongError, QueryError
 from .imaging import load_rgb
+from .text_match import TextMatch, describe_match, fused_scores, parse_text_query
 from .vector_index import VectorIndex
 
 
@@ -50,6 +52,7 @@ class Query:
     places: tuple[str, ...] = ()  # place keys ("city:<geonameid>", "country:PT", …): photos from any of them
     literal: bool = False  # True: the text goes to CLIP as typed (no dates or places taken out of it)
     ignore: tuple[str, ...] = ()  # phrases to keep literal (the chips the user removed)
+    use_text: bool = True  # match the query's words against the text read in photos (the text pass)
 
     def __post_init__(self) -> None:
         text = (self.text or "").strip()
@@ -80,6 +83,8 @@ class SearchResult:
     check_error: str | None = None  # why the LLM could not check this photo (then ``fine`` is None)
     hidden: bool = False  # judged as not matching under the relevance cutoff
     duplicates: list[str] = field(default_factory=list)  # other paths with byte-identical content
+    text: TextMatch | None = None  # the query's words found in the photo's text
+    stage: str = "clip"  # which coarse stage found it: "clip", "text" or "clip+text"
 
     @property
     def path(self) -> str:
@@ -109,7 +114,12 @@ class SearchResult:
             "gps": [p.gps_lat, p.gps_lon] if p.gps_lat is not None else None,
             "status": p.status,
             "check": "checked" if self.fine is not None else "failed" if self.check_error else "unchecked",
+            "match_stage": self.stage,
+            "matched_text": self.text.snippet if self.text else None,
         }
+        if self.text is not None:
+            d["text_match"] = self.text.as_dict()
+            d["matched_words"] = [w["text"] for w in self.text.words]
         if self.check_error:
             d["check_error"] = self.check_error
         if self.duplicates:
@@ -166,6 +176,9 @@ class SearchUpdate:
 def _normalize(v: np.ndarray) -> np.ndarray:
     n = float(np.linalg.norm(v))
     return v / n if n > 0 else v
+
+
+TEXT_WINDOW = 200  # CLIP candidates and text matches considered for fusion
 
 
 class CoarseSearcher:
@@ -258,11 +271,72 @@ class CoarseSearcher:
             dated = self.catalog.ids_in_date_range(query.date_from, query.date_to)
             allowed = dated if allowed is None else allowed & dated
             timings["search"] += (time.perf_counter() - t) * 1000
-        results = self._collapse(vec, top, allowed, self_id, timings)
+        text_query = parse_text_query(query.text) if query.use_text else None
+        window = max(top, TEXT_WINDOW) if text_query else top
+        results = self._collapse(vec, window, allowed, self_id, timings)
+        if text_query is not None:
+            t = time.perf_counter()
+            results = self._fuse_text(text_query, vec, results, allowed, self_id)
+            timings["text"] = (time.perf_counter() - t) * 1000
+        results = results[:top]
         for n, r in enumerate(results, 1):
             r.rank = n
         timings["coarse_total"] = sum(timings.values())
         return SearchUpdate(query=query, results=results, phase="coarse", timings_ms=timings)
+
+    def _fuse_text(
+        self,
+        tq: Any,
+        vec: np.ndarray,
+        clip_results: list[SearchResult],
+        allowed: set[int] | None,
+        self_id: int | None,
+    ) -> list[SearchResult]:
+        """Photos whose text holds the query's words, fused with the CLIP ranking (see text_match)."""
+        hits = self.catalog.search_text(tq.fts(), tq.substrings(), limit=TEXT_WINDOW)
+        if not hits:
+            return clip_results
+        me = self.catalog.photo(self_id) if self_id is not None else None
+        matches = []
+        for content_hash, bm25, text in hits:
+            cov = tq.coverage(text)
+            if cov > 0 and not (me is not None and content_hash == me.hash):
+                matches.append((content_hash, cov, bm25))
+        matches.sort(key=lambda m: (-m[1], m[2]))
+        by_hash = {r.photo.hash: r for r in clip_results}
+        copies = self.catalog.photos_by_hashes([h for h, _, _ in matches if h not in by_hash])
+        extra: list[SearchResult] = []
+        kept = []
+        for content_hash, cov, _bm25 in matches:
+            if content_hash not in by_hash:
+                photos = [p for p in copies.get(content_hash, []) if allowed is None or p.id in allowed]
+                if not photos:
+                    continue
+                stored = self.catalog.embedding(photos[0].id, self.clip.name)
+                score = float(np.dot(stored, vec)) if stored is not None else -1.0
+                r = SearchResult(photo=photos[0], score=score, coarse_rank=0, stage="text")
+                r.duplicates = [p.path for p in photos[1:]]
+                extra.append(r)
+                by_hash[content_hash] = r
+            kept.append((content_hash, cov))
+        # Text matches outside the CLIP window rank after it, in their CLIP order.
+        extra.sort(key=lambda r: -r.score)
+        ranked = clip_results + extra
+        clip_ranks = {r.photo.hash: n for n, r in enumerate(ranked, 1)}
+        text_ranks = {h: n for n, (h, _) in enumerate(kept, 1)}
+        coverage = dict(kept)
+        texts = self.catalog.texts(text_ranks)
+        for content_hash, n in text_ranks.items():
+            r = by_hash[content_hash]
+            if r.stage == "clip":
+                r.stage = "clip+text"
+            text, lines = texts.get(content_hash, ("", ""))
+            r.text = describe_match(tq, text, lines, n, coverage[content_hash])
+        fused = fused_scores(clip_ranks, text_ranks, coverage)
+        ranked.sort(key=lambda r: -fused[r.photo.hash])
+        for n, r in enumerate(ranked, 1):
+            r.coarse_rank = n
+        return ranked
 
 
 def resolve_query_image(path: str | None) -> str | None:
@@ -363,30 +437,19 @@ def rerank_updates(
     try:
         for upd in rerank_stream(reachable, score, options, cancel):
             results = [
-                SearchResult(
-                    photo=it.candidate.photo,
-                    score=it.candidate.score,
-                    coarse_rank=it.candidate.coarse_rank,
+                dataclasses.replace(
+                    it.candidate,
                     fine=it.fine,
                     check_error=it.error,
+                    hidden=False,
+                    duplicates=list(it.candidate.duplicates),
                 )
                 for it in upd.items
             ]
-            results.extend(
-                SearchResult(photo=r.photo, score=r.score, coarse_rank=r.coarse_rank) for r in unreachable
-            )
+            results.extend(dataclasses.replace(r, duplicates=list(r.duplicates)) for r in unreachable)
             for n, r in enumerate(results, 1):
                 r.rank = n
-            results.extend(
-                SearchResult(
-                    photo=it.candidate.photo,
-                    score=it.candidate.score,
-                    coarse_rank=it.candidate.coarse_rank,
-                    fine=it.fine,
-                    hidden=True,
-                )
-                for it in upd.hidden
-            )
+            results.extend(dataclasses.replace(it.candidate, fine=it.fine, hidden=True) for it in upd.hidden)
             timings = dict(coarse.timings_ms)
             timings["rerank"] = (time.perf_counter() - t0) * 1000
             if upd.done:

@@ -21,6 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--batch-size", type=bounded(int, 1, 1024), default=16)
     p.add_argument("--workers", type=bounded(int, 1, 64), help="parallel image decoders")
+    p.add_argument("--no-text", action="store_true", help="skip the text pass (reading words in photos)")
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("status", help="library folders, counts, failures, models, index health")
@@ -75,7 +76,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     with open_library(args, batch_size=args.batch_size, decode_workers=args.workers) as lib:
         if not args.paths and not lib.roots():
             raise RetllmError("no folders to index: pass one or more folder paths")
-        summary = lib.index_roots(args.paths, progress=bar, cancel=cancel)
+        summary = lib.index_roots(args.paths, progress=bar, cancel=cancel, text=not args.no_text)
     bar.finish()
     if args.json:
         print_json(summary.as_dict())
@@ -88,6 +89,16 @@ def cmd_index(args: argparse.Namespace) -> int:
             + f") in {s.seconds:.1f}s"
             + (" — cancelled, run again to resume" if s.cancelled else "")
         )
+        if s.text is not None:
+            t = s.text
+            if t["error"]:
+                print(f"text pass skipped: {t['error']}")
+            else:
+                print(
+                    f"text: {t['read']} photos read, {t['with_text']} with text, {t['failed']} failed"
+                    + (f", {t['pending']} left" if t["pending"] else "")
+                    + f" in {t['seconds']:.1f}s"
+                )
         if s.failed:
             print("run `retllm-desktop status` to see which files failed and why")
         if s.places:
@@ -114,6 +125,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         health = "ok" if st.index_healthy else "needs repair (run `retllm-desktop rebuild`)"
         print(f"CLIP model: {st.clip_model}; index: {st.indexed} vectors, {health}")
+    t = st.text
+    print(
+        f"text: {t.get('read', 0)} photos read, {t.get('with_text', 0)} with text"
+        + (f", {t['failed']} failed" if t.get("failed") else "")
+        + (f", {t['pending']} to read (run `retllm-desktop index`)" if t.get("pending") else "")
+    )
     print(
         f"LLM for reranking: {st.mllm_model or 'not installed'}"
         + (f" — {st.mllm_error}" if st.mllm_error else "")
@@ -125,6 +142,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     for f in st.skipped_files:
         reason = f["reason"].removeprefix("skipped: ")
         print(f"  skipped: {one_line(f['path'])}: {one_line(reason)}")
+    for f in st.text_failed_files:
+        print(f"  text not read: {one_line(f['path'])}: {one_line(f['reason'])}")
     return EXIT_OK
 
 

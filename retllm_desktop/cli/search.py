@@ -34,6 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="search the text as typed (dates and places in it are not turned into filters)",
     )
+    p.add_argument(
+        "--no-text", action="store_true", help="ignore the words read in photos (rank by CLIP alone)"
+    )
     add_rerank_args(p)
     p.set_defaults(func=cmd_search)
 
@@ -85,6 +88,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         date_from=args.date_from,
         date_to=args.date_to,
         literal=args.literal,
+        use_text=not args.no_text,
     )
     if args.top < 1:
         raise RetllmError("--top must be at least 1")
@@ -118,6 +122,8 @@ def cmd_search(args: argparse.Namespace) -> int:
             extra = f"  could not check: {one_line(r.check_error)}"
         date = f"  {r.photo.taken_at[:10]}" if r.photo.taken_at else ""
         print(f"{r.rank:3d}. {r.score:.3f}{extra}{date}  {one_line(r.path)}")
+        if r.text is not None:
+            print(f"       text: {one_line(r.text.snippet)}")
     if last.message and last.visible:  # without results it was printed above already
         print(last.message, file=sys.stderr)
     return EXIT_OK
