@@ -677,7 +677,7 @@ class Catalog:
         return {r[0] for r in self._conn.execute(q, (model,))}
 
     def clear_journal(self, model: str) -> None:
-        with self._lock:
+        with self.transaction():  # a full disk here is the same clear error as anywhere else
             self._conn.execute("DELETE FROM index_journal WHERE model = ?", (model,))
 
     def embedding_models(self) -> dict[str, int]:
