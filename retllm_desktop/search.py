@@ -312,7 +312,7 @@ class CoarseSearcher:
                 photos = [p for p in copies.get(content_hash, []) if allowed is None or p.id in allowed]
                 if not photos:
                     continue
-                stored = self.catalog.embedding(photos[0].id, self.clip.name)
+                stored = self.catalog.embedding(photos[0].id, self.clip.key)
                 score = float(np.dot(stored, vec)) if stored is not None else -1.0
                 r = SearchResult(photo=photos[0], score=score, coarse_rank=0, stage="text")
                 r.duplicates = [p.path for p in photos[1:]]

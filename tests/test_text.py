@@ -177,3 +177,25 @@ def test_cli_index_search_json_and_status(text_tree: Path, tmp_path: Path, clip_
     assert all(r["match_stage"] == "clip" and r["matched_text"] is None for r in results)
     assert main(["status", *args]) == 0
     assert "text: 8 photos read, 4 with text" in capsys.readouterr().out
+
+
+def test_text_match_outside_the_clip_window_comes_in_with_its_clip_score(
+    text_tree: Path, library, monkeypatch
+) -> None:
+    from retllm_desktop import search
+    from retllm_desktop.search import Query
+
+    library.index_roots([str(text_tree)])
+    monkeypatch.setattr(search, "TEXT_WINDOW", 1)
+    outside = 0
+    for word, name in (("harbour", "harbour.jpg"), ("exit", "exit.jpg"), ("boarding", "gate.jpg")):
+        clip = library.search_coarse(Query(word, use_text=False), top=8).results
+        res = library.search_coarse(Query(word), top=2).results
+        assert res[0].path == str(text_tree / name)
+        if clip[0].path != res[0].path:  # not in the one-photo CLIP window: found by its text alone
+            outside += 1
+            assert res[0].stage == "text"
+            assert res[0].score == pytest.approx(
+                next(r.score for r in clip if r.path == res[0].path), abs=1e-5
+            )
+    assert outside  # the random-weight CLIP does not put all three first
