@@ -13,7 +13,6 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
@@ -23,9 +22,9 @@ from PIL import Image
 from .catalog import Catalog
 from .errors import ImageError
 from .imaging import load_rgb
+from .progress import Progress
 from .text_match import squash
 
-Progress = Callable[[str, int, int], None]
 STAGE = "reading text"
 
 
