@@ -613,3 +613,21 @@ def test_a_snapshot_that_fails_to_restore_is_dropped_and_recomputed(model_dir, p
         again = c.score(photos[0], text=QUERY, ve="off")
         assert c.stats["state_disk_hits"] == 1 and c.stats["images_decoded"] == 0
     assert again.p_true == pytest.approx(cold.p_true, abs=1e-6)
+
+
+def test_cached_embedding_with_another_token_count_falls_back_to_the_photo(model_dir, photos, tmp_path):
+    """A cached embedding whose row count no longer fits (e.g. written by another llama.cpp build) is not
+    used, and the prompt is rebuilt from the real photo, never from the blank stand-in bitmap."""
+    cache = EmbeddingCache(tmp_path / "emb", 64 * 1024**2)
+    with make_scorer(model_dir, cache=cache) as a:
+        cold = a.score(photos[1], text=QUERY, ve="off")
+    (key,) = cache.keys()
+    good = cache.get(key)
+    cache.put(key, good.array[:-1], good.meta)  # one row short
+    with make_scorer(model_dir, cache=EmbeddingCache(tmp_path / "emb", 64 * 1024**2)) as b:
+        got = b.score(photos[1], text=QUERY, ve="off")
+        assert b.stats["encode"] == 1
+    assert got.p_true == pytest.approx(cold.p_true, rel=1e-4, abs=1e-9)
+    assert got.entropy == pytest.approx(cold.entropy, rel=1e-4, abs=1e-9)
+    healed = EmbeddingCache(tmp_path / "emb").get(key)
+    np.testing.assert_allclose(healed.array, good.array, rtol=0, atol=1e-6)  # the photo's, not a blank's

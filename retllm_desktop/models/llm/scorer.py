@@ -390,7 +390,12 @@ class MllmScorer:
         return f"{self.model_id}|{ref.content_key}|{ref.variant}"
 
     def _prepare(self, messages: list[dict[str, Any]]) -> Prompt:
-        """Render + tokenise. Cached images get a blank bitmap of the same size (only shapes matter)."""
+        """Render + tokenise. Cached images get a blank bitmap of the same size (only shapes matter).
+
+        The blank stand-in is checked: if mtmd wants another number of embedding rows for it than the
+        cache holds (an entry from another llama.cpp build, say), that entry is dropped and the prompt
+        is tokenised again from the real photo, so a blank image is never encoded or cached.
+        """
         s = self.session
         text, refs = render_prompt(
             self.config.handler,
@@ -400,17 +405,30 @@ class MllmScorer:
             eos_token=s.eos_text,
             marker=s.marker,
         )
-        inputs: list[ImageInput] = []
-        for ref in refs:
-            key = self._emb_key(ref)
-            hit = self.embeddings.lookup(key)
-            if hit is not None:
-                arr, w, h = hit
-                inputs.append(ImageInput(key, w, h, None, arr))
-            else:
-                img = prepare_image(ref)
-                inputs.append(ImageInput(key, img.width, img.height, img.tobytes()))
-        return s.tokenize(text, inputs)
+        stale: set[str] = set()
+        while True:
+            inputs = [self._image_input(ref, use_cache=self._emb_key(ref) not in stale) for ref in refs]
+            prompt = s.tokenize(text, inputs)
+            misfits = {
+                im.key
+                for im in inputs
+                if im.embedding is not None and prompt.image_tokens.get(im.key) != im.embedding.shape[0]
+            }
+            if not misfits:
+                return prompt
+            s.free(prompt)
+            for key in misfits - stale:
+                self.embeddings.drop(key)
+            stale |= misfits
+
+    def _image_input(self, ref: ImageRef, use_cache: bool) -> ImageInput:
+        key = self._emb_key(ref)
+        hit = self.embeddings.lookup(key) if use_cache else None
+        if hit is not None:
+            arr, w, h = hit
+            return ImageInput(key, w, h, None, arr)
+        img = prepare_image(ref)
+        return ImageInput(key, img.width, img.height, img.tobytes())
 
     def _logits(self, messages: list[dict[str, Any]], save_states: bool) -> np.ndarray:
         prompt = self._prepare(messages)

@@ -484,6 +484,8 @@ class LlamaSession:
         if emb is None:
             emb = embeddings.get(key)  # e.g. encoded earlier in this same prompt
         if emb is None or emb.shape[0] != n_tok:
+            if key in prompt.blank:  # the scorer re-tokenises such prompts from the photo first
+                raise RetllmError("Refusing to encode a stand-in bitmap for a cached image.")
             emb = self._encode(chunk, n_tok)
             w, h = prompt.sizes[key]
             embeddings.put(key, emb, w, h)
