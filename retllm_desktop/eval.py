@@ -1,4 +1,9 @@
-"""Paper-style retrieval evaluation: Recall@K of coarse (CLIP) vs fine (LLM rerank) vs fine + VE.
+"""Paper-style retrieval evaluation: Recall@K of coarse (CLIP) vs fine (LLM rerank) vs fine + second look.
+
+``fine+second-look`` is *our* prompt-level second look (the photo shown again after an uncertain first
+answer, in the same context), not the paper's visual enhancement (VE), which re-injects visual tokens
+into middle-layer FFNs during the forward pass; llama.cpp has no hook for that, so numbers in that row
+measure our stand-in. ``fine+ve`` is accepted as an old name of the same mode.
 
 Protocols (the RetLLM paper follows the standard Karpathy test splits):
 
@@ -39,7 +44,13 @@ from .rerank import RerankOptions
 PROTOCOLS = ("flickr30k", "coco", "pairs")
 STANDARD_IMAGES = {"flickr30k": 1000, "coco": 5000}
 CAPTIONS_PER_IMAGE = 5
-MODES = ("coarse", "fine", "fine+ve")
+SECOND_LOOK = "fine+second-look"
+MODES = ("coarse", "fine", SECOND_LOOK)
+MODE_ALIASES = {"fine+ve": SECOND_LOOK}  # old name; it never was the paper's VE
+SECOND_LOOK_NOTE = (
+    f"{SECOND_LOOK}: our prompt-level second look (photo shown again after an uncertain answer), "
+    "not the paper's in-layer visual enhancement (VE)"
+)
 DEFAULT_KS = (1, 5, 10)
 
 
@@ -261,6 +272,8 @@ class EvalReport:
                         c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, width, strict=True))
                     )
                 )
+        if any(m.mode == SECOND_LOOK for m in self.modes):
+            lines.append(f"note: {SECOND_LOOK_NOTE}")
         lines += [f"warning: {w}" for w in self.warnings]
         for m in self.modes:
             if m.could_not_check:
@@ -312,12 +325,12 @@ def run_eval(
     ks: Sequence[int] = DEFAULT_KS,
     threads: int | None = None,
     progress: Progress | None = None,
-    ve_mode: str = "auto",
+    second_look: str = "auto",
 ) -> EvalReport:
     """Index ``dataset`` into a throwaway library and measure each mode (see the module docstring)."""
     from .search import Query
 
-    modes = list(dict.fromkeys(modes))
+    modes = list(dict.fromkeys(MODE_ALIASES.get(m, m) for m in modes))
     bad = [m for m in modes if m not in MODES]
     if bad or not modes:
         raise RetllmError(f"unknown mode(s) {bad}; choose from {', '.join(MODES)}")
@@ -368,7 +381,7 @@ def run_eval(
                 coarse_ms.append((time.perf_counter() - t) * 1000)
                 coarse_rank.append(_ranking(coarse, photo_image))
                 for m in list(fine_rank):
-                    opts = RerankOptions(k=k, ve="off" if m == "fine" else ve_mode, min_match=None)
+                    opts = RerankOptions(k=k, ve="off" if m == "fine" else second_look, min_match=None)
                     try:
                         last, ms = _rerank_once(lib, query, top, opts)
                         mllm_seen = last.model or mllm_seen

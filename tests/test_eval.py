@@ -149,7 +149,7 @@ def test_fine_modes_unavailable_without_llm(tmp_path, clip_models_dir):
     report = run_eval(ds, models_dir=clip_models_dir, threads=1)
     by_mode = {m.mode: m for m in report.modes}
     assert by_mode["coarse"].status == "ok"
-    assert by_mode["fine"].status == by_mode["fine+ve"].status == "unavailable"
+    assert by_mode["fine"].status == by_mode["fine+second-look"].status == "unavailable"
     assert "unavailable" in report.table()
 
 
@@ -163,8 +163,8 @@ def test_cli_eval_all_modes_with_synthetic_llm(tmp_path, full_models_dir, capsys
     out = json.loads(capsys.readouterr().out)
     assert (out["protocol"], out["images"], out["captions"], out["k"]) == ("flickr30k", 2, 10, 2)
     modes = out["modes"]
-    assert set(modes) == {"coarse", "fine", "fine+ve"}
-    for name in ("fine", "fine+ve"):
+    assert set(modes) == {"coarse", "fine", "fine+second-look"}
+    for name in ("fine", "fine+second-look"):
         m = modes[name]
         assert m["status"] == "ok", m
         assert m["i2t"] is None and m["queries"] == 10 and m["stage_ms_per_query"] > 0
@@ -175,3 +175,17 @@ def test_cli_eval_all_modes_with_synthetic_llm(tmp_path, full_models_dir, capsys
     assert cli.main(argv[:-1] + ["--modes", "coarse"]) == 0
     table = capsys.readouterr().out
     assert "T2I R@1" in table and "coarse" in table and "fine" not in table.split("\n", 2)[2]
+
+
+def test_eval_names_our_second_look_not_the_papers_ve(tmp_path, clip_models_dir):
+    """The third mode is our prompt-level second look; the old name still selects it, and the table
+    says what it is."""
+    from retllm_desktop.eval import MODES
+
+    assert "fine+ve" not in MODES and "fine+second-look" in MODES
+    imgs = tmp_path / "imgs"
+    names = _images(imgs, 2)
+    ds = load_eval_set(imgs, _tsv(tmp_path / "caps.tsv", names), "flickr30k")
+    report = run_eval(ds, models_dir=clip_models_dir, threads=1, modes=["coarse", "fine+ve"])
+    assert [m.mode for m in report.modes] == ["coarse", "fine+second-look"]
+    assert "not the paper's in-layer visual enhancement" in report.table()

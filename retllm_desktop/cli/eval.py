@@ -17,7 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="measure text→image / image→text Recall@1/5/10 on a captioned image set (throwaway library)",
         description=(
             "Index IMAGES into a temporary library and report Recall@1/5/10 for CLIP alone (coarse), "
-            "with the LLM rerank (fine) and with visual enhancement (fine+ve), with per-stage times. "
+            "with the LLM rerank (fine) and with our prompt-level second look (fine+second-look; not the "
+            "paper's in-layer visual enhancement), with per-stage times. "
             "Flickr30k/COCO protocol: 5 captions per image, caption j belongs to image j//5."
         ),
     )
@@ -39,8 +40,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--k", type=bounded(int, 1, 1000), default=5, help="how many top CLIP candidates the LLM reranks"
     )
-    p.add_argument("--modes", default="coarse,fine,fine+ve", help="comma-separated: coarse, fine, fine+ve")
-    p.add_argument("--ve", choices=["auto", "always"], default="auto", help="visual enhancement in fine+ve")
+    p.add_argument(
+        "--modes",
+        default="coarse,fine,fine+second-look",
+        help="comma-separated: coarse, fine, fine+second-look (old name: fine+ve)",
+    )
+    p.add_argument(
+        "--second-look",
+        "--ve",
+        dest="second_look",
+        choices=["auto", "always"],
+        default="auto",
+        help="when fine+second-look shows the photo again: after uncertain answers (auto) or always",
+    )
     p.add_argument(
         "--limit",
         type=bounded(int, 1, 10**8),
@@ -67,7 +79,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         modes=modes,
         threads=args.threads,
         progress=bar,
-        ve_mode=args.ve,
+        second_look=args.second_look,
     )
     bar.finish()
     if args.json:
