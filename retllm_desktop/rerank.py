@@ -1,9 +1,10 @@
 """Pure ranking logic of the fine stage (RetLLM): ordering, cut-off and streaming, no llama here.
 
 The multimodal LLM scores each of the top-k coarse (CLIP) candidates with P(True) to a
-"does it match?" question (see ``retllm_desktop.models.llm.scorer``). As in the paper, scores are compared
-rounded to 2 decimals and ties go to the lower (more confident) top-10 entropy; remaining ties keep
-the coarse order. Everything past k keeps its coarse order after the reranked block.
+"does it match?" question (see ``retllm_desktop.models.llm.scorer``). As in the paper's code, scores are
+compared truncated to 2 decimals (``int(p * 100) / 100``) and ties go to the lower full-vocabulary
+entropy (the more confident answer); remaining ties keep the coarse order. Everything past k keeps its
+coarse order after the reranked block. (Where we differ from the paper: see ``models/llm/answer.py``.)
 
 The fine stage can only add, never take away: a candidate the LLM could not check (a damaged photo, an
 error inside llama.cpp) is kept with the reason, ranked after the checked ones and before the unchecked
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from .errors import CancelledError, RetllmError
-from .models.llm.answer import VE_BAND, VE_THRESHOLD
+from .models.llm.answer import VE_BAND, VE_THRESHOLD, paper_score
 from .models.llm.fine_score import VE_MODES, FineScore
 
 __all__ = [
@@ -85,8 +86,12 @@ class RerankUpdate(Generic[T]):
 
 
 def fine_sort_key(fine: FineScore, coarse_rank: int) -> tuple[float, float, int]:
-    """Score rounded to 2 decimals (desc), then entropy (asc), then coarse rank (asc)."""
-    return (-round(fine.score, 2), fine.entropy, coarse_rank)
+    """The paper's order: score truncated to 2 decimals (desc), full-vocabulary entropy (asc), coarse rank.
+
+    A score without a full-vocabulary entropy (an older caller) falls back to its top-10 entropy.
+    """
+    tie = fine.vocab_entropy if fine.vocab_entropy is not None else fine.entropy
+    return (-paper_score(fine.score), tie, coarse_rank)
 
 
 def order_by_fine(items: Iterable[tuple[T, FineScore, int] | RankedItem[T]]) -> list[RankedItem[T]]:

@@ -217,13 +217,24 @@ def test_prompts_file_has_all_kinds():
             parts = p[section][kind]["parts"]
             assert "<candidate>" in parts
             assert ("<query>" in parts) == (kind != "text" and section != "ve")
+            if section != "explain" and kind != "image":  # the paper quotes the query: "<{query}>"
+                assert any("<{query}>" in part for part in parts)
     assert (
-        "Does the image match the caption: {query}? Please directly output True or False"
+        "Does the image match the caption: <{query}>? Please directly output True or False"
         in p["score"]["text"]["parts"]
     )
 
 
 # --------------------------------------------------------------------------------------- probabilities
+def test_vocab_entropy_is_the_full_distribution_entropy():
+    from retllm_desktop.models.llm.answer import vocab_entropy
+
+    logits = np.array([math.log(5.0), math.log(3.0)] + [0.0] * 18)
+    p = np.array([5.0, 3.0] + [1.0] * 18) / 26
+    assert vocab_entropy(logits) == pytest.approx(float(-(p * np.log(p)).sum()))
+    assert vocab_entropy(np.zeros(50)) == pytest.approx(math.log(50))
+
+
 def test_answer_stats_math():
     logits = np.zeros(20)
     logits[3] = math.log(5.0)  # p3 = 5/26 (18 ones + 5 + 3)

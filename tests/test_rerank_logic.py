@@ -28,11 +28,11 @@ def test_order_by_score_desc():
     assert [it.candidate for it in out] == ["b", "c", "a"]
 
 
-def test_tie_after_rounding_goes_to_lower_entropy():
-    # 0.812 and 0.808 both round to 0.81 -> lower entropy wins although its raw score is lower
-    out = order_by_fine([("hi", fs(0.812, entropy=0.6), 0), ("lo", fs(0.808, entropy=0.2), 1)])
+def test_tie_after_truncation_goes_to_lower_entropy():
+    # 0.818 and 0.812 both truncate to 0.81 -> lower entropy wins although its raw score is lower
+    out = order_by_fine([("hi", fs(0.818, entropy=0.6), 0), ("lo", fs(0.812, entropy=0.2), 1)])
     assert [it.candidate for it in out] == ["lo", "hi"]
-    # no tie after rounding: raw order decides, entropy ignored
+    # no tie after truncation: raw order decides, entropy ignored
     out = order_by_fine([("a", fs(0.80, entropy=0.1), 0), ("b", fs(0.83, entropy=0.9), 1)])
     assert [it.candidate for it in out] == ["b", "a"]
 
@@ -145,3 +145,25 @@ def test_generic_candidates():
     photos = [Photo(i) for i in range(3)]
     final = rerank(photos, lambda p: fs(p.n / 10), RerankOptions(k=3))
     assert [p.n for p, _ in final.pairs] == [2, 1, 0]
+
+
+def test_scores_compare_truncated_like_the_paper():
+    """The paper compares int(p * 100) / 100: 0.816 and 0.811 tie at 0.81 (rounding would split them)."""
+    out = order_by_fine([("hi", fs(0.816, entropy=0.6), 0), ("lo", fs(0.811, entropy=0.2), 1)])
+    assert [it.candidate for it in out] == ["lo", "hi"]
+
+
+def test_ties_go_to_the_lower_full_vocabulary_entropy():
+    """The paper breaks ties by the entropy of the whole next-token distribution, not the top-10 one."""
+    a = FineScore(p_true=0.5, p_false=0.4, entropy=0.1, ve_used=False, score=0.5, first_pass_score=0.5,
+                  vocab_entropy=3.0)  # fmt: skip
+    b = FineScore(p_true=0.5, p_false=0.4, entropy=0.9, ve_used=False, score=0.5, first_pass_score=0.5,
+                  vocab_entropy=1.0)  # fmt: skip
+    assert [it.candidate for it in order_by_fine([("a", a, 0), ("b", b, 1)])] == ["b", "a"]
+
+
+def test_paper_score_is_exactly_the_papers_arithmetic():
+    from retllm_desktop.models.llm.answer import paper_score
+
+    assert paper_score(0.816) == 0.81 and paper_score(0.999) == 0.99 and paper_score(1.0) == 1.0
+    assert paper_score(0.29) == int(0.29 * 100) / 100 == 0.28  # float quirk kept, as in the paper

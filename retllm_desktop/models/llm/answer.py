@@ -1,8 +1,20 @@
 """The numbers read from the model's next-token logits, and when to take a second look.
 
-Pure functions, no llama here: P(True) / P(False) / top-k entropy from one logits vector, the rule that
-combines two looks, and the per-query second-look policy (passed with every call, never stored on the
-shared scorer, so concurrent searches with different options cannot race).
+Pure functions, no llama here: P(True) / P(False) / entropies from one logits vector, the paper's
+comparison value, the rule that combines two looks, and the per-query second-look policy (passed with
+every call, never stored on the shared scorer, so concurrent searches with different options cannot race).
+
+Against the RetLLM paper's code (github.com/alivecat05/RETLLM, ``Codes/Qwen_vl.py``):
+
+* ranking value: the paper compares ``int(p * 100) / 100`` (truncated, not rounded): :func:`paper_score`,
+  used by ``rerank.py`` as is, float quirks included (``int(0.29 * 100) / 100 == 0.28``);
+* tie-break: the paper takes the lower Shannon entropy of the *full-vocabulary* next-token distribution
+  (natural log, not normalised): :func:`vocab_entropy`, used as is;
+* the entropy that triggers a second look is the paper's VE trigger: top-10 probabilities renormalised,
+  divided by ln(10), threshold 0.75 (``entropy`` below);
+* P(True) sums the listed single-token spellings of the answer ("True", " True", ...) where the paper
+  reads the one token ``"True"``: the first answer token depends on the chat template and vocabulary
+  (SentencePiece "▁True", a space after "Assistant:"), and one spelling would read ~0 on some models.
 """
 
 from __future__ import annotations
@@ -46,13 +58,29 @@ def answer_stats(
     return p_true, p_false, min(max(ent, 0.0), 1.0)
 
 
-def combine_passes(
-    first: tuple[float, float, float], second: tuple[float, float, float]
-) -> tuple[float, float, float]:
-    """Confidence-weighted mean of two looks: c_i = max(1 - H_i, 0.05), x = (c1*x1 + c2*x2) / (c1 + c2)."""
+def vocab_entropy(logits: np.ndarray) -> float:
+    """Shannon entropy (nats) of the full-vocabulary next-token distribution: the paper's tie-break."""
+    x = np.asarray(logits, dtype=np.float64)
+    z = x - x.max()
+    log_p = z - np.log(np.exp(z).sum())
+    p = np.exp(log_p)
+    return float(max(-(p * log_p).sum(), 0.0))
+
+
+def paper_score(p: float) -> float:
+    """The paper's ranking value: P(True) truncated to 2 decimals exactly as ``int(p * 100) / 100``."""
+    return int(p * 100) / 100
+
+
+def combine_passes(first: tuple[float, ...], second: tuple[float, ...]) -> tuple[float, ...]:
+    """Confidence-weighted mean of two looks: c_i = max(1 - H_i, 0.05), x = (c1*x1 + c2*x2) / (c1 + c2).
+
+    ``H_i`` is the normalised top-10 entropy at index 2; every element (P(True), P(False), entropies)
+    is averaged with the same weights. Our rule: the paper has no prompt-level second look.
+    """
     c1 = max(1.0 - first[2], 0.05)
     c2 = max(1.0 - second[2], 0.05)
-    return tuple((c1 * a + c2 * b) / (c1 + c2) for a, b in zip(first, second, strict=True))  # type: ignore[return-value]
+    return tuple((c1 * a + c2 * b) / (c1 + c2) for a, b in zip(first, second, strict=True))
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,9 @@ class FineScore:
 
     ``score`` is the final P(True) (after visual enhancement when used), ``first_pass_score`` the P(True)
     of the first look; probabilities are full-vocabulary softmax mass on the answer token variants.
-    ``entropy`` is the normalised entropy of the top-10 next-token probabilities (0 = certain, 1 = flat).
+    ``entropy`` is the normalised entropy of the top-10 next-token probabilities (0 = certain, 1 = flat;
+    the paper's visual-enhancement trigger); ``vocab_entropy`` the full-vocabulary entropy in nats (the
+    paper's ranking tie-break). After a second look both are confidence-weighted means of the two looks.
     """
 
     p_true: float
@@ -25,3 +27,4 @@ class FineScore:
     seconds: float = 0.0
     cache_hit: bool = False
     first_pass_entropy: float | None = None
+    vocab_entropy: float | None = None

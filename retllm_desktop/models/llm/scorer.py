@@ -34,7 +34,7 @@ import numpy as np
 
 from ...config import LLM_N_CTX, default_threads
 from ...errors import CancelledError, ImageError, ModelLoadError, RetllmError
-from .answer import VE_BAND, VE_THRESHOLD, SecondLook, answer_stats, combine_passes
+from .answer import VE_BAND, VE_THRESHOLD, SecondLook, answer_stats, combine_passes, vocab_entropy
 from .cache import EmbeddingCache
 from .fine_score import VE_MODES, FineScore
 from .images import ImageRef, prepare_image
@@ -277,7 +277,7 @@ class MllmScorer:
         msgs: list[dict[str, Any]] = [
             {"role": "user", "content": build_parts(self.prompts["score"][kind]["parts"], text, images)}
         ]
-        first = answer_stats(self._logits(msgs, save_states=True), self._true_ids, self._false_ids)
+        first = self._look(msgs, save_states=True)
         use_ve = policy.wanted(first)
         final = first
         if use_ve:
@@ -287,9 +287,9 @@ class MllmScorer:
                 {"role": "assistant", "content": answer},
                 {"role": "user", "content": build_parts(self.prompts["ve"][kind]["parts"], text, ve_images)},
             ]
-            second = answer_stats(self._logits(msgs2, save_states=False), self._true_ids, self._false_ids)
+            second = self._look(msgs2, save_states=False)
             final = combine_passes(first, second)
-        self.last_passes = [first, second] if use_ve else [first]
+        self.last_passes = [first[:3], second[:3]] if use_ve else [first[:3]]
         return FineScore(
             p_true=final[0],
             p_false=final[1],
@@ -300,6 +300,7 @@ class MllmScorer:
             seconds=time.perf_counter() - t0,
             cache_hit=self.stats["encode"] == enc0,
             first_pass_entropy=first[2],
+            vocab_entropy=final[3],
         )
 
     def explain(
@@ -429,6 +430,11 @@ class MllmScorer:
             return ImageInput(key, w, h, None, arr)
         img = prepare_image(ref)
         return ImageInput(key, img.width, img.height, img.tobytes())
+
+    def _look(self, messages: list[dict[str, Any]], save_states: bool) -> tuple[float, float, float, float]:
+        """(P(True), P(False), top-10 entropy, full-vocabulary entropy) of one look."""
+        logits = self._logits(messages, save_states=save_states)
+        return (*answer_stats(logits, self._true_ids, self._false_ids), vocab_entropy(logits))
 
     def _logits(self, messages: list[dict[str, Any]], save_states: bool) -> np.ndarray:
         prompt = self._prepare(messages)
