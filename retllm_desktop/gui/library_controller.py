@@ -43,6 +43,7 @@ def open_engine(library_path: str, models_path: str, settings: Settings) -> Libr
         mllm_cache_bytes=settings.mllm_cache_bytes,
         mllm_kv_cache_bytes=settings.mllm_kv_cache_bytes,
         n_ctx=settings.n_ctx,
+        read_text=settings.read_text,
     )
 
 

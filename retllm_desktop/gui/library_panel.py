@@ -43,7 +43,13 @@ def format_eta(seconds: float | None) -> str:
     return f"{seconds // 3600}h {(seconds % 3600) // 60:02d}m left"
 
 
-STAGE_NAMES = {"scanning": "Scanning", "hashing": "Checking files", "embedding": "Indexing"}
+STAGE_NAMES = {
+    "scanning": "Scanning",
+    "hashing": "Checking files",
+    "embedding": "Indexing",
+    "places": "Finding places",
+    "reading text": "Reading text",
+}
 
 
 class LibraryPanel(QWidget):

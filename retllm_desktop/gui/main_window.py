@@ -452,7 +452,8 @@ class MainWindow(QMainWindow):
         if total > 0:
             self.index_bar.setRange(0, total)
             self.index_bar.setValue(min(done, total))
-            self.index_label.setText(f"Indexing {done:,}/{total:,}" + (f" · {eta}" if eta else ""))
+            what = "Reading text" if stage == "reading text" else "Indexing"
+            self.index_label.setText(f"{what} {done:,}/{total:,}" + (f" · {eta}" if eta else ""))
         else:
             self.index_bar.setRange(0, 0)
             self.index_label.setText(f"Scanning… {done:,}")
@@ -622,6 +623,7 @@ class MainWindow(QMainWindow):
                 places=(self._place_filter[0],) if self._place_filter else (),
                 literal=literal,
                 ignore=tuple(self._ignored),
+                use_text=self.settings.read_text,
             )
         except RetllmError as e:
             self.status_label.setText(str(e))
@@ -894,6 +896,8 @@ class MainWindow(QMainWindow):
         d = SettingsDialog(self.settings, self.library_path(), self.models_path(), self)
         if d.exec():
             reopen = d.apply()  # first: writes the dialog's values into the settings
+            if self.library is not None:
+                self.library.read_text = self.settings.read_text
             self.thumbs.set_memory_items(self.settings.thumb_memory_items)
             self.k_spin.blockSignals(True)  # one search below, not one per changed widget
             self.k_spin.setValue(self.settings.rerank_k)

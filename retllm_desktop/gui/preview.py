@@ -8,8 +8,9 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QRectF, QSize, Qt, QUrl, Signal
+from PySide6.QtCore import QPointF, QRectF, QSize, Qt, QUrl, Signal
 from PySide6.QtGui import (
+    QColor,
     QDesktopServices,
     QFontMetrics,
     QGuiApplication,
@@ -17,7 +18,9 @@ from PySide6.QtGui import (
     QKeySequence,
     QPainter,
     QPalette,
+    QPen,
     QPixmap,
+    QPolygonF,
     QShortcut,
 )
 from PySide6.QtWidgets import (
@@ -88,6 +91,7 @@ class ImageView(QWidget):
         super().__init__(parent)
         self._pm: QPixmap | None = None
         self._message = "Loading…"
+        self._highlights: list[list[list[float]]] = []  # quads, fractions of the photo's width/height
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setMinimumSize(320, 240)
         self.setAccessibleName("Photo")
@@ -98,6 +102,14 @@ class ImageView(QWidget):
 
     def has_image(self) -> bool:
         return self._pm is not None and not self._pm.isNull()
+
+    def set_highlights(self, boxes: list[list[list[float]]]) -> None:
+        """Outline these boxes (the query's words found in the photo) over the image."""
+        self._highlights = [b for b in boxes if len(b) == 4]
+        self.update()
+
+    def highlights(self) -> list[list[list[float]]]:
+        return list(self._highlights)
 
     def sizeHint(self) -> QSize:
         return QSize(900, 640)
@@ -112,13 +124,31 @@ class ImageView(QWidget):
             scale = min(self.width() / w, self.height() / h, 4.0)
             tw, th = w * scale, h * scale
             p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
-            p.drawPixmap(
-                QRectF((self.width() - tw) / 2, (self.height() - th) / 2, tw, th), pm, QRectF(pm.rect())
-            )
+            x0, y0 = (self.width() - tw) / 2, (self.height() - th) / 2
+            p.drawPixmap(QRectF(x0, y0, tw, th), pm, QRectF(pm.rect()))
+            if self._highlights:
+                self._paint_highlights(p, x0, y0, tw, th)
         else:
             p.setPen(self.palette().color(QPalette.ColorRole.PlaceholderText))
             p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, self._message)
         p.end()
+
+    def _paint_highlights(self, p: QPainter, x0: float, y0: float, w: float, h: float) -> None:
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        pen = QPen(QColor(255, 200, 0))
+        pen.setWidthF(2.5)
+        p.setPen(pen)
+        p.setBrush(QColor(255, 200, 0, 60))
+        pad = 3.0
+        for quad in self._highlights:
+            pts = [QPointF(x0 + fx * w, y0 + fy * h) for fx, fy in quad]
+            cx = sum(pt.x() for pt in pts) / 4
+            cy = sum(pt.y() for pt in pts) / 4
+            grown = [  # a little larger than the letters, so the outline does not cover them
+                QPointF(pt.x() + pad * (1 if pt.x() > cx else -1), pt.y() + pad * (1 if pt.y() > cy else -1))
+                for pt in pts
+            ]
+            p.drawPolygon(QPolygonF(grown))
 
 
 class PreviewDialog(QDialog):
@@ -167,6 +197,7 @@ class PreviewDialog(QDialog):
             "Match",
             "Second look",
             "Rank",
+            "Words",
         ):
             lab = QLabel(self)
             lab.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -281,6 +312,14 @@ class PreviewDialog(QDialog):
         if r.coarse_rank and r.coarse_rank != r.rank:
             rank += f" (was #{r.coarse_rank} before checking)"
         self.fields["Rank"].setText(rank)
+        match = getattr(r, "text", None)
+        if match is not None:
+            how = {"text": "found by its words", "clip+text": "its words and its look"}.get(r.stage, "")
+            self.fields["Words"].setText(f"“{match.snippet}”" + (f" ({how})" if how else ""))
+            self.image.set_highlights([w["box"] for w in match.words])
+        else:
+            self.fields["Words"].setText("—")
+            self.image.set_highlights([])
         self.why.setText("")
         self.prev_btn.setEnabled(row > 0)
         self.next_btn.setEnabled(row < self.count() - 1)

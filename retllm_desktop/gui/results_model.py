@@ -160,6 +160,9 @@ class ResultsModel(QAbstractListModel):
                     parts.append(f"could not check: {r.check_error}")
             if p.status != "ok":
                 parts.append("offline")
+            match = getattr(r, "text", None)
+            if match is not None:
+                parts.append(f"text: “{match.snippet}”")
             return "\n".join(parts) if role == Qt.ItemDataRole.ToolTipRole else ", ".join(parts)
         return None
 
@@ -268,11 +271,11 @@ class ThumbDelegate(QStyledItemDelegate):
         date = describe_date(result.photo.taken_at if result is not None else None)
         if result is not None and result.photo.status != "ok":
             date += " · offline"
-        painter.drawText(
-            line2,
-            Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignVCenter,
-            date[:10] if len(date) > 10 and "offline" not in date else date,
-        )
+        line2_text = date[:10] if len(date) > 10 and "offline" not in date else date
+        match = getattr(result, "text", None)
+        if match is not None and match.snippet:  # the words that matched say more than the date here
+            line2_text = fm.elidedText(f"“{match.snippet}”", Qt.TextElideMode.ElideRight, line2.width())
+        painter.drawText(line2, Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignVCenter, line2_text)
         if option.state & QStyle.StateFlag.State_HasFocus:
             pen = QPen(pal.color(QPalette.ColorRole.Highlight))
             pen.setWidthF(1.5)

@@ -39,6 +39,7 @@ class Settings:
     min_match: float = 0.5  # the relevance cutoff used by "only true matches"
     image_weight: float = 0.5
     sort: str = "relevance"
+    read_text: bool = True  # read the words in photos (OCR) while indexing and match them in searches
     thumb_size: int = 160  # logical pixels
     # Tuning (Settings ▸ Advanced); None = automatic. Changing the first four reopens the library.
     decode_workers: int | None = None  # parallel photo decoders while indexing (None: up to 4)

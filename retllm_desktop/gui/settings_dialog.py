@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -107,6 +108,12 @@ class SettingsDialog(QDialog):
         self.top.setValue(settings.top)
         self.top.setAccessibleName("Results to show")
         form.addRow("&Results to show:", self.top)
+        self.read_text = QCheckBox("Find photos by the &words in them (reads text while indexing)", self)
+        self.read_text.setChecked(settings.read_text)
+        self.read_text.setToolTip(
+            "Signs, receipts, documents, screenshots: their words are read on this computer and searchable"
+        )
+        form.addRow(self.read_text)
         form.addRow(self._advanced(settings))
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self
@@ -189,6 +196,7 @@ class SettingsDialog(QDialog):
         s.ve = self.ve.currentData()
         s.min_match = self.cutoff.value()
         s.top = self.top.value()
+        s.read_text = self.read_text.isChecked()
         s.decode_workers = self.decoders.value() or None
         if self.emb_cache.value() != self._shown[0]:  # untouched: keep the exact byte count
             s.mllm_cache_bytes = int(self.emb_cache.value() * GIB)
