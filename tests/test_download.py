@@ -687,12 +687,19 @@ def test_setup_dialog_marks_and_asks_before_an_unverified_download(tmp_path, mon
     monkeypatch.setattr(dl, "download_model", lambda *a, **k: calls.append(k))  # no network here
     answers: list[QMessageBox.StandardButton] = []
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: answers.pop(0))
+    # an installed download that no pin vouches for is shown as such
+    fake = tmp_path / "mllm" / "smolvlm-256m"
+    fake.mkdir(parents=True)
+    (fake / "mllm.json").write_text('{"name": "smolvlm-256m"}')
+    (fake / dl.MANIFEST).write_text(json.dumps({"files": {"model.gguf": {"sha256": "0" * 64}}}))
     dlg = sd.SetupDialog(str(tmp_path), "no CLIP model", None)
     try:
         texts = [w.text() for w in dlg.findChildren(QLabel)]
         (b16,) = [t for t in texts if "<b>clip-vit-b16</b>" in t]
         (b32,) = [t for t in texts if "<b>clip-vit-b32</b>" in t]
+        (s256,) = [t for t in texts if "<b>smolvlm-256m</b>" in t]
         assert "unverified" in b16 and "unverified" not in b32
+        assert "installed, unverified" in s256 and "installed" not in b32
         buttons = {b.accessibleName(): b for b in dlg.findChildren(QPushButton)}
 
         def click_and_wait(button_name: str, n: int) -> None:

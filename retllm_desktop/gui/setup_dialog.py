@@ -33,6 +33,7 @@ from shiboken6 import isValid
 
 from ..errors import RetllmError
 from ..models.hub import download
+from ..models.hub.installed import installed_models
 from ..models.hub.registry import ModelEntry, load_registry
 from .qtcompat import emit
 from .workers import CallWorker, WorkerPool
@@ -67,6 +68,19 @@ def registry_entries(paths: Sequence[Path] | None = None) -> tuple[list[ModelEnt
         return list(load_registry(paths)), None
     except RetllmError as e:
         return [], f"the model list could not be read: {e}"
+
+
+def _installed_states(models_dir: str) -> dict[tuple[str, str], str]:
+    """(role, name) -> "installed" / "installed, unverified" (a download no registry pin vouches for)."""
+    try:
+        found = installed_models(models_dir)
+    except OSError:
+        return {}
+    return {
+        (m.role, m.name): "installed" + (", unverified" if m.verified is False else "")
+        for m in found
+        if m.complete
+    }
 
 
 class SetupDialog(QDialog):
@@ -116,6 +130,7 @@ class SetupDialog(QDialog):
         entries, why_not = registry_entries(registry)
         self.entries = entries
         self.download_note = why_not
+        installed = _installed_states(self.models_dir)
         for role in ("clip", "mllm"):
             title, text = ROLE_TEXT[role]
             box = QGroupBox(title, body)
@@ -135,6 +150,7 @@ class SetupDialog(QDialog):
                         human_size(entry.approx_bytes),
                         entry.licence or "",
                         "" if entry.pinned else "unverified: no pinned checksum",
+                        installed.get((role, name), ""),
                     )
                     if x and x != "?"
                 )
