@@ -5,6 +5,7 @@ from the ``embeddings`` table and can always be rebuilt from it. Every multi-row
 transaction so a crash leaves either the old or the new state, never half of it. The connection is
 private: other modules ask ``Catalog`` methods, so every write goes through its lock. Plain ``sqlite3``
 (the schema is a handful of hand-written statements; a wrapper library would only hide them).
+Over 600 lines because it is, by design, the only room with SQL: every query of every pass is here.
 """
 
 from __future__ import annotations

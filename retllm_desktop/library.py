@@ -6,6 +6,10 @@ A library is one folder::
     <library>/index/<model>.hnsw  vector index per CLIP model (derived, repaired from the catalog)
     <library>/cache/              LLM image-embedding cache, thumbnails
     <library>/write.lock          held by the one process that is indexing
+
+Over 600 lines on purpose: this is the one façade both shells call, so every public engine operation has
+its entry here (each delegates to its room); the largest part keeps each CLIP model's vector index in
+step with the catalog and with other processes writing to the same library.
 """
 
 from __future__ import annotations

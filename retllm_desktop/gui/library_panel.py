@@ -62,6 +62,7 @@ class LibraryPanel(QWidget):
     setup_requested = Signal()
 
     def __init__(self, parent=None) -> None:
+        # Builds the panel top to bottom (folders, progress, failures, models): one widget per block.
         super().__init__(parent)
         self.setObjectName("libraryPanel")
         self.setAccessibleName("Library")

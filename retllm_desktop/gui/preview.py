@@ -168,6 +168,7 @@ class PreviewDialog(QDialog):
         pool: WorkerPool,
         llm_pool: WorkerPool | None = None,
     ) -> None:
+        # Builds the dialog's widgets top to bottom (image, fields, buttons): long, but one widget per block.
         super().__init__(parent)
         self.setObjectName("preview")
         self.setWindowTitle("Preview")

@@ -196,6 +196,7 @@ class ThumbDelegate(QStyledItemDelegate):
         return QSize(self.tile + 16, self.tile + 14 + 2 * fm.height())
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
+        # One tile, drawn in one pass (thumbnail, badges, name, date): long but straight-line painting.
         painter.save()
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         pal: QPalette = option.palette

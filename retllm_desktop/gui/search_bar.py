@@ -130,6 +130,27 @@ class SearchBar(QWidget):
     def __init__(self, s: Settings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("searchBar")
+        row1 = self._build_query_row()
+        self.understood = UnderstoodChips(self)
+        row2 = self._build_options(s)
+        self._build_banner()
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(10, 8, 10, 4)
+        lay.addLayout(row1)
+        lay.addWidget(self.understood)
+        lay.addLayout(row2)
+        lay.addLayout(self._row3)
+        lay.addWidget(self.banner)
+
+        self.search_edit.returnPressed.connect(lambda: emit(self.submitted))
+        self.search_btn.clicked.connect(lambda *_: emit(self.submitted))
+        self.sort_combo.currentIndexChanged.connect(
+            lambda *_: emit(self.sort_changed, str(self.sort_combo.currentData()))
+        )
+        self.banner.linkActivated.connect(lambda _link: emit(self.setup_link))
+
+    def _build_query_row(self) -> QHBoxLayout:
+        """The query-image chip, the search field and the Search button."""
         self.chip = QueryChip(self)
         self.chip.setVisible(False)
         self.search_edit = QLineEdit(self)
@@ -154,8 +175,11 @@ class SearchBar(QWidget):
         row1.addWidget(self.chip)
         row1.addWidget(self.search_edit, 1)
         row1.addWidget(self.search_btn)
-        self.understood = UnderstoodChips(self)
 
+        return row1
+
+    def _build_options(self, s: Settings) -> QHBoxLayout:
+        """Double-check, how many, only matches, sort; the date filter (wraps onto its own line)."""
         self.rerank_check = QCheckBox("Double-check top", self)
         self.rerank_check.setChecked(s.rerank)
         self.rerank_check.setAccessibleName("Double-check results with the checking model")
@@ -223,6 +247,9 @@ class SearchBar(QWidget):
         self.date_from.dateChanged.connect(self._options_changed)
         self.date_to.dateChanged.connect(self._options_changed)
 
+        return row2
+
+    def _build_banner(self) -> None:
         self.banner = QLabel(self)
         self.banner.setObjectName("banner")
         self.banner.setWordWrap(True)
@@ -232,21 +259,6 @@ class SearchBar(QWidget):
             "QLabel#banner { padding: 6px; border-radius: 4px; background: rgba(230,160,20,60); }"
         )
         self.banner.setVisible(False)
-
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(10, 8, 10, 4)
-        lay.addLayout(row1)
-        lay.addWidget(self.understood)
-        lay.addLayout(row2)
-        lay.addLayout(self._row3)
-        lay.addWidget(self.banner)
-
-        self.search_edit.returnPressed.connect(lambda: emit(self.submitted))
-        self.search_btn.clicked.connect(lambda *_: emit(self.submitted))
-        self.sort_combo.currentIndexChanged.connect(
-            lambda *_: emit(self.sort_changed, str(self.sort_combo.currentData()))
-        )
-        self.banner.linkActivated.connect(lambda _link: emit(self.setup_link))
 
     def _options_changed(self, *_: object) -> None:
         emit(self.options_changed)

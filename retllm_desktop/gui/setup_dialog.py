@@ -132,43 +132,7 @@ class SetupDialog(QDialog):
         self.download_note = why_not
         installed = _installed_states(self.models_dir)
         for role in ("clip", "mllm"):
-            title, text = ROLE_TEXT[role]
-            box = QGroupBox(title, body)
-            grid = QGridLayout(box)
-            grid.setColumnStretch(0, 1)  # the description takes the width, not the buttons
-            desc = QLabel(text, box)
-            desc.setWordWrap(True)
-            grid.addWidget(desc, 0, 0, 1, 3)
-            row = 1
-            for entry in entries:
-                if entry.role != role:
-                    continue
-                name = entry.name
-                details = " · ".join(
-                    x
-                    for x in (
-                        human_size(entry.approx_bytes),
-                        entry.licence or "",
-                        "" if entry.pinned else "unverified: no pinned checksum",
-                        installed.get((role, name), ""),
-                    )
-                    if x and x != "?"
-                )
-                info = QLabel(f"<b>{name}</b> ({details})<br>{entry.description}", box)
-                info.setWordWrap(True)
-                bar = QProgressBar(box)
-                bar.setAccessibleName(f"Download progress of {name}")
-                bar.setVisible(False)
-                btn = QPushButton("Download", box)
-                btn.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
-                bar.setFixedWidth(180)
-                btn.setAccessibleName(f"Download {name}")
-                btn.clicked.connect(lambda _=False, e=entry, b=btn, pb=bar: self.download(e, b, pb))
-                grid.addWidget(info, row, 0)
-                grid.addWidget(bar, row, 1)
-                grid.addWidget(btn, row, 2)
-                row += 1
-            body_lay.addWidget(box)
+            body_lay.addWidget(self._role_box(role, entries, installed, body))
         body_lay.addStretch(1)
         if why_not:
             note = QLabel(
@@ -205,6 +169,48 @@ class SetupDialog(QDialog):
         buttons.rejected.connect(self.reject)
         lay.addWidget(buttons)
         self.resize(760, 680)
+
+    def _role_box(
+        self, role: str, entries: list[ModelEntry], installed: dict[tuple[str, str], str], parent: QWidget
+    ) -> QGroupBox:
+        """What a role is for, then one row per registry model: name, size, licence, Download + progress."""
+        title, text = ROLE_TEXT[role]
+        box = QGroupBox(title, parent)
+        grid = QGridLayout(box)
+        grid.setColumnStretch(0, 1)  # the description takes the width, not the buttons
+        desc = QLabel(text, box)
+        desc.setWordWrap(True)
+        grid.addWidget(desc, 0, 0, 1, 3)
+        row = 1
+        for entry in entries:
+            if entry.role != role:
+                continue
+            name = entry.name
+            details = " · ".join(
+                x
+                for x in (
+                    human_size(entry.approx_bytes),
+                    entry.licence or "",
+                    "" if entry.pinned else "unverified: no pinned checksum",
+                    installed.get((role, name), ""),
+                )
+                if x and x != "?"
+            )
+            info = QLabel(f"<b>{name}</b> ({details})<br>{entry.description}", box)
+            info.setWordWrap(True)
+            bar = QProgressBar(box)
+            bar.setAccessibleName(f"Download progress of {name}")
+            bar.setVisible(False)
+            btn = QPushButton("Download", box)
+            btn.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
+            bar.setFixedWidth(180)
+            btn.setAccessibleName(f"Download {name}")
+            btn.clicked.connect(lambda _=False, e=entry, b=btn, pb=bar: self.download(e, b, pb))
+            grid.addWidget(info, row, 0)
+            grid.addWidget(bar, row, 1)
+            grid.addWidget(btn, row, 2)
+            row += 1
+        return box
 
     # -- actions -------------------------------------------------------------------------------------
     def download(self, entry: ModelEntry, button: QPushButton, bar: QProgressBar) -> None:

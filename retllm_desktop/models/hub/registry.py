@@ -12,17 +12,13 @@ carries the contents of the folder's ``clip.json`` / ``mllm.json``, which the do
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ... import config
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
 from ...errors import RetllmError
 
 ROLES = ("clip", "mllm")

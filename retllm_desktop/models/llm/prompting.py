@@ -6,17 +6,13 @@ tokenises, exactly as the model's chat handler would render it, plus the image r
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ...config import resource_path
 from ...errors import ModelLoadError, RetllmError
-
-try:  # Python >= 3.11
-    import tomllib
-except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
 
 DEFAULT_MARKER = "<__media__>"  # mtmd_default_marker(); used when rendering without the library
 
