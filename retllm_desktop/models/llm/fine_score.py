@@ -11,7 +11,7 @@ VE_MODES = ("off", "auto", "always")
 class FineScore:
     """Result of scoring one candidate with the multimodal LLM.
 
-    ``score`` is the final P(True) (after visual enhancement when used), ``first_pass_score`` the P(True)
+    ``score`` is the final P(True) (after the second look when used), ``first_pass_score`` the P(True)
     of the first look; probabilities are full-vocabulary softmax mass on the answer token variants.
     ``entropy`` is the normalised entropy of the top-10 next-token probabilities (0 = certain, 1 = flat;
     the paper's visual-enhancement trigger); ``vocab_entropy`` the full-vocabulary entropy in nats (the
