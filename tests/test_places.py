@@ -183,3 +183,29 @@ def test_changed_gps_moves_the_photo(library, tmp_path: Path) -> None:
     os.utime(p, ns=(os.stat(p).st_atime_ns, os.stat(p).st_mtime_ns + 2 * 10**9))
     library.index_roots()
     assert library.places() == []
+
+
+def test_a_schema_2_catalog_is_migrated_and_backfilled(tmp_path: Path, clip_models_dir: Path) -> None:
+    """A library written before places existed (schema 2, no photo_places table) gets places on `index`."""
+    import sqlite3
+
+    from retllm_desktop.library import Library
+
+    root = tmp_path / "old"
+    hp.gps_photo(root / "a.jpg", *hp.REYKJAVIK, seed=1)
+    hp.gps_photo(root / "b.jpg", *hp.BUENOS_AIRES, seed=2)
+    with Library(tmp_path / "lib", models_dir=clip_models_dir, threads=1) as lib:
+        lib.index_roots([str(root)])
+        vectors = lib.catalog.embedding_models()
+    db = sqlite3.connect(tmp_path / "lib" / "catalog.db")
+    db.execute("DROP TABLE photo_places")
+    db.execute("DROP INDEX photos_gps")
+    db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    db.commit()
+    db.close()
+    with Library(tmp_path / "lib", models_dir=clip_models_dir, threads=1) as lib:
+        assert lib.places() == []  # migrated: the table exists, empty
+        summary = lib.index_roots()
+        assert (summary.unchanged, summary.added, summary.updated, summary.places) == (2, 0, 0, 2)
+        assert lib.catalog.embedding_models() == vectors
+        assert {c.name for c in lib.places() if c.kind == "country"} == {"Iceland", "Argentina"}
