@@ -302,6 +302,12 @@ class Catalog:
 
     # -- lifecycle -------------------------------------------------------------------------------
     def _migrate(self) -> None:
+        try:  # a current catalog is only read: opening never writes (a full disk must not stop a search)
+            row = self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if row is not None and int(row[0]) == SCHEMA_VERSION:
+                return
+        except sqlite3.OperationalError:  # no meta table yet: a new catalog
+            pass
         with self.transaction():
             self._conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
             version = int(self.get_meta("schema_version", "0"))
@@ -316,9 +322,14 @@ class Catalog:
     def close(self) -> None:
         with self._lock:
             try:
-                self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            except sqlite3.Error:
-                pass
+                wrote = self._conn.total_changes
+            except sqlite3.ProgrammingError:  # closed already
+                return
+            if wrote:  # only a connection that wrote moves its WAL into the file
+                try:
+                    self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error:
+                    pass
             self._conn.close()
 
     @contextmanager

@@ -151,12 +151,7 @@ class Library:
         self.close()
 
     def close(self) -> None:
-        with self._model_lock:
-            if self._index is not None and self._index.dirty and self._try_lock():
-                try:
-                    self._index.save()
-                finally:
-                    self.lock.release()
+        with self._model_lock:  # a repaired in-memory index is saved by the next writer, never by a reader
             for m in (self._clip, self._mllm, self._fallback[0] if self._fallback else None, self._ocr):
                 if m is not None:
                     m.close()
@@ -198,8 +193,7 @@ class Library:
             return
         if self.catalog.embedding_dims(clip.name) != {clip.embed_dim}:
             return
-        held_before = self.lock.held
-        if held_before or self._try_lock():
+        if self.lock.held:  # a writer moves them; a reader never writes
             try:
                 self.catalog.rename_embedding_model(clip.name, clip.key)
                 old = self.path / "index" / f"{_safe_name(clip.name)}.hnsw"
@@ -209,12 +203,19 @@ class Library:
                     if src.exists() and not dst.exists():
                         os.replace(src, dst)
                 return
-            except (RetllmError, OSError):
-                pass
-            finally:
-                if not held_before:
-                    self.lock.release()
-        clip._key = clip.name  # not ours to write now: use the vectors where they are
+            except (RetllmError, OSError) as e:
+                log.warning("stored vectors not moved to %s: %s", clip.key, e)
+        clip._key = clip.name  # use the vectors where they are (moved by the next writer)
+
+    def _adopt_pending(self, clip: Any) -> None:
+        """Under the writer lock: finish a legacy adoption a reader could only use in place."""
+        if clip.key != clip.name:
+            return
+        clip._key = None
+        self._adopt_legacy_embeddings(clip)
+        if clip.key != clip.name:
+            with self._model_lock:
+                self._index = None  # it was loaded under the old name
 
     @property
     def index(self) -> VectorIndex:
@@ -278,11 +279,11 @@ class Library:
             idx.add(ids, vecs)
         if stale:
             idx.mark_dirty()
-        if idx.dirty and self._try_lock():
+        if idx.dirty and self.lock.held:  # readers keep the repair in memory: opening never writes
             try:
                 idx.save()
-            finally:
-                self.lock.release()
+            except (OSError, RetllmError) as e:  # disk full: keep working from memory, save next time
+                log.warning("vector index not saved: %s", e)
 
     def _embeddings_complete(self, model_name: str) -> bool:
         """Every online photo has a vector of ``model_name`` (offline photos cannot be embedded now).
@@ -406,6 +407,7 @@ class Library:
             for p in paths or []:
                 self.add_root(p)
             clip = self.clip
+            self._adopt_pending(clip)
             index = self._writer_index()
             plan = Scanner(self.catalog, hash_workers=self.decode_workers).plan(
                 progress=progress, cancel=cancel, only_paths=only_paths

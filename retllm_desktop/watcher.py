@@ -121,6 +121,7 @@ class LibraryWatcher:
         self._stop = threading.Event()
         self._cancel = threading.Event()
         self._idle = threading.Event()
+        self._scan_due: str | None = None  # a full scan that still has to run (see _run)
         self._busy = False
         self._thread: threading.Thread | None = None
         self._lock = threading.RLock()
@@ -310,16 +311,26 @@ class LibraryWatcher:
         except Exception as e:  # noqa: BLE001
             log.exception("cannot watch library folders")
             self._report_error(f"cannot watch library folders: {e}")
-        if self.catch_up:
-            self._index("catch-up", None)
         next_check = time.monotonic() + self.debounce_s
         next_roots = time.monotonic() + self.root_check_s
         retry_at = 0.0
+        # A full scan that could not run (another process held the library: `index` running) is retried
+        # until it runs: the files that changed meanwhile are only found by a full scan.
+        self._scan_due = "catch-up" if self.catch_up else None
+        scan_at = 0.0
         while not self._stop.is_set():
             now = time.monotonic()
-            if not self._pending and self._q.empty():
+            if self._scan_due and now >= scan_at:
+                self._idle.clear()
+                if self._index(self._scan_due, None):
+                    self._scan_due = None
+                else:
+                    scan_at = now + max(1.0, self.batch_window_s)
+                now = time.monotonic()
+            if not self._pending and self._q.empty() and not self._scan_due:
                 self._idle.set()
-            wait = max(0.0, min(next_check, next_roots) - now)
+            wake = min(next_check, next_roots, scan_at if self._scan_due else next_check)
+            wait = max(0.0, wake - now)
             try:
                 item = self._q.get(timeout=wait)
             except queue.Empty:
@@ -445,7 +456,9 @@ class LibraryWatcher:
                     self._pending.pop(p, None)
                 self._index("root-offline", set())
             else:  # back online or newly added: reconcile everything that changed meanwhile
-                self._index("root-online" if change == "online" else "root-added", None)
+                kind = "root-online" if change == "online" else "root-added"
+                if not self._index(kind, None):
+                    self._scan_due = kind  # retried from the loop until it runs
 
     def _index(self, kind: str, only_paths: set[str] | None) -> bool:
         """One engine call; returns False when it should be retried later (library busy, disk full)."""

@@ -107,8 +107,11 @@ def test_vectors_stored_under_the_plain_name_are_adopted(tmp_path: Path, photos:
         assert [(r.path, round(r.score, 5)) for r in after.results] == [
             (r.path, round(r.score, 5)) for r in before.results
         ]
-        assert lib.catalog.embedding_models() == {key: 6}  # moved to the key, not re-embedded
-        assert lib.index_roots().unchanged == 6
+        assert lib.catalog.embedding_models() == {"m": 6}  # a reader uses them in place, writes nothing
+        assert lib.index_roots().unchanged == 6  # the writer moves them to the key: nothing re-embedded
+        assert lib.catalog.embedding_models() == {key: 6}
+        (again,) = list(lib.search("a red square", top=6))
+        assert [r.path for r in again.results] == [r.path for r in before.results]
 
     # plain-name vectors of another size are another model's: kept, and this model fills its own key
     with Library(tmp_path / "lib", models_dir=models, threads=1) as lib:

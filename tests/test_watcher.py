@@ -309,3 +309,48 @@ def test_cli_watch_without_folders_is_a_clear_error(tmp_path, models):
 
     r = run_cli("watch", "--library", str(tmp_path / "lib"), "--models", str(models))
     assert r.returncode == 1 and "no folders to watch" in r.stderr
+
+
+def test_catch_up_is_retried_until_it_runs(env):
+    """`watch` started while `index` (another process) holds the library: the catch-up runs once it is free."""
+    root, lib = env
+    write_photo(root / "before.jpg", 1)
+    lib.index_roots()
+    write_photo(root / "while-locked.jpg", 2)  # changed while nothing watched: only a full scan finds it
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from retllm_desktop.locking import WriterLock; lock = WriterLock(sys.argv[1]); "
+            "lock.acquire(); print('held', flush=True); sys.stdin.read()",
+            str(lib.path / "write.lock"),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        rec = Recorder()
+        w = LibraryWatcher(lib, **FAST, on_update=rec.on_update, on_status=rec.statuses.append)
+        rec.watcher = w
+        w.start()
+        try:
+            assert wait_for(lambda: w.last_error is not None, timeout=30), (
+                "the catch-up did not meet the lock"
+            )
+            assert "updating this library" in w.last_error and not rec.batches
+            assert lib.catalog.photo_by_path(str(root / "while-locked.jpg")) is None
+            holder.stdin.close()  # `index` finishes: the lock is free
+            holder.wait(timeout=30)
+            assert wait_for(lambda: rec.batches, timeout=30), "the catch-up was never retried"
+            assert rec.batches[0][0] == "catch-up" and rec.batches[0][1].added == 1
+            assert lib.catalog.photo_by_path(str(root / "while-locked.jpg")) is not None
+            settle(w)
+            check_consistent(lib)
+        finally:
+            w.stop()
+    finally:
+        holder.kill()
+        holder.wait()
