@@ -48,6 +48,7 @@ bench: setup
 	$(PY) bench/bench_indexing.py
 	$(PY) bench/bench_query.py
 	$(PY) bench/bench_rerank.py
+	$(PY) bench/bench_text.py  # needs Debian's fonts-dejavu + fonts-liberation
 
 # Random-weight models for trying the app without a download (meaningless scores).
 demo-models: setup
