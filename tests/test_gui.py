@@ -514,3 +514,17 @@ def test_advanced_settings_reach_the_engine(qtbot, tmp_path, settings, models_di
     saved = Settings.load(settings.path)
     assert (saved.n_ctx, saved.ve_band, saved.thumb_memory_items) == (2048, (0.4, 0.65), 300)
     close_window(w)
+
+
+def test_watching_and_removing_a_folder(qtbot, tmp_path, settings, models_dir, photos):
+    """After indexing the folders are watched; removing one runs on a worker and updates the window."""
+    w = make_window(qtbot, settings, tmp_path, models_dir)
+    index_folder(qtbot, w, photos)
+    qtbot.waitUntil(lambda: w.watch_label.text() == "Watching 1 folder", timeout=WAIT)
+    assert w.libraries.watcher is not None
+    with qtbot.waitSignal(w.status_refreshed, timeout=WAIT, check_params_cb=lambda st: st.photos == 0):
+        w.remove_folder(str(photos), confirm=False)
+    assert w.status_label.text() == f"Removed {photos} (16 photos left the library)"
+    assert w.panel.folders.count() == 1 and "No folders yet" in w.panel.folders.item(0).text()
+    assert photos.is_dir() and len(list(photos.glob("*.jpg"))) == 16  # the photos themselves are untouched
+    close_window(w)
