@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from .errors import ImageError
+from .memory_budget import decode_budget
 
 try:  # HEIC/HEIF support is optional at import time but a declared dependency.
     import pillow_heif
@@ -252,21 +253,35 @@ def load_photo(path: str | Path, min_side: int | None = None) -> LoadedPhoto:
         img.close()
 
 
+# Bytes per pixel of a decoded frame by mode; the peak of a decode adds the RGB conversion and the
+# orientation copy (3 + 3), and 16-bit / float modes a float64 working array (8).
+_MODE_BYTES = {"1": 1, "L": 1, "P": 1, "LA": 2, "PA": 2, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2}
+_WIDE_MODES = ("I", "F", "I;16", "I;16B", "I;16L", "I;16N")
+
+
+def decode_peak_bytes(img: Image.Image) -> int:
+    """What decoding ``img`` (at its current, possibly draft-reduced size) needs in memory at its peak."""
+    decoded = _MODE_BYTES.get(img.mode, 4 if img.mode in ("RGBA", "CMYK", "I", "F", "RGBX") else 3)
+    extra = 6 + (8 if img.mode in _WIDE_MODES else 0)
+    return img.width * img.height * (decoded + extra)
+
+
 def _decode(img: Image.Image, min_side: int | None) -> Image.Image:
     orientation = _exif_orientation(img)
     if min_side and img.format == "JPEG":
         img.draft("RGB", (min_side, min_side))
-    try:
-        img.seek(0)
-        img.load()
-    except Exception as e:  # noqa: BLE001
-        raise ImageError(f"cannot decode image: {e}") from e
-    if img.width < 1 or img.height < 1:
-        raise ImageError("image has no pixels")
-    out = _apply_orientation(_to_rgb(img), orientation)
-    if out is img:  # already RGB and upright: detach from the file before closing it
-        out = img.copy()
-    return out
+    with decode_budget().reserve(decode_peak_bytes(img)):  # shared by all decoding threads
+        try:
+            img.seek(0)
+            img.load()
+        except Exception as e:  # noqa: BLE001
+            raise ImageError(f"cannot decode image: {e}") from e
+        if img.width < 1 or img.height < 1:
+            raise ImageError("image has no pixels")
+        out = _apply_orientation(_to_rgb(img), orientation)
+        if out is img:  # already RGB and upright: detach from the file before closing it
+            out = img.copy()
+        return out
 
 
 _ORIENT_OPS = {
