@@ -65,8 +65,16 @@ def write_mllm_replica(entry: ModelEntry, out: Path, size: str = "tiny", seed: i
     (d / "mllm.json").unlink(missing_ok=True)  # written last: a folder without it is not a model
     vocab = build_vocab(vocab_path(spec.tokenizer.vocab_file), spec.tokenizer.recipe)
     template = load_template(spec.template) if spec.template else None
-    write_text(d / "model.gguf", spec, vocab, template, seed)
-    write_mmproj(d / "mmproj.gguf", spec, seed)
+    if size == "full":  # quantised like the published files, by llama.cpp's own quantiser
+        from .gguf_models import quantize_text
+
+        write_text(d / "model.f16.gguf", spec, vocab, template, seed)
+        quantize_text(d / "model.f16.gguf", d / "model.gguf", spec.text_ftype)
+        (d / "model.f16.gguf").unlink()
+        write_mmproj(d / "mmproj.gguf", spec, seed, q8=spec.mmproj_ftype == "Q8_0")
+    else:  # tiny: F16 (k-quants need rows of 256)
+        write_text(d / "model.gguf", spec, vocab, template, seed)
+        write_mmproj(d / "mmproj.gguf", spec, seed)
     data = entry.config_data()
     data["source"] = {"kind": "replica", "of": entry.hf_repo, "files": [f.path for f in entry.files]}
     data["replica"] = stamp

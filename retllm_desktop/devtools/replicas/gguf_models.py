@@ -58,6 +58,12 @@ def write_gguf(path: Path, arch: str, kv: Callable[[Any], None], specs: list[Ten
     w = gguf.GGUFWriter(tmp, arch)
     kv(w)
     for name, shape, make in specs:
+        raw = getattr(make, "raw_dtype", None)
+        if raw is not None:  # pre-quantized: nbytes of the packed blocks
+            block, type_size = gguf.GGML_QUANT_SIZES[raw]
+            nbytes = int(np.prod(shape)) // block * type_size
+            w.add_tensor_info(name, shape, np.dtype(np.float32), nbytes, raw_dtype=raw)
+            continue
         dt = np.dtype(make.dtype)  # type: ignore[attr-defined]
         w.add_tensor_info(name, shape, dt, int(np.prod(shape)) * dt.itemsize)
     w.write_header_to_file(tmp)
@@ -223,7 +229,26 @@ def vision_tensors(v: VisionSpec, n_text: int, r: _Rand) -> Iterator[TensorSpec]
         raise ValueError(f"unknown projector {v.projector!r}")
 
 
-def write_mmproj(path: Path, spec: ReplicaSpec, seed: int) -> None:
+def _q8_0(specs: list[TensorSpec]) -> list[TensorSpec]:
+    """Matrices as Q8_0 (numpy, gguf-py's reference quantiser), as in the published Q8_0 mmproj files;
+    convolutions, position embeddings, norms and biases stay as they are (the converter keeps them)."""
+    import gguf
+
+    out: list[TensorSpec] = []
+    for name, shape, make in specs:
+        if len(shape) != 2 or shape[-1] % 32 or "position_embd" in name:
+            out.append((name, shape, make))
+            continue
+
+        def quantized(make: Make = make) -> np.ndarray:
+            return gguf.quants.quantize(make().astype(np.float32), gguf.GGMLQuantizationType.Q8_0)
+
+        quantized.raw_dtype = gguf.GGMLQuantizationType.Q8_0  # type: ignore[attr-defined]
+        out.append((name, shape, quantized))
+    return out
+
+
+def write_mmproj(path: Path, spec: ReplicaSpec, seed: int, q8: bool = False) -> None:
     import gguf
 
     v = spec.vision
@@ -232,7 +257,7 @@ def write_mmproj(path: Path, spec: ReplicaSpec, seed: int) -> None:
     def kv(w: Any) -> None:
         w.add_type(gguf.GGUFType.MMPROJ)
         w.add_name(spec.gguf_name)
-        w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+        w.add_file_type(gguf.LlamaFileType.MOSTLY_Q8_0 if q8 else gguf.LlamaFileType.MOSTLY_F16)
         w.add_clip_has_vision_encoder(True)
         if v.projector == "mlp":
             w.add_bool("clip.has_text_encoder", False)
@@ -257,4 +282,19 @@ def write_mmproj(path: Path, spec: ReplicaSpec, seed: int) -> None:
             if key != "clip.vision.projection_dim":
                 _add(w, key, value)
 
-    write_gguf(path, "clip", kv, list(vision_tensors(v, n_text, _Rand(seed + 1_000_003, np.float16))))
+    specs = list(vision_tensors(v, n_text, _Rand(seed + 1_000_003, np.float16)))
+    write_gguf(path, "clip", kv, _q8_0(specs) if q8 else specs)
+
+
+def quantize_text(src: Path, dst: Path, ftype_name: str, threads: int = 2) -> None:
+    """llama.cpp's own quantiser (``llama_model_quantize``), e.g. F16 -> Q4_K_M as the published file."""
+    import llama_cpp
+
+    ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{ftype_name}")
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.nthread = threads
+    params.ftype = ftype
+    tmp = dst.with_name(dst.name + ".tmp")
+    if llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), params) != 0:
+        raise RuntimeError(f"llama_model_quantize failed for {src}")
+    os.replace(tmp, dst)

@@ -244,7 +244,7 @@ SPECS: dict[str, ReplicaSpec] = {
         ),
         None,  # mys/ggml_llava-v1.5-7b has no tokenizer.chat_template; the llava15 handler supplies the format
         "LLaMA v2",
-        "Q4_K",
+        "Q4_K_M",  # ggml-model-q4_k.gguf
         "F16",
     ),
 }
