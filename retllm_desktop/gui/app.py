@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 
 from .. import __version__
+from . import preflight
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,21 +18,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _no_display() -> bool:
-    """On Linux/BSD a window needs X11 or Wayland (or an explicit Qt platform such as offscreen)."""
-    if sys.platform.startswith(("win", "darwin")) or os.environ.get("QT_QPA_PLATFORM"):
-        return False
-    return not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-
-
 def run_app(argv: list[str] | None = None) -> int:
     args, qt_args = build_parser().parse_known_args(list(argv or []))
-    if _no_display():
-        print(
-            "retllm-desktop: no display to open the app on (DISPLAY/WAYLAND_DISPLAY unset); "
-            "the command line works without one: retllm-desktop --help",
-            file=sys.stderr,
-        )
+    problem = preflight.check()  # before Qt: its own failure is an abort with a wall of text
+    if problem:
+        print(problem, file=sys.stderr)
         return 1
     from PySide6.QtCore import Qt, QTimer
     from PySide6.QtGui import QGuiApplication
