@@ -574,6 +574,12 @@ class Catalog:
         q = "SELECT path FROM photos WHERE path >= ? AND path < ?"
         return [r[0] for r in self._conn.execute(q, (prefix, upper))]
 
+    def paths_with_stem(self, stem: str) -> list[str]:
+        """Paths ``stem.<ext>`` (one extension, any case): the files of one camera shot (a range scan)."""
+        q = "SELECT path FROM photos WHERE path >= ? AND path < ?"
+        rows = self._conn.execute(q, (stem + ".", stem + "/"))
+        return [r[0] for r in rows if os.path.splitext(r[0])[0] == stem]
+
     def photo_ids(self) -> set[int]:
         return {r[0] for r in self._conn.execute("SELECT id FROM photos")}
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import warnings
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,9 +27,22 @@ try:  # HEIC/HEIF support is optional at import time but a declared dependency.
 except Exception:  # pragma: no cover - only when the wheel is missing for a platform
     HEIF_AVAILABLE = False
 
+try:  # camera RAW files through LibRaw; a declared dependency, optional at import time like HEIF
+    import rawpy
+
+    RAW_AVAILABLE = True
+except Exception:  # pragma: no cover - only when the wheel is missing for a platform
+    RAW_AVAILABLE = False
+
+# The RAW formats LibRaw reads (camera makers' own and DNG).
+RAW_EXTENSIONS = frozenset(
+    {".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".raf", ".orf", ".rw2",
+     ".rwl", ".pef", ".ptx", ".srw", ".3fr", ".fff", ".iiq", ".erf", ".kdc", ".dcr", ".mrw", ".mos",
+     ".mef", ".x3f", ".gpr", ".raw"}
+)  # fmt: skip
 SUPPORTED_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif"}
-)
+) | (RAW_EXTENSIONS if RAW_AVAILABLE else frozenset())
 
 # Decompression-bomb guard: a real 300 MP panorama is fine, a 20k x 20k PNG bomb is not.
 MAX_PIXELS = 300_000_000
@@ -47,6 +61,17 @@ _TAG_DATETIME_DIGITIZED = 0x9004
 
 def is_supported(path: str | Path) -> bool:
     return Path(path).suffix.lower() in SUPPORTED_EXTENSIONS
+
+
+def is_raw(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in RAW_EXTENSIONS
+
+
+def shot_key(path: str | Path) -> str:
+    """Folder + file name without extension: a RAW file and the camera's JPEG of the same shot share it."""
+    p = str(path)
+    stem, _ = os.path.splitext(p)
+    return os.path.normcase(stem)
 
 
 @dataclass(frozen=True)
@@ -82,6 +107,10 @@ def _read(path: str | Path) -> bytes:
     if not data:
         raise ImageError("empty file (0 bytes)")
     return data
+
+
+def _ext(path: str | Path) -> str:
+    return Path(path).suffix.lstrip(".").upper()
 
 
 def _hash_bytes(data: bytes) -> str:
@@ -163,6 +192,8 @@ def _clean_text(value: object) -> str | None:
 
 def read_metadata(path: str | Path) -> PhotoMeta:
     """Header + EXIF only (no pixel decode): size as displayed, capture time, camera, GPS."""
+    if is_raw(path):
+        return _raw_load(_read(path), _ext(path), None)[0]
     img = _open(path)
     try:
         return _metadata(img)
@@ -175,32 +206,29 @@ def _metadata(img: Image.Image) -> PhotoMeta:
     w, h = img.size
     if orientation in (5, 6, 7, 8):
         w, h = h, w
-    taken_at = make = model = None
-    lat = lon = None
     try:
-        exif = img.getexif()
-        make = _clean_text(exif.get(_TAG_MAKE))
-        model = _clean_text(exif.get(_TAG_MODEL))
+        fields = _exif_fields(img.getexif())
+    except Exception:  # noqa: BLE001 - corrupt EXIF: keep the pixels, drop the metadata
+        fields = {}
+    return PhotoMeta(width=w, height=h, format=img.format, orientation=orientation, **fields)
+
+
+def _exif_fields(exif: Image.Exif) -> dict:
+    """Capture time, camera and GPS from an EXIF block (any field may be missing: None)."""
+    fields: dict = {}
+    try:
+        fields["camera_make"] = _clean_text(exif.get(_TAG_MAKE))
+        fields["camera_model"] = _clean_text(exif.get(_TAG_MODEL))
         sub = exif.get_ifd(_IFD_EXIF)
-        taken_at = _parse_exif_datetime(
+        fields["taken_at"] = _parse_exif_datetime(
             sub.get(_TAG_DATETIME_ORIGINAL) or sub.get(_TAG_DATETIME_DIGITIZED) or exif.get(_TAG_DATETIME)
         )
         gps = exif.get_ifd(_IFD_GPS)
         if gps and 2 in gps and 4 in gps:
-            lat, lon = _gps_fix(gps)
-    except Exception:  # noqa: BLE001 - corrupt EXIF: keep the pixels, drop the metadata
+            fields["gps_lat"], fields["gps_lon"] = _gps_fix(gps)
+    except Exception:  # noqa: BLE001 - corrupt EXIF: keep what was read so far
         pass
-    return PhotoMeta(
-        width=w,
-        height=h,
-        format=img.format,
-        taken_at=taken_at,
-        camera_make=make,
-        camera_model=model,
-        gps_lat=lat,
-        gps_lon=lon,
-        orientation=orientation,
-    )
+    return fields
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -226,8 +254,11 @@ def load_rgb(path: str | Path, min_side: int | None = None) -> Image.Image:
 
     With ``min_side`` the JPEG decoder is asked for a reduced-scale decode (``Image.draft``) that keeps
     both sides >= ``min_side``: ~4x faster for a 12 MP photo that will be shrunk to 224 px anyway.
-    Animated images give their first frame.
+    Animated images give their first frame. A RAW file gives its embedded preview when that is large
+    enough, else a half-size demosaic.
     """
+    if is_raw(path):
+        return _raw_load(_read(path), _ext(path), min_side or RAW_PREVIEW_MIN_SIDE, pixels=True)[1]
     img = _open(path)
     try:
         return _decode(img, min_side)
@@ -245,6 +276,9 @@ class LoadedPhoto:
 def load_photo(path: str | Path, min_side: int | None = None) -> LoadedPhoto:
     """Metadata, decoded pixels and content hash from a single read of the file (the indexer's path)."""
     data = _read(path)
+    if is_raw(path):
+        meta, image = _raw_load(data, _ext(path), min_side or RAW_PREVIEW_MIN_SIDE, pixels=True)
+        return LoadedPhoto(meta, image, _hash_bytes(data))
     img = _open(path, data)
     try:
         meta = _metadata(img)
@@ -306,3 +340,134 @@ def thumbnail(path: str | Path, size: int) -> Image.Image:
     img = load_rgb(path, min_side=size)
     img.thumbnail((size, size), Image.Resampling.BICUBIC)
     return img
+
+
+# --- camera RAW (LibRaw via rawpy) -----------------------------------------------------------------------
+
+# Without a size wish (a full view), the embedded preview is used when its shorter side has at least this
+# many pixels; smaller previews (some cameras embed only a 160 px thumbnail) mean a half-size demosaic.
+RAW_PREVIEW_MIN_SIDE = 1000
+_LIBRAW_FLIP_TO_ORIENTATION = {0: 1, 3: 3, 5: 8, 6: 6}
+_TIFF_MAGICS = (b"II*\x00", b"MM\x00*")
+_TIFF_LIKE_MAGICS = (b"IIRO", b"IIRS", b"IIU\x00")  # Olympus ORF, Panasonic RW2: TIFF with another magic
+
+
+def _raw_load(
+    data: bytes, ext: str, min_side: int | None, pixels: bool = False
+) -> tuple[PhotoMeta, Image.Image | None]:
+    """Metadata and (with ``pixels``) an oriented RGB image of a RAW file's bytes; LibRaw errors are ImageError."""
+    if not RAW_AVAILABLE:
+        raise ImageError("RAW files need the rawpy package")
+    raw = rawpy.RawPy()
+    try:
+        try:
+            raw.open_buffer(io.BytesIO(data))
+            sizes = raw.sizes
+        except Exception as e:  # noqa: BLE001 - LibRaw raises its own error classes, all "cannot read"
+            raise ImageError(f"cannot read RAW file: {_libraw_reason(e)}") from e
+        orientation = _LIBRAW_FLIP_TO_ORIENTATION.get(int(sizes.flip), 1)
+        w, h = int(sizes.width), int(sizes.height)
+        if w < 1 or h < 1:
+            raise ImageError("RAW file has no image")
+        if w * h > MAX_PIXELS:
+            raise ImageError(f"image too large (decompression bomb guard, > {MAX_PIXELS:,} pixels)")
+        if orientation in (6, 8):
+            w, h = h, w
+        fields = _raw_exif(data)
+        if not fields.get("taken_at"):
+            fields["taken_at"] = _raw_timestamp(raw)
+        meta = PhotoMeta(width=w, height=h, format=ext or "RAW", orientation=orientation, **fields)
+        image = _raw_pixels(raw, min_side, orientation) if pixels else None
+        return meta, image
+    finally:
+        raw.close()
+
+
+def _libraw_reason(e: Exception) -> str:
+    text = str(e.args[0] if e.args else e)
+    if text.startswith("b'") or text.startswith('b"'):
+        text = text[2:-1]
+    text = text.rsplit("unknown file: ", 1)[-1]  # LibRaw prefixes a stream name to some messages
+    return text or type(e).__name__
+
+
+def _raw_timestamp(raw: object) -> str | None:
+    try:
+        ts = raw.other.timestamp  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001
+        return None
+    if not ts or ts.year < 1980:  # LibRaw reports 0 (the epoch) when the file has no date
+        return None
+    return ts.replace(tzinfo=None, microsecond=0).isoformat()
+
+
+def _raw_exif(data: bytes) -> dict:
+    """Camera, capture time and GPS from the TIFF/EXIF blocks inside a RAW file.
+
+    Most RAW formats are TIFF files (DNG, CR2, NEF, ARW, PEF, …; ORF and RW2 with their own magic); CR3
+    keeps TIFF blocks in boxes and RAF inside its embedded JPEG. Every TIFF header near the start is read;
+    the first value found for each field wins.
+    """
+    head = data[: 4 << 20]
+    starts = [0] if head[:4] in _TIFF_LIKE_MAGICS else []
+    for magic in _TIFF_MAGICS:
+        pos = head.find(magic)
+        while pos >= 0 and len(starts) < 8:
+            starts.append(pos)
+            pos = head.find(magic, pos + 4)
+    fields: dict = {}
+    for start in sorted(set(starts)):
+        block = data[start:]
+        if start == 0 and head[:4] in _TIFF_LIKE_MAGICS:
+            block = b"II*\x00" + block[4:]
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # Pillow warns about damaged blocks: we just skip them
+                exif = Image.Exif()
+                exif.load(block)
+                found = _exif_fields(exif)
+        except Exception:  # noqa: BLE001 - a chance match of the magic bytes, or a damaged block
+            continue
+        for key, value in found.items():
+            if value is not None and fields.get(key) is None:
+                fields[key] = value
+        if all(fields.get(k) for k in ("taken_at", "camera_make", "camera_model")):
+            break
+    if fields.get("gps_lat") is None or fields.get("gps_lon") is None:
+        fields.pop("gps_lat", None)
+        fields.pop("gps_lon", None)
+    return fields
+
+
+def _raw_pixels(raw: object, min_side: int | None, orientation: int) -> Image.Image:
+    """The embedded preview when both its sides reach ``min_side``, else a half-size demosaic."""
+    preview = _raw_preview(raw)
+    if preview is not None and min(preview.size) >= (min_side or RAW_PREVIEW_MIN_SIDE):
+        return _apply_orientation(preview, orientation)
+    try:
+        rgb = raw.postprocess(half_size=True, use_camera_wb=True, output_bps=8)  # type: ignore[attr-defined]
+    except Exception as e:  # noqa: BLE001
+        if preview is not None:  # undecodable sensor data but a usable (small) preview
+            return _apply_orientation(preview, orientation)
+        raise ImageError(f"cannot decode RAW file: {_libraw_reason(e)}") from e
+    if rgb.ndim != 3 or rgb.shape[0] < 1 or rgb.shape[1] < 1:
+        raise ImageError("RAW file has no pixels")
+    return Image.fromarray(np.ascontiguousarray(rgb[..., :3]), "RGB")  # LibRaw already applied the flip
+
+
+def _raw_preview(raw: object) -> Image.Image | None:
+    try:
+        thumb = raw.extract_thumb()  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - no preview, or one LibRaw cannot extract
+        return None
+    try:
+        if thumb.format == rawpy.ThumbFormat.JPEG:
+            img = Image.open(io.BytesIO(thumb.data))
+            img.load()
+            return _to_rgb(img)
+        arr = np.asarray(thumb.data)
+        if arr.ndim == 3 and arr.shape[2] >= 3:
+            return Image.fromarray(np.ascontiguousarray(arr[..., :3]).astype(np.uint8), "RGB")
+    except Exception:  # noqa: BLE001 - a damaged preview: demosaic instead
+        return None
+    return None

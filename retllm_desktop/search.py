@@ -21,7 +21,7 @@ import numpy as np
 
 from .catalog import Catalog, Photo
 from .errors import CancelledError, PromptTooLongError, QueryError
-from .imaging import load_rgb
+from .imaging import is_raw, load_rgb, shot_key
 from .text_match import TextMatch, describe_match, fused_scores, parse_text_query
 from .vector_index import VectorIndex
 
@@ -85,6 +85,7 @@ class SearchResult:
     duplicates: list[str] = field(default_factory=list)  # other paths with byte-identical content
     text: TextMatch | None = None  # the query's words found in the photo's text
     stage: str = "clip"  # which coarse stage found it: "clip", "text" or "clip+text"
+    companions: list[str] = field(default_factory=list)  # the same shot in another file (RAW + JPEG)
 
     @property
     def path(self) -> str:
@@ -124,6 +125,8 @@ class SearchResult:
             d["check_error"] = self.check_error
         if self.duplicates:
             d["duplicates"] = list(self.duplicates)
+        if self.companions:
+            d["files"] = [p.path, *self.companions]  # every file of this shot, this one first
         if self.fine is not None:
             d.update(
                 fine_score=round(float(self.fine.score), 6),
@@ -227,12 +230,14 @@ class CoarseSearcher:
         """Nearest photos with byte-identical copies (backups, exports) folded into one result.
 
         Copies share one vector, so they would fill the list (and the LLM's checks) with the same picture.
+        A RAW file and the camera's JPEG of the same shot (same name, same folder) fold the same way.
         The query photo and its copies are left out of an image query's results.
         """
-        self_hash = None
+        self_hash = self_shot = None
         if self_id is not None:
             me = self.catalog.photo(self_id)
             self_hash = me.hash if me else None
+            self_shot = shot_key(me.path) if me else None
         k = top + 1
         total = len(self.index) if allowed is None else len(allowed)
         while True:
@@ -243,22 +248,39 @@ class CoarseSearcher:
             photos = self.catalog.photos_by_ids(ids.tolist())
             results: list[SearchResult] = []
             by_hash: dict[str, SearchResult] = {}
+            by_shot: dict[str, SearchResult] = {}
             for pid, score in zip(ids.tolist(), scores.tolist(), strict=True):
                 photo = photos.get(pid)
                 if photo is None or pid == self_id or (self_hash and photo.hash == self_hash):
+                    continue
+                if self_shot and shot_key(photo.path) == self_shot:  # the query photo's RAW/JPEG twin
                     continue
                 first = by_hash.get(photo.hash) if photo.hash else None
                 if first is not None:
                     first.duplicates.append(photo.path)
                     continue
+                shot = by_shot.get(shot_key(photo.path))
+                if shot is not None and is_raw(shot.path) != is_raw(photo.path):
+                    shot.companions.append(photo.path)
+                    continue
                 r = SearchResult(photo=photo, score=float(score), coarse_rank=len(results) + 1)
                 results.append(r)
                 if photo.hash:
                     by_hash[photo.hash] = r
-            timings["fetch"] += (time.perf_counter() - t) * 1000
+                by_shot.setdefault(shot_key(photo.path), r)
             if len(results) > top or len(ids) >= total or len(ids) < k:
+                self._add_companions(results[:top])
+                timings["fetch"] += (time.perf_counter() - t) * 1000
                 return results[:top]
+            timings["fetch"] += (time.perf_counter() - t) * 1000
             k *= 2
+
+    def _add_companions(self, results: list[SearchResult]) -> None:
+        """List each result's RAW/JPEG twin even when the twin itself did not rank near it."""
+        for r in results:
+            for other in self.catalog.paths_with_stem(os.path.splitext(r.path)[0]):
+                if other != r.path and is_raw(other) != is_raw(r.path) and other not in r.companions:
+                    r.companions.append(other)
 
     def search(self, query: Query, top: int = 50, allowed: set[int] | None = None) -> SearchUpdate:
         """``allowed``: only these photo ids (the places filter, computed by the caller)."""

@@ -288,7 +288,8 @@ class PreviewDialog(QDialog):
         fm, width = self.fields["Path"].fontMetrics(), self._field_width()
         self.fields["Path"].setText(wrap_anywhere(p.path, fm, width))
         self.fields["Path"].setToolTip(p.path)
-        copies = getattr(r, "duplicates", None) or []
+        copies = list(getattr(r, "duplicates", None) or [])
+        copies += [f"{c} (same shot, other format)" for c in getattr(r, "companions", None) or []]
         self.fields["Copies"].setText(
             "\n".join(wrap_anywhere(c, fm, width) for c in copies) if copies else "none"
         )
