@@ -49,6 +49,7 @@ bench: setup
 	$(PY) bench/bench_query.py
 	$(PY) bench/bench_rerank.py
 	$(PY) bench/bench_text.py  # needs Debian's fonts-dejavu + fonts-liberation
+	$(PY) bench/bench_bursts.py
 
 # Random-weight models for trying the app without a download (meaningless scores).
 demo-models: setup

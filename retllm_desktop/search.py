@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from . import near_duplicates
 from .catalog import Catalog, Photo
 from .errors import CancelledError, PromptTooLongError, QueryError
 from .imaging import is_raw, load_rgb, shot_key
@@ -53,6 +54,7 @@ class Query:
     literal: bool = False  # True: the text goes to CLIP as typed (no dates or places taken out of it)
     ignore: tuple[str, ...] = ()  # phrases to keep literal (the chips the user removed)
     use_text: bool = True  # match the query's words against the text read in photos (the text pass)
+    fold_similar: bool = True  # fold bursts / near-duplicates into one result
 
     def __post_init__(self) -> None:
         text = (self.text or "").strip()
@@ -86,10 +88,23 @@ class SearchResult:
     text: TextMatch | None = None  # the query's words found in the photo's text
     stage: str = "clip"  # which coarse stage found it: "clip", "text" or "clip+text"
     companions: list[str] = field(default_factory=list)  # the same shot in another file (RAW + JPEG)
+    similar: list[SearchResult] = field(default_factory=list)  # near-duplicates taken seconds apart (a burst)
 
     @property
     def path(self) -> str:
         return self.photo.path
+
+    def judged(self, **fields: Any) -> SearchResult:
+        """A copy for a later state of the list (LLM verdict in ``fields``), keeping what was folded into it."""
+        return SearchResult(
+            photo=self.photo,
+            score=self.score,
+            coarse_rank=self.coarse_rank,
+            duplicates=list(self.duplicates),
+            companions=list(self.companions),
+            similar=list(self.similar),
+            **fields,
+        )
 
     @property
     def check(self) -> str:
@@ -127,6 +142,8 @@ class SearchResult:
             d["duplicates"] = list(self.duplicates)
         if self.companions:
             d["files"] = [p.path, *self.companions]  # every file of this shot, this one first
+        if self.similar:
+            d["similar"] = [s.path for s in self.similar]
         if self.fine is not None:
             d.update(
                 fine_score=round(float(self.fine.score), 6),
@@ -191,6 +208,15 @@ class CoarseSearcher:
         self.catalog = catalog
         self.index = index
         self.clip = clip
+        self.burst_threshold = near_duplicates.DEFAULT_THRESHOLD
+        self.burst_window_s = near_duplicates.DEFAULT_WINDOW_S
+
+    def _vectors(self, ids: list[int]) -> dict[int, np.ndarray]:
+        out: dict[int, np.ndarray] = {}
+        for chunk_ids, vecs in self.catalog.iter_embeddings(self.clip.key, ids):
+            for pid, v in zip(chunk_ids.tolist(), vecs, strict=True):
+                out[int(pid)] = _normalize(np.asarray(v, dtype=np.float32))
+        return out
 
     def _image_embedding(self, path: str) -> tuple[np.ndarray, int | None]:
         """Reuse the stored vector when the query image is an indexed, unchanged photo."""
@@ -226,12 +252,14 @@ class CoarseSearcher:
         allowed: set[int] | None,
         self_id: int | None,
         timings: dict[str, float],
+        fold_similar: bool = True,
     ) -> list[SearchResult]:
         """Nearest photos with byte-identical copies (backups, exports) folded into one result.
 
         Copies share one vector, so they would fill the list (and the LLM's checks) with the same picture.
-        A RAW file and the camera's JPEG of the same shot (same name, same folder) fold the same way.
-        The query photo and its copies are left out of an image query's results.
+        A RAW file and the camera's JPEG of the same shot (same name, same folder) fold the same way, and
+        so do near-duplicates taken seconds apart (bursts, :mod:`near_duplicates`), so the LLM checks one
+        photo per group. The query photo and its copies are left out of an image query's results.
         """
         self_hash = self_shot = None
         if self_id is not None:
@@ -249,6 +277,9 @@ class CoarseSearcher:
             results: list[SearchResult] = []
             by_hash: dict[str, SearchResult] = {}
             by_shot: dict[str, SearchResult] = {}
+            folding = fold_similar and self.burst_threshold is not None
+            folder = near_duplicates.Folder(self.burst_threshold or 1.0, self.burst_window_s)
+            vectors = self._vectors(ids.tolist()) if folding else {}
             for pid, score in zip(ids.tolist(), scores.tolist(), strict=True):
                 photo = photos.get(pid)
                 if photo is None or pid == self_id or (self_hash and photo.hash == self_hash):
@@ -263,6 +294,12 @@ class CoarseSearcher:
                 if shot is not None and is_raw(shot.path) != is_raw(photo.path):
                     shot.companions.append(photo.path)
                     continue
+                if folding:
+                    t_shot = near_duplicates.seconds(photo.taken_at)
+                    leader = folder.place(len(results), vectors.get(pid), t_shot)
+                    if leader is not None:
+                        results[leader].similar.append(SearchResult(photo, float(score), 0))  # type: ignore[index]
+                        continue
                 r = SearchResult(photo=photo, score=float(score), coarse_rank=len(results) + 1)
                 results.append(r)
                 if photo.hash:
@@ -295,7 +332,7 @@ class CoarseSearcher:
             timings["search"] += (time.perf_counter() - t) * 1000
         text_query = parse_text_query(query.text) if query.use_text else None
         window = max(top, TEXT_WINDOW) if text_query else top
-        results = self._collapse(vec, window, allowed, self_id, timings)
+        results = self._collapse(vec, window, allowed, self_id, timings, query.fold_similar)
         if text_query is not None:
             t = time.perf_counter()
             results = self._fuse_text(text_query, vec, results, allowed, self_id)
@@ -326,6 +363,9 @@ class CoarseSearcher:
                 matches.append((content_hash, cov, bm25))
         matches.sort(key=lambda m: (-m[1], m[2]))
         by_hash = {r.photo.hash: r for r in clip_results}
+        for r in clip_results:  # a burst's other shots are already shown (folded into their result)
+            for m in r.similar:
+                by_hash.setdefault(m.photo.hash, r)
         copies = self.catalog.photos_by_hashes([h for h, _, _ in matches if h not in by_hash])
         extra: list[SearchResult] = []
         kept = []

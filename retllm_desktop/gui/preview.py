@@ -191,6 +191,7 @@ class PreviewDialog(QDialog):
         for name in (
             "Path",
             "Copies",
+            "Similar",
             "Taken",
             "Camera",
             "Size",
@@ -206,6 +207,12 @@ class PreviewDialog(QDialog):
             lab.setAccessibleName(name)
             self.fields[name] = lab
             self.info.addRow(f"{name}:", lab)
+        # A burst's similar shots: the link shows them in the grid right after this one (arrows reach them).
+        self._group_model = getattr(get_result, "__self__", None)  # the grid's model, when it has groups
+        similar = self.fields["Similar"]
+        similar.setTextFormat(Qt.TextFormat.RichText)
+        similar.setTextInteractionFlags(Qt.TextInteractionFlag.LinksAccessibleByMouse)
+        similar.linkActivated.connect(self._toggle_group)
         self.why = QLabel(self)
         self.why.setWordWrap(True)
         self.why.setAccessibleName("Why this photo")
@@ -293,6 +300,7 @@ class PreviewDialog(QDialog):
         self.fields["Copies"].setText(
             "\n".join(wrap_anywhere(c, fm, width) for c in copies) if copies else "none"
         )
+        self.fields["Similar"].setText(self._similar_text(row, r))
         self.fields["Taken"].setText(describe_date(p.taken_at))
         camera = " ".join(x for x in (p.camera_make, p.camera_model) if x) or "unknown"
         self.fields["Camera"].setText(camera)
@@ -331,6 +339,25 @@ class PreviewDialog(QDialog):
             self._explain_worker = None
         self._load_image(p.path)
         emit(self.row_changed, row)
+
+    def _similar_text(self, row: int, r: Any) -> str:
+        n = len(getattr(r, "similar", None) or [])
+        can_toggle = hasattr(self._group_model, "toggle_group")
+        if not n:
+            for i in range(row - 1, -1, -1):
+                if r in (getattr(self.get_result(i), "similar", None) or []):
+                    return "a similar shot of an earlier photo (same burst)"
+            return "none"
+        shots = f"{n} similar shot{'s' if n > 1 else ''} taken seconds apart"
+        if not can_toggle:
+            return shots
+        if self._group_model.is_expanded(row):
+            return f"{shots}, shown next (▶) · <a href='toggle'>hide them</a>"
+        return f"{shots} · <a href='toggle'>show them</a>"
+
+    def _toggle_group(self, *_: Any) -> None:
+        if self._group_model is not None and self._group_model.toggle_group(self.row):
+            self.show_row(self.row)
 
     def _load_image(self, path: str) -> None:
         if self._image_worker is not None:

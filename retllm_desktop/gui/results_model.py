@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QAbstractListModel, QMimeData, QModelIndex, QRect, QRectF, QSize, Qt, QUrl
-from PySide6.QtGui import QColor, QFont, QPainter, QPainterPath, QPalette, QPen
+from PySide6.QtCore import QAbstractListModel, QEvent, QMimeData, QModelIndex, QRect, QRectF, QSize, Qt, QUrl
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPainterPath, QPalette, QPen
 from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem
 
 from .qtcompat import emit
@@ -25,6 +25,9 @@ ResultRole = Qt.ItemDataRole.UserRole + 1
 PathRole = Qt.ItemDataRole.UserRole + 2
 KeyRole = Qt.ItemDataRole.UserRole + 3
 BrokenRole = Qt.ItemDataRole.UserRole + 4
+GroupRole = (
+    Qt.ItemDataRole.UserRole + 5
+)  # (similar shots folded into this row, expanded?) or None for a member
 
 
 def describe_date(taken_at: str | None) -> str:
@@ -46,6 +49,8 @@ class ResultsModel(QAbstractListModel):
         self._engine: list[SearchResult] = []  # results in the engine's order
         self._rows: list[SearchResult] = []  # results in display order
         self._rows_by_key: dict[str, list[int]] = {}
+        self._expanded: set[int] = set()  # photo ids of results whose similar shots are shown after them
+        self._members: set[int] = set()  # photo ids of rows shown as part of an expanded group
         thumbs.ready.connect(self._on_thumb)
         thumbs.failed.connect(lambda key, _reason: self._on_thumb(key))
 
@@ -64,12 +69,56 @@ class ResultsModel(QAbstractListModel):
 
     def _sorted(self, results: list[SearchResult]) -> list[SearchResult]:
         if self.sort_mode == "relevance":
-            return list(results)
-        newest = self.sort_mode == "newest"
-        dated = [r for r in results if r.photo.taken_at]
-        undated = [r for r in results if not r.photo.taken_at]
-        dated.sort(key=lambda r: r.photo.taken_at, reverse=newest)
-        return dated + undated
+            rows = list(results)
+        else:
+            newest = self.sort_mode == "newest"
+            dated = [r for r in results if r.photo.taken_at]
+            undated = [r for r in results if not r.photo.taken_at]
+            dated.sort(key=lambda r: r.photo.taken_at, reverse=newest)
+            rows = dated + undated
+        return self._with_groups(rows)
+
+    def _with_groups(self, rows: list[Any]) -> list[Any]:
+        """Expanded groups' similar shots right after their leading result."""
+        self._members = set()
+        if not self._expanded:
+            return rows
+        out: list[Any] = []
+        for r in rows:
+            out.append(r)
+            if r.photo.id in self._expanded:
+                for m in getattr(r, "similar", None) or []:
+                    out.append(m)
+                    self._members.add(m.photo.id)
+        return out
+
+    def toggle_group(self, row: int) -> bool:
+        """Show or hide the similar shots folded into the result at ``row`` (a burst); False if it has none."""
+        r = self.result(row)
+        similar = list(getattr(r, "similar", None) or []) if r is not None else []
+        if not similar or r.photo.id in self._members:
+            return False
+        if r.photo.id in self._expanded:
+            self._expanded.discard(r.photo.id)
+            self.beginRemoveRows(QModelIndex(), row + 1, row + len(similar))
+            del self._rows[row + 1 : row + 1 + len(similar)]
+            self._members -= {m.photo.id for m in similar}
+            self._reindex()
+            self.endRemoveRows()
+        else:
+            self._expanded.add(r.photo.id)
+            self.beginInsertRows(QModelIndex(), row + 1, row + len(similar))
+            self._rows[row + 1 : row + 1] = similar
+            self._members |= {m.photo.id for m in similar}
+            self._reindex()
+            self.endInsertRows()
+        idx = self.index(row, 0)
+        emit(self.dataChanged, idx, idx)
+        return True
+
+    def is_expanded(self, row: int) -> bool:
+        r = self.result(row)
+        return r is not None and r.photo.id in self._expanded
 
     def _reindex(self) -> None:
         self._rows_by_key = {}
@@ -87,6 +136,8 @@ class ResultsModel(QAbstractListModel):
             return
         if not same_query:
             self.thumbs.invalidate()
+            self._expanded = set()
+            new_rows = self._sorted(results)
         self.beginResetModel()
         self._rows = new_rows
         self._reindex()
@@ -148,6 +199,10 @@ class ResultsModel(QAbstractListModel):
             return self._key(r)
         if role == BrokenRole:
             return self.thumbs.is_broken(p.hash or p.path, self.thumb_px)
+        if role == GroupRole:
+            if p.id in self._members:
+                return None
+            return (len(getattr(r, "similar", None) or []), p.id in self._expanded)
         if role in (Qt.ItemDataRole.ToolTipRole, Qt.ItemDataRole.AccessibleTextRole):
             parts = [p.path if role == Qt.ItemDataRole.ToolTipRole else os.path.basename(p.path)]
             parts.append(describe_date(p.taken_at))
@@ -158,6 +213,13 @@ class ResultsModel(QAbstractListModel):
                 parts.append(f"similarity {r.score:.3f}")
                 if getattr(r, "check_error", None):
                     parts.append(f"could not check: {r.check_error}")
+            similar = len(getattr(r, "similar", None) or [])
+            if similar:
+                parts.append(
+                    f"{similar} similar shot{'s' if similar > 1 else ''} taken seconds apart (click +{similar})"
+                )
+            elif p.id in self._members:
+                parts.append("a similar shot of the photo before it (same burst)")
             if p.status != "ok":
                 parts.append("offline")
             match = getattr(r, "text", None)
@@ -185,11 +247,66 @@ class ResultsModel(QAbstractListModel):
 
 
 class ThumbDelegate(QStyledItemDelegate):
-    """Paints a tile: thumbnail (or placeholder), file name, date, and an LLM verdict badge."""
+    """Paints a tile: thumbnail (or placeholder), file name, date, an LLM verdict badge, and for a burst a
+    "+N" badge that shows or hides its similar shots when clicked."""
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.tile = 160  # logical px of the thumbnail square
+
+    def _square(self, option: QStyleOptionViewItem) -> QRect:
+        rect = option.rect.adjusted(3, 3, -3, -3)
+        return QRect(rect.left() + (rect.width() - self.tile) // 2, rect.top() + 5, self.tile, self.tile)
+
+    @staticmethod
+    def _group_text(group: Any) -> str | None:
+        if group is None:
+            return "≈"  # a similar shot shown with its group
+        n, expanded = group
+        return None if not n else (f"− {n}" if expanded else f"+{n}")
+
+    def group_badge(self, option: QStyleOptionViewItem, index: QModelIndex) -> QRectF | None:
+        """Where the group badge of this tile is (None when the photo is not part of a group)."""
+        text = self._group_text(index.data(GroupRole))
+        if text is None:
+            return None
+        f = QFont(option.font)
+        f.setBold(True)
+        fm = QFontMetrics(f)
+        square = self._square(option)
+        bw, bh = fm.horizontalAdvance(text) + 14, fm.height() + 6
+        return QRectF(square.right() - bw - 4, square.top() + 4, bw, bh)
+
+    def _paint_group(
+        self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex, square: QRect
+    ) -> None:
+        badge = self.group_badge(option, index)
+        if badge is None:
+            return
+        text = self._group_text(index.data(GroupRole)) or ""
+        f = QFont(option.font)
+        f.setBold(True)
+        painter.setFont(f)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(QColor(40, 90, 170, 225))
+        painter.drawRoundedRect(badge, badge.height() / 2, badge.height() / 2)
+        painter.setPen(QPen(QColor("white")))
+        painter.drawText(badge, Qt.AlignmentFlag.AlignCenter, text)
+        painter.setFont(option.font)
+
+    def editorEvent(
+        self, event: QEvent, model: Any, option: QStyleOptionViewItem, index: QModelIndex
+    ) -> bool:
+        """A click on a burst's "+N" badge shows its similar shots after it (again: hides them)."""
+        if (
+            event.type() == QEvent.Type.MouseButtonRelease
+            and event.button() == Qt.MouseButton.LeftButton
+            and hasattr(model, "toggle_group")
+        ):
+            badge = self.group_badge(option, index)
+            if badge is not None and badge.contains(event.position()):
+                return bool(model.toggle_group(index.row()))
+        return super().editorEvent(event, model, option, index)
 
     def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:
         fm = option.fontMetrics
@@ -257,6 +374,7 @@ class ThumbDelegate(QStyledItemDelegate):
             painter.setPen(QPen(QColor("white")))
             painter.drawText(badge, Qt.AlignmentFlag.AlignCenter, text)
             painter.setFont(option.font)
+        self._paint_group(painter, option, index, square)
         text_color = pal.color(QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Text)
         fm = option.fontMetrics
         line1 = QRect(rect.left() + 4, square.bottom() + 5, rect.width() - 8, fm.height())
