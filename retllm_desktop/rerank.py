@@ -47,10 +47,18 @@ class RerankOptions:
     min_match: float | None = None  # hide scored candidates whose P(True) is below this
     ve_threshold: float = VE_THRESHOLD  # second look when the first look's normalised top-10 entropy is above
     ve_band: tuple[float, float] | None = VE_BAND  # ... or its P(True) is inside this band
+    # "Only true matches": keep checked candidates with P(True) > P(False); hide the unchecked ones
+    only_true: bool = False
+    # Check the k candidates from this coarse position on ("check the next 10"); earlier ones keep their
+    # place, or take part in the ordering with their earlier verdict from ``known``.
+    offset: int = 0
+    known: dict[int, FineScore] = field(default_factory=dict)  # photo id -> an earlier verdict (search layer)
 
     def __post_init__(self) -> None:
         if self.k < 0:
             raise ValueError("k must be >= 0")
+        if self.offset < 0:
+            raise ValueError("offset must be >= 0")
         if self.ve not in VE_MODES:
             raise ValueError(f"ve must be one of {VE_MODES}, got {self.ve!r}")
 
@@ -112,22 +120,35 @@ def order_by_fine(items: Iterable[tuple[T, FineScore, int] | RankedItem[T]]) -> 
 def _snapshot(
     candidates: Sequence[T],
     scored: list[RankedItem[T]],
-    k_eff: int,
-    min_match: float | None,
+    total: int,
+    opts: RerankOptions,
     finished: bool,
+    prior: dict[int, FineScore] | None = None,
 ) -> RerankUpdate[T]:
-    ordered = order_by_fine([it for it in scored if it.fine is not None])
+    prior = prior or {}
+    known = [RankedItem(candidates[i], f, i) for i, f in prior.items()]
+    ordered = order_by_fine([it for it in scored if it.fine is not None] + known)
     failed = [it for it in scored if it.fine is None]  # already in coarse order
 
     def below(it: RankedItem[T]) -> bool:
-        return min_match is not None and it.fine.score < min_match  # type: ignore[union-attr]
+        fine = it.fine
+        assert fine is not None
+        if opts.only_true and not fine.p_true > fine.p_false:
+            return True
+        return opts.min_match is not None and fine.score < opts.min_match
 
     visible = [it for it in ordered if not below(it)]
     hidden = [RankedItem(it.candidate, it.fine, it.coarse_rank, hidden=True) for it in ordered if below(it)]
-    n = len(scored)
-    rest_topk = [RankedItem(candidates[i], None, i) for i in range(n, k_eff)]
-    tail = [RankedItem(candidates[i], None, i) for i in range(k_eff, len(candidates))]
-    return RerankUpdate(visible + failed + rest_topk + tail, n, k_eff, hidden, finished)
+    done = {it.coarse_rank for it in scored} | set(prior)
+    unscored = [RankedItem(candidates[i], None, i) for i in range(len(candidates)) if i not in done]
+    head = [
+        it for it in unscored if it.coarse_rank < opts.offset
+    ]  # above the checked window: keep their place
+    rest = [it for it in unscored if it.coarse_rank >= opts.offset]
+    if opts.only_true:  # only what the LLM checked and judged as matching
+        hidden += [RankedItem(it.candidate, None, it.coarse_rank, hidden=True) for it in failed + head + rest]
+        return RerankUpdate(visible, len(scored), total, hidden, finished)
+    return RerankUpdate(head + visible + failed + rest, len(scored), total, hidden, finished)
 
 
 def _reason(e: Exception) -> str:
@@ -143,8 +164,12 @@ def rerank_stream(
     score_fn: Callable[[T], FineScore],
     options: RerankOptions | None = None,
     cancel: threading.Event | None = None,
+    prior: dict[int, FineScore] | None = None,
 ) -> Iterator[RerankUpdate[T]]:
     """Score the top-k ``candidates`` (given in coarse order) one by one, yielding a snapshot after each.
+
+    With ``options.offset`` the k candidates from that position are scored instead; ``prior`` (candidate
+    index -> an earlier verdict) joins the ordering without being scored again.
 
     The first update (``done == 0``) is the plain coarse order, so a UI can show results immediately;
     the last one has ``finished=True``. ``score_fn`` is called with a candidate and must return a
@@ -159,12 +184,14 @@ def rerank_stream(
     """
     opts = options or RerankOptions()
     cands = list(candidates)
-    k_eff = min(opts.k, len(cands))
+    prior = {i: f for i, f in (prior or {}).items() if 0 <= i < len(cands)}
+    window = [i for i in range(opts.offset, min(opts.offset + opts.k, len(cands))) if i not in prior]
+    total = len(window)
     scored: list[RankedItem[T]] = []
     if cancel is not None and cancel.is_set():
         raise CancelledError("Rerank cancelled.")
-    yield _snapshot(cands, scored, k_eff, opts.min_match, finished=k_eff == 0)
-    for i in range(k_eff):
+    yield _snapshot(cands, scored, total, opts, total == 0, prior)
+    for n, i in enumerate(window):
         if cancel is not None and cancel.is_set():
             raise CancelledError("Rerank cancelled.")
         try:
@@ -176,7 +203,7 @@ def rerank_stream(
                 raise CancelledError("Rerank cancelled.") from e
             log.warning("could not check candidate %d: %s", i, e, exc_info=not isinstance(e, RetllmError))
             scored.append(RankedItem(cands[i], None, i, error=_reason(e)))
-        yield _snapshot(cands, scored, k_eff, opts.min_match, finished=i == k_eff - 1)
+        yield _snapshot(cands, scored, total, opts, n == total - 1, prior)
 
 
 def rerank(
@@ -184,10 +211,11 @@ def rerank(
     score_fn: Callable[[T], FineScore],
     options: RerankOptions | None = None,
     cancel: threading.Event | None = None,
+    prior: dict[int, FineScore] | None = None,
 ) -> RerankUpdate[T]:
     """Run ``rerank_stream`` to the end and return the final update."""
     last: RerankUpdate[T] | None = None
-    for update in rerank_stream(candidates, score_fn, options, cancel):
+    for update in rerank_stream(candidates, score_fn, options, cancel, prior):
         last = update
     assert last is not None
     return last

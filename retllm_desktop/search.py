@@ -22,7 +22,7 @@ import numpy as np
 from . import near_duplicates
 from .catalog import Catalog, Photo
 from .errors import CancelledError, PromptTooLongError, QueryError
-from .imaging import is_raw, load_rgb, shot_key
+from .imaging import file_hash, is_raw, load_rgb, shot_key
 from .text_match import TextMatch, describe_match, fused_scores, parse_text_query
 from .vector_index import VectorIndex
 
@@ -89,6 +89,7 @@ class SearchResult:
     stage: str = "clip"  # which coarse stage found it: "clip", "text" or "clip+text"
     companions: list[str] = field(default_factory=list)  # the same shot in another file (RAW + JPEG)
     similar: list[SearchResult] = field(default_factory=list)  # near-duplicates taken seconds apart (a burst)
+    in_library: bool = False  # this photo is byte-identical to the (outside) query image
 
     @property
     def path(self) -> str:
@@ -96,10 +97,8 @@ class SearchResult:
 
     def judged(self, **fields: Any) -> SearchResult:
         """A copy for a later state of the list (LLM verdict in ``fields``), keeping what was folded into it."""
-        return SearchResult(
-            photo=self.photo,
-            score=self.score,
-            coarse_rank=self.coarse_rank,
+        return dataclasses.replace(
+            self,
             duplicates=list(self.duplicates),
             companions=list(self.companions),
             similar=list(self.similar),
@@ -144,6 +143,8 @@ class SearchResult:
             d["files"] = [p.path, *self.companions]  # every file of this shot, this one first
         if self.similar:
             d["similar"] = [s.path for s in self.similar]
+        if self.in_library:
+            d["in_library"] = True
         if self.fine is not None:
             d.update(
                 fine_score=round(float(self.fine.score), 6),
@@ -319,6 +320,28 @@ class CoarseSearcher:
                 if other != r.path and is_raw(other) != is_raw(r.path) and other not in r.companions:
                     r.companions.append(other)
 
+    def _pin_library_copy(
+        self, image: str, vec: np.ndarray, results: list[SearchResult], allowed: set[int] | None, top: int
+    ) -> list[SearchResult]:
+        """A query photo from outside the library that is byte-identical to a library photo: that photo
+        first, marked ``in_library`` (the user is asking "where is this one?" as much as "what is like it")."""
+        try:
+            twins = self.catalog.photos_by_hash(file_hash(image))
+        except OSError:
+            return results
+        twins = [p for p in twins if allowed is None or p.id in allowed]
+        if not twins:
+            return results
+        ids = {p.id for p in twins}
+        found = next((r for r in results if r.photo.id in ids), None)
+        if found is None:
+            stored = self.catalog.embedding(twins[0].id, self.clip.key)
+            score = float(_normalize(stored) @ vec) if stored is not None else 1.0
+            found = SearchResult(photo=twins[0], score=score, coarse_rank=1)
+            found.duplicates = [p.path for p in twins[1:]]
+        found.in_library = True
+        return [found, *(r for r in results if r is not found)][:top]
+
     def search(self, query: Query, top: int = 50, allowed: set[int] | None = None) -> SearchUpdate:
         """``allowed``: only these photo ids (the places filter, computed by the caller)."""
         timings: dict[str, float] = {"search": 0.0, "fetch": 0.0}
@@ -338,6 +361,10 @@ class CoarseSearcher:
             results = self._fuse_text(text_query, vec, results, allowed, self_id)
             timings["text"] = (time.perf_counter() - t) * 1000
         results = results[:top]
+        if query.image and self_id is None:
+            t = time.perf_counter()
+            results = self._pin_library_copy(query.image, vec, results, allowed, top)
+            timings["fetch"] += (time.perf_counter() - t) * 1000
         for n, r in enumerate(results, 1):
             r.rank = n
         timings["coarse_total"] = sum(timings.values())
@@ -466,8 +493,11 @@ def rerank_updates(
     from .rerank import rerank_stream
 
     query = coarse.query
-    reachable = [r for r in coarse.results if os.path.isfile(r.photo.path)]
-    unreachable = [r for r in coarse.results if not os.path.isfile(r.photo.path)]
+    pinned = [r for r in coarse.results if r.in_library]  # the query photo itself: first, never judged
+    rest = [r for r in coarse.results if not r.in_library]
+    reachable = [r for r in rest if os.path.isfile(r.photo.path)]
+    unreachable = [r for r in rest if not os.path.isfile(r.photo.path)]
+    only_true = bool(getattr(options, "only_true", False))
     query_key = None
     if query.image:
         try:
@@ -497,21 +527,20 @@ def rerank_updates(
     t0 = time.perf_counter()
     model_name = getattr(getattr(scorer, "config", None), "name", None)
     try:
-        for upd in rerank_stream(reachable, score, options, cancel):
-            results = [
-                dataclasses.replace(
-                    it.candidate,
-                    fine=it.fine,
-                    check_error=it.error,
-                    hidden=False,
-                    duplicates=list(it.candidate.duplicates),
-                )
-                for it in upd.items
+        known = getattr(options, "known", None) or {}
+        prior = {i: known[r.photo.id] for i, r in enumerate(reachable) if r.photo.id in known}
+        for upd in rerank_stream(reachable, score, options, cancel, prior=prior):
+            results = [r.judged() for r in pinned]
+            results += [
+                it.candidate.judged(fine=it.fine, check_error=it.error, hidden=False) for it in upd.items
             ]
-            results.extend(dataclasses.replace(r, duplicates=list(r.duplicates)) for r in unreachable)
+            if not only_true:  # an offline photo cannot be checked: "only true matches" hides it
+                results.extend(r.judged() for r in unreachable)
             for n, r in enumerate(results, 1):
                 r.rank = n
-            results.extend(dataclasses.replace(it.candidate, fine=it.fine, hidden=True) for it in upd.hidden)
+            results.extend(it.candidate.judged(fine=it.fine, hidden=True) for it in upd.hidden)
+            if only_true:
+                results.extend(r.judged(hidden=True) for r in unreachable)
             timings = dict(coarse.timings_ms)
             timings["rerank"] = (time.perf_counter() - t0) * 1000
             if upd.done:

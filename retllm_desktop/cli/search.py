@@ -68,6 +68,18 @@ def add_rerank_args(p: argparse.ArgumentParser) -> None:
         metavar="P",
         help="hide checked candidates whose P(True) is below P",
     )
+    p.add_argument(
+        "--rerank-offset",
+        type=int,
+        default=0,
+        metavar="N",
+        help="let the LLM check the candidates after the first N (e.g. 10: the next 10 after a first run)",
+    )
+    p.add_argument(
+        "--only-matches",
+        action="store_true",
+        help="only photos the LLM checked and judged as matching (P(True) > P(False))",
+    )
 
 
 def rerank_options(args: argparse.Namespace) -> RerankOptions:
@@ -75,7 +87,16 @@ def rerank_options(args: argparse.Namespace) -> RerankOptions:
         raise RetllmError("--rerank-k must be 0 or more")
     if args.min_match is not None and not 0.0 <= args.min_match <= 1.0:
         raise RetllmError("--min-match must be between 0 and 1")
-    return RerankOptions(k=args.rerank_k, ve=args.ve, min_match=args.min_match)
+    offset = getattr(args, "rerank_offset", 0)
+    if offset < 0:
+        raise RetllmError("--rerank-offset must be 0 or more")
+    return RerankOptions(
+        k=args.rerank_k,
+        ve=args.ve,
+        min_match=args.min_match,
+        offset=offset,
+        only_true=bool(getattr(args, "only_matches", False)),
+    )
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -104,7 +125,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         for update in lib.search(query, top=args.top, rerank=rerank):
             last = update
             if not args.json and update.phase == "coarse" and rerank is not None and sys.stderr.isatty():
-                n = min(args.rerank_k, len(update.results))
+                n = max(0, min(args.rerank_k, len(update.results) - rerank.offset))
                 print(f"checking the top {n} with the LLM…", file=sys.stderr)
     assert last is not None
     if args.json:
@@ -115,7 +136,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     if not last.visible:
         print(last.message or "no results")
     for r in last.visible:
-        extra = ""
+        extra = "  in your library" if r.in_library else ""
         if r.fine is not None:
             extra = f"  match {r.fine.score:.2f}" + (" (2nd look)" if r.fine.ve_used else "")
         elif r.check_error:

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QMenu,
     QMessageBox,
     QProgressBar,
+    QPushButton,
     QSizePolicy,
     QStackedWidget,
     QVBoxLayout,
@@ -231,6 +232,10 @@ class MainWindow(QMainWindow):
         self.status_label.setMinimumWidth(1)
         self.rerank_label = QLabel("", self)
         self.rerank_label.setAccessibleName("Double-check progress")
+        self.next_btn = QPushButton("Check the next 10", self)
+        self.next_btn.setToolTip("Let the model double-check the next photos down the list")
+        self.next_btn.setFlat(True)
+        self.next_btn.clicked.connect(self.check_next)
         self.rerank_bar = QProgressBar(self)
         self.rerank_bar.setAccessibleName("Double-check progress bar")
         self.rerank_bar.setMaximumWidth(120)
@@ -247,6 +252,7 @@ class MainWindow(QMainWindow):
         sb.addWidget(self.status_label, 1)
         for w in (
             self.rerank_label,
+            self.next_btn,
             self.rerank_bar,
             self.index_label,
             self.index_bar,
@@ -254,7 +260,7 @@ class MainWindow(QMainWindow):
             self.count_label,
         ):
             sb.addPermanentWidget(w)
-        for w in (self.rerank_label, self.rerank_bar, self.index_label, self.index_bar):
+        for w in (self.rerank_label, self.next_btn, self.rerank_bar, self.index_label, self.index_bar):
             w.setVisible(False)
 
     def _build_menus(self) -> None:
@@ -579,15 +585,25 @@ class MainWindow(QMainWindow):
         if not self.rerank_check.isChecked() or not self._mllm_ok:
             return None
         s = self.settings
+        # "Only true matches": P(True) > P(False), and what the model did not check is hidden too
         return RerankOptions(
             k=self.k_spin.value(),
             ve=s.ve,
-            min_match=s.min_match if self.only_check.isChecked() else None,
+            only_true=self.only_check.isChecked(),
             ve_threshold=s.ve_threshold,
             ve_band=s.ve_band,
         )
 
+    def check_next(self) -> None:
+        """Extend the double-check down the list by the number of photos the spin box says."""
+        if self.library is not None and self.searches.check_next(
+            self.library, self.settings.top, self.k_spin.value()
+        ):
+            self.next_btn.setVisible(False)
+            self.status_label.setText("Checking more…")
+
     def cancel_search(self) -> None:
+        self.next_btn.setVisible(False)
         self.searches.cancel()
         self.rerank_label.setVisible(False)
         self.rerank_bar.setVisible(False)
@@ -681,9 +697,10 @@ class MainWindow(QMainWindow):
         text = f"{n:,} photo{'s' if n != 1 else ''}"
         if ms is not None and first:
             text += f" in {ms:.0f} ms"
-        if hidden:
-            text += f" · {hidden} hidden as not matching"
         rerank = self.searches.rerank
+        if hidden:
+            only = rerank is not None and rerank.only_true
+            text += f" · {hidden} hidden ({'not matching or not checked' if only else 'not matching'})"
         if rerank is not None and upd.results:
             self._show_rerank_progress(upd, rerank)
         if upd.message and upd.results:
@@ -728,6 +745,8 @@ class MainWindow(QMainWindow):
             self.rerank_label.setVisible(True)
         elif self.searches.rerank is not None and self.rerank_label.isVisible():
             self.rerank_label.setText(self.rerank_label.text().replace("Checking", "Checked").rstrip("…"))
+        self.next_btn.setText(f"Check the next {self.k_spin.value()}")
+        self.next_btn.setVisible(error is None and self.searches.can_check_more())
         emit(self.search_finished)
 
     def _options_changed(self) -> None:

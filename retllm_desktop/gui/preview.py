@@ -319,6 +319,8 @@ class PreviewDialog(QDialog):
             )
             self.fields["Second look"].setText("yes, looked again" if fine.ve_used else "no")
         rank = f"#{r.rank} of {self.count()}"
+        if getattr(r, "in_library", False):
+            rank += " · in your library (the query photo itself)"
         if r.coarse_rank and r.coarse_rank != r.rank:
             rank += f" (was #{r.coarse_rank} before checking)"
         self.fields["Rank"].setText(rank)

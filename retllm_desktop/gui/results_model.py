@@ -206,6 +206,8 @@ class ResultsModel(QAbstractListModel):
         if role in (Qt.ItemDataRole.ToolTipRole, Qt.ItemDataRole.AccessibleTextRole):
             parts = [p.path if role == Qt.ItemDataRole.ToolTipRole else os.path.basename(p.path)]
             parts.append(describe_date(p.taken_at))
+            if getattr(r, "in_library", False):
+                parts.append("in your library: the same file as the query photo")
             fine = fine_of(r)
             if fine is not None:
                 parts.append(f"match {fine.score:.0%} (checked)")
@@ -352,9 +354,16 @@ class ThumbDelegate(QStyledItemDelegate):
         result = index.data(ResultRole)
         fine = fine_of(result)
         unchecked = fine is None and bool(getattr(result, "check_error", None))
-        if fine is not None or unchecked:
-            ok = fine is not None and fine.score >= 0.5
-            text = "? could not check" if unchecked else f"{'✓' if ok else '✗'} {fine.score:.0%}"
+        mine = fine is None and bool(getattr(result, "in_library", False))
+        if fine is not None or unchecked or mine:
+            ok = mine or (fine is not None and fine.p_true > fine.p_false)
+            text = (
+                "in your library"
+                if mine
+                else "? could not check"
+                if unchecked
+                else f"{'✓' if ok else '✗'} {fine.score:.0%}"
+            )
             f = QFont(option.font)
             f.setPointSizeF(max(7.0, f.pointSizeF() * 0.85))
             f.setBold(True)

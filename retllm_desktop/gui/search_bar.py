@@ -192,7 +192,9 @@ class SearchBar(QWidget):
         self.only_check = QCheckBox("Only true matches", self)
         self.only_check.setChecked(s.only_matches)
         self.only_check.setAccessibleName("Only true matches")
-        self.only_check.setToolTip("Hide checked photos the model judged as not matching")
+        self.only_check.setToolTip(
+            "Show only photos the model checked and judged as matching (more likely true than false)"
+        )
         self.sort_combo = QComboBox(self)
         self.sort_combo.setAccessibleName("Sort results")
         for key, label in SORT_LABELS:

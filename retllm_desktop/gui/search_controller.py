@@ -6,6 +6,7 @@ newest query's results. The window builds the query from its widgets and shows p
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Signal
@@ -33,16 +34,36 @@ class SearchController(QObject):
         self.worker: SearchWorker | None = None
         self.last_update: SearchUpdate | None = None
         self._first = True
+        self._extending = False  # "check the next": the list shown stays, its coarse step is skipped
 
     def start(self, library: Library, query: Query, top: int, rerank: RerankOptions | None) -> None:
         self.cancel()
-        self.query, self.rerank, self._first = query, rerank, True
+        self.query, self.rerank, self._first, self._extending = query, rerank, True, False
         w = SearchWorker(library, query, top, rerank)
         self.worker = w
         w.signals.update.connect(lambda upd, w=w: self._on_update(w, upd))
         w.signals.finished.connect(lambda res, w=w: self._on_done(w, res, None))
         w.signals.failed.connect(lambda msg, w=w: self._on_done(w, None, msg))
         self.pool.start(w)
+
+    def can_check_more(self) -> bool:
+        """The LLM finished its checks and there are candidates after the ones it checked."""
+        upd, opts = self.last_update, self.rerank
+        if upd is None or opts is None or self.worker is not None or upd.llm_error:
+            return False
+        return upd.phase == "done" and len(upd.results) > opts.offset + opts.k
+
+    def check_next(self, library: Library, top: int, n: int) -> bool:
+        """Let the LLM check the next ``n`` candidates; the verdicts so far stay and join the order."""
+        if not self.can_check_more() or self.query is None or self.rerank is None or self.last_update is None:
+            return False
+        known = {r.photo.id: r.fine for r in self.last_update.results if r.fine is not None}
+        offset = self.rerank.offset + self.rerank.k
+        self.start(
+            library, self.query, top, dataclasses.replace(self.rerank, k=n, offset=offset, known=known)
+        )
+        self._first, self._extending = False, True
+        return True
 
     def cancel(self) -> None:
         w, self.worker = self.worker, None
@@ -59,6 +80,8 @@ class SearchController(QObject):
     def _on_update(self, w: SearchWorker, upd: SearchUpdate) -> None:
         if w is not self.worker:
             return  # a cancelled query's late update
+        if self._extending and upd.phase == "coarse":
+            return  # the grid keeps the checked order until the first step of the extension
         first, self._first = self._first, False
         self.last_update = upd
         self.model.set_results(upd.visible, same_query=not first)
@@ -67,4 +90,5 @@ class SearchController(QObject):
     def _on_done(self, w: SearchWorker, note: str | None, error: str | None) -> None:
         if w is not self.worker:
             return
+        self.worker = None
         emit(self.finished, note, error)
