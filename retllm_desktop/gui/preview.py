@@ -301,7 +301,7 @@ class PreviewDialog(QDialog):
             "\n".join(wrap_anywhere(c, fm, width) for c in copies) if copies else "none"
         )
         self.fields["Similar"].setText(self._similar_text(row, r))
-        self.fields["Taken"].setText(describe_date(p.taken_at))
+        self.fields["Taken"].setText(describe_date(p.taken_at, p.mtime_ns) or "unknown")
         camera = " ".join(x for x in (p.camera_make, p.camera_model) if x) or "unknown"
         self.fields["Camera"].setText(camera)
         size = f"{p.width} × {p.height}" if p.width and p.height else "unknown"

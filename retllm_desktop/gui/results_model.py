@@ -8,6 +8,7 @@ change (selection and current item follow their photos); a different set resets 
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QAbstractListModel, QEvent, QMimeData, QModelIndex, QRect, QRectF, QSize, Qt, QUrl
@@ -30,10 +31,41 @@ GroupRole = (
 )  # (similar shots folded into this row, expanded?) or None for a member
 
 
-def describe_date(taken_at: str | None) -> str:
-    if not taken_at:
-        return "date unknown"
-    return taken_at.replace("T", " ")[:16]
+def describe_date(taken_at: str | None, mtime_ns: int | None = None) -> str:
+    """The capture time; without one, the file's date marked as such (it may be a copy's date), or ""."""
+    if taken_at:
+        return taken_at.replace("T", " ")[:16]
+    if mtime_ns:
+        return f"{file_day(mtime_ns)} (file date: no capture date in the photo)"
+    return ""
+
+
+def file_day(mtime_ns: int) -> str:
+    return datetime.fromtimestamp(mtime_ns / 1e9).strftime("%Y-%m-%d")
+
+
+def tile_date_variants(photo: Any) -> list[str]:
+    """The tile's date line, longest first: the painter uses the first that fits the tile."""
+    offline = getattr(photo, "status", "ok") != "ok"
+    if photo.taken_at:
+        day = photo.taken_at[:10]
+        forms = [day]
+    elif getattr(photo, "mtime_ns", None):
+        day = file_day(photo.mtime_ns)
+        forms = [f"{day} (file date)", f"{day} (file)", f"~{day}", f"~{day[2:]}"]
+    else:
+        forms = [""]
+    if offline:
+        forms = [f"{f} · offline" if f else "offline" for f in forms] + ["offline"]
+    return forms
+
+
+def fit(fm: QFontMetrics, width: int, variants: list[str]) -> str:
+    """The first of ``variants`` that fits ``width`` px; else the last one, elided (never cut mid-glyph)."""
+    for v in variants:
+        if fm.horizontalAdvance(v) <= width:
+            return v
+    return fm.elidedText(variants[-1], Qt.TextElideMode.ElideRight, width)
 
 
 def fine_of(result: SearchResult) -> FineScore | None:
@@ -205,7 +237,7 @@ class ResultsModel(QAbstractListModel):
             return (len(getattr(r, "similar", None) or []), p.id in self._expanded)
         if role in (Qt.ItemDataRole.ToolTipRole, Qt.ItemDataRole.AccessibleTextRole):
             parts = [p.path if role == Qt.ItemDataRole.ToolTipRole else os.path.basename(p.path)]
-            parts.append(describe_date(p.taken_at))
+            parts.append(describe_date(p.taken_at, getattr(p, "mtime_ns", None)) or "no date")
             if getattr(r, "in_library", False):
                 parts.append("in your library: the same file as the query photo")
             fine = fine_of(r)
@@ -255,6 +287,52 @@ class ThumbDelegate(QStyledItemDelegate):
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.tile = 160  # logical px of the thumbnail square
+
+    @staticmethod
+    def _badge_font(option: QStyleOptionViewItem) -> QFont:
+        f = QFont(option.font)
+        f.setPointSizeF(max(7.0, f.pointSizeF() * 0.85))
+        f.setBold(True)
+        return f
+
+    def tile_texts(self, option: QStyleOptionViewItem, index: QModelIndex) -> dict[str, Any]:
+        """Every text of a tile, each the longest form that fits its room (nothing is cut off mid-glyph).
+
+        Also returns the room (``*_width``) so tests can check the fit at any tile size.
+        """
+        result = index.data(ResultRole)
+        fm = option.fontMetrics
+        rect = option.rect.adjusted(3, 3, -3, -3)
+        line_w = rect.width() - 8
+        name = fm.elidedText(
+            str(index.data(Qt.ItemDataRole.DisplayRole) or ""), Qt.TextElideMode.ElideMiddle, line_w
+        )
+        date = fit(fm, line_w, tile_date_variants(result.photo)) if result is not None else ""
+        match = getattr(result, "text", None)
+        if match is not None and match.snippet:  # the words that matched say more than the date here
+            date = fm.elidedText(f"“{match.snippet}”", Qt.TextElideMode.ElideRight, line_w)
+        fine = fine_of(result)
+        kind, variants = None, []
+        if fine is not None:
+            kind = "true" if fine.p_true > fine.p_false else "false"
+            variants = [f"{'✓' if kind == 'true' else '✗'} {fine.score:.0%}"]
+        elif getattr(result, "check_error", None):
+            kind, variants = "unchecked", ["? could not check", "? not checked", "?"]
+        elif getattr(result, "in_library", False):
+            kind, variants = "mine", ["in your library", "in library", "yours"]
+        badge_w = self._square(option).width() - 8 - 12  # text room inside the badge
+        group = self.group_badge(option, index)
+        if group is not None:
+            badge_w -= int(group.width()) + 4
+        badge = fit(QFontMetrics(self._badge_font(option)), badge_w, variants) if variants else ""
+        return {
+            "name": name,
+            "date": date,
+            "line_width": line_w,
+            "badge": badge,
+            "badge_kind": kind,
+            "badge_width": badge_w,
+        }
 
     def _square(self, option: QStyleOptionViewItem) -> QRect:
         rect = option.rect.adjusted(3, 3, -3, -3)
@@ -351,59 +429,39 @@ class ThumbDelegate(QStyledItemDelegate):
             if index.data(BrokenRole):
                 painter.setPen(pal.color(QPalette.ColorRole.PlaceholderText))
                 painter.drawText(square, Qt.AlignmentFlag.AlignCenter, "can't show")
-        result = index.data(ResultRole)
-        fine = fine_of(result)
-        unchecked = fine is None and bool(getattr(result, "check_error", None))
-        mine = fine is None and bool(getattr(result, "in_library", False))
-        if fine is not None or unchecked or mine:
-            ok = mine or (fine is not None and fine.p_true > fine.p_false)
-            text = (
-                "in your library"
-                if mine
-                else "? could not check"
-                if unchecked
-                else f"{'✓' if ok else '✗'} {fine.score:.0%}"
-            )
-            f = QFont(option.font)
-            f.setPointSizeF(max(7.0, f.pointSizeF() * 0.85))
-            f.setBold(True)
+        texts = self.tile_texts(option, index)
+        if texts["badge"]:
+            kind = texts["badge_kind"]
+            f = self._badge_font(option)
             painter.setFont(f)
             fm = painter.fontMetrics()
-            bw, bh = fm.horizontalAdvance(text) + 12, fm.height() + 4
+            bw, bh = fm.horizontalAdvance(texts["badge"]) + 12, fm.height() + 4
             badge = QRectF(square.left() + 4, square.top() + 4, bw, bh)
             painter.setPen(Qt.PenStyle.NoPen)
             painter.setBrush(
                 QColor(30, 140, 70, 225)
-                if ok
+                if kind == "true"
+                else QColor(40, 90, 170, 225)
+                if kind == "mine"
                 else QColor(170, 110, 20, 225)
-                if unchecked
+                if kind == "unchecked"
                 else QColor(90, 90, 90, 210)
             )
             painter.drawRoundedRect(badge, bh / 2, bh / 2)
             painter.setPen(QPen(QColor("white")))
-            painter.drawText(badge, Qt.AlignmentFlag.AlignCenter, text)
+            painter.drawText(badge, Qt.AlignmentFlag.AlignCenter, texts["badge"])
             painter.setFont(option.font)
         self._paint_group(painter, option, index, square)
         text_color = pal.color(QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Text)
         fm = option.fontMetrics
         line1 = QRect(rect.left() + 4, square.bottom() + 5, rect.width() - 8, fm.height())
         line2 = line1.translated(0, fm.height())
-        name = fm.elidedText(
-            str(index.data(Qt.ItemDataRole.DisplayRole) or ""), Qt.TextElideMode.ElideMiddle, line1.width()
-        )
         painter.setPen(text_color)
-        painter.drawText(line1, Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignVCenter, name)
+        painter.drawText(line1, Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignVCenter, texts["name"])
         sub = QColor(text_color)
         sub.setAlpha(150)
         painter.setPen(sub)
-        date = describe_date(result.photo.taken_at if result is not None else None)
-        if result is not None and result.photo.status != "ok":
-            date += " · offline"
-        line2_text = date[:10] if len(date) > 10 and "offline" not in date else date
-        match = getattr(result, "text", None)
-        if match is not None and match.snippet:  # the words that matched say more than the date here
-            line2_text = fm.elidedText(f"“{match.snippet}”", Qt.TextElideMode.ElideRight, line2.width())
-        painter.drawText(line2, Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignVCenter, line2_text)
+        painter.drawText(line2, Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignVCenter, texts["date"])
         if option.state & QStyle.StateFlag.State_HasFocus:
             pen = QPen(pal.color(QPalette.ColorRole.Highlight))
             pen.setWidthF(1.5)

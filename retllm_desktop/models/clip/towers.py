@@ -39,6 +39,7 @@ import numpy as np
 from PIL import Image
 
 from ...errors import ModelLoadError, ModelNotFoundError
+from ..accel import CPU, onnx_providers
 from .tokenizer import VOCAB_FILENAME, ClipTokenizer
 
 CONFIG_FILENAME = "clip.json"
@@ -50,6 +51,7 @@ HOW_TO_GET_MODELS = (
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 RESIZE_MODES = ("shortest", "squash", "longest")
+log = logging.getLogger(__name__)
 _INTERPOLATIONS = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
 
 
@@ -359,8 +361,14 @@ class ClipModel:
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.log_severity_level = 3
+        providers = onnx_providers(ort.get_available_providers())
+        if len(providers) > 1:  # CoreML on a Mac; a model it cannot compile falls back to the CPU
+            try:
+                return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+            except Exception as e:  # noqa: BLE001
+                log.warning("CoreML could not load %s (%s); using the CPU", path.name, e)
         try:
-            return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+            return ort.InferenceSession(str(path), sess_options=opts, providers=[CPU])
         except Exception as e:  # noqa: BLE001 - onnxruntime raises several unrelated types
             raise ModelLoadError(f"cannot load CLIP model file {path}: {e}") from e
 

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ...errors import ModelLoadError, PromptTooLongError, RetllmError
+from ..accel import llama_gpu_layers
 from ..gguf import check_gguf
 
 _LOG_LOCK = threading.Lock()
@@ -167,6 +168,8 @@ class LlamaSession:
             from llama_cpp import mtmd_cpp
         except ImportError as e:  # pragma: no cover - declared dependency
             raise ModelLoadError(f"llama-cpp-python is not installed: {e}") from e
+        # Metal on a Mac whose llama.cpp build offloads; the CPU elsewhere (see models/accel.py)
+        gpu_layers = llama_gpu_layers(bool(llama_cpp.llama_supports_gpu_offload()))
         try:
             llm = llama_cpp.Llama(
                 model_path=str(self.model_path),
@@ -175,14 +178,14 @@ class LlamaSession:
                 n_ubatch=self.n_batch,
                 n_threads=self.threads,
                 n_threads_batch=self.threads,
-                n_gpu_layers=0,
+                n_gpu_layers=gpu_layers,
                 logits_all=False,
                 verbose=False,
             )
         except (ValueError, RuntimeError, OSError, AssertionError) as e:
             raise ModelLoadError(f"Cannot load the multimodal text model {self.model_path}: {e}") from e
         params = mtmd_cpp.mtmd_context_params_default()
-        params.use_gpu = False
+        params.use_gpu = gpu_layers != 0
         params.print_timings = False
         params.n_threads = self.threads
         params.warmup = False
