@@ -7,9 +7,11 @@ worker; an entry without pinned checksums downloads only after the user said yes
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
@@ -34,9 +36,12 @@ from shiboken6 import isValid
 from ..errors import RetllmError
 from ..models.hub import download
 from ..models.hub.installed import installed_models
-from ..models.hub.registry import ModelEntry, load_registry
+from ..models.hub.registry import ModelEntry, Registry, load_registry
 from .qtcompat import emit
 from .workers import CallWorker, WorkerPool
+
+PRESET_TITLES = {"fast": "Fast", "balanced": "Balanced", "best": "Best"}
+DISK_MARGIN = 200_000_000  # bytes kept free beyond the download itself
 
 ROLE_TEXT = {
     "clip": (
@@ -62,12 +67,18 @@ def human_size(n: float | None) -> str:
     return f"{n:.1f} GB"
 
 
+def read_registry(paths: Sequence[Path] | None = None) -> tuple[Registry | None, str | None]:
+    """(registry, None), or (None, why not) when its files cannot be read."""
+    try:
+        return load_registry(paths), None
+    except RetllmError as e:
+        return None, f"the model list could not be read: {e}"
+
+
 def registry_entries(paths: Sequence[Path] | None = None) -> tuple[list[ModelEntry], str | None]:
     """(entries, None) from the model registry, or ([], why not) when its files cannot be read."""
-    try:
-        return list(load_registry(paths)), None
-    except RetllmError as e:
-        return [], f"the model list could not be read: {e}"
+    reg, why_not = read_registry(paths)
+    return (list(reg), None) if reg is not None else ([], why_not)
 
 
 def _installed_states(models_dir: str) -> dict[tuple[str, str], str]:
@@ -106,13 +117,20 @@ class SetupDialog(QDialog):
 
         lay = QVBoxLayout(self)
         intro = QLabel(
-            "<h3>Models</h3>RetLLM Desktop searches your photos with two local models; nothing leaves this "
-            f"computer. Models live in <code>{self.models_dir}</code>.",
+            "<h3>Models</h3>RetLLM Desktop searches your photos with two models that run on this computer; "
+            "your photos never leave it. Choose a set to download — one click gets both models.",
             self,
         )
         intro.setWordWrap(True)
         lay.addWidget(intro)
-        problems = [m for m in (clip_error, mllm_error) if m]
+        # The engine's messages name commands and paths; the dialog says what they mean for the user.
+        problems = []
+        if clip_error:
+            problems.append("There is no search model yet: choose a set below to start searching.")
+        if mllm_error:
+            problems.append(
+                "There is no checking model: results are shown but not double-checked until one is installed."
+            )
         self.problem = QLabel("<br>".join(f"• {p}" for p in problems) or "All models are present.", self)
         self.problem.setWordWrap(True)
         self.problem.setAccessibleName("What is missing")
@@ -127,17 +145,32 @@ class SetupDialog(QDialog):
         body_lay.setContentsMargins(0, 0, 0, 0)
         scroll.setWidget(body)
         lay.addWidget(scroll, 1)
-        entries, why_not = registry_entries(registry)
-        self.entries = entries
+        reg, why_not = read_registry(registry)
+        self.registry = reg
+        self.entries: list[ModelEntry] = list(reg) if reg is not None else []
         self.download_note = why_not
-        installed = _installed_states(self.models_dir)
-        for role in ("clip", "mllm"):
-            body_lay.addWidget(self._role_box(role, entries, installed, body))
+        self.preset_buttons: dict[str, QPushButton] = {}
+        self.preset_labels: dict[str, QLabel] = {}
+        if reg is not None and reg.presets:
+            body_lay.addWidget(self._build_presets(body))
+        self.advanced_toggle = QPushButton("Advanced: choose single models ▸", body)
+        self.advanced_toggle.setFlat(True)
+        self.advanced_toggle.setCheckable(True)
+        self.advanced_toggle.setAccessibleName("Advanced")
+        self.advanced = QWidget(body)
+        adv_lay = QVBoxLayout(self.advanced)
+        adv_lay.setContentsMargins(0, 0, 0, 0)
+        self._build_single_models(self.advanced, adv_lay, self.entries)
+        self.advanced.setVisible(not self.preset_buttons)  # no presets: the single models are the choice
+        self.advanced_toggle.setVisible(bool(self.preset_buttons))
+        self.advanced_toggle.toggled.connect(self._show_advanced)
+        body_lay.addWidget(self.advanced_toggle, 0, Qt.AlignmentFlag.AlignLeft)
+        body_lay.addWidget(self.advanced)
         body_lay.addStretch(1)
         if why_not:
             note = QLabel(
-                f"Downloading from here is not possible: {why_not}. Put model folders into the models folder "
-                "(see models/README.md), or choose a folder that already holds them.",
+                f"Downloading from here is not possible: {why_not}. If you have the model files, use "
+                "“Use a models folder…” or “Add a model folder…”.",
                 self,
             )
             note.setWordWrap(True)
@@ -148,12 +181,12 @@ class SetupDialog(QDialog):
         for text, tip, slot in (
             (
                 "Use a models folder…",
-                "Choose a folder that already holds clip/ and mllm/ model folders",
+                "Choose a folder that already holds downloaded models",
                 self.choose_models_dir,
             ),
             (
                 "Add a model folder…",
-                "Copy one model's folder (with clip.json or mllm.json) into the models folder",
+                "Copy the folder of one model you already have into the models folder",
                 self.add_model_folder,
             ),
             ("Open models folder", "Show the models folder in the file manager", self.open_models_dir),
@@ -169,6 +202,108 @@ class SetupDialog(QDialog):
         buttons.rejected.connect(self.reject)
         lay.addWidget(buttons)
         self.resize(760, 680)
+
+    # -- presets ------------------------------------------------------------------------------------
+    def _installed(self, entry: ModelEntry) -> bool:
+        folder = Path(self.models_dir) / str(entry.role) / str(entry.name)
+        return (folder / f"{entry.role}.json").is_file()
+
+    def free_bytes(self) -> int:
+        """Free space where the models go (the nearest existing folder of the models folder)."""
+        p = Path(self.models_dir)
+        while not p.exists() and p != p.parent:
+            p = p.parent
+        try:
+            return int(shutil.disk_usage(p).free)
+        except OSError:
+            return -1
+
+    def preset_facts(self, name: str) -> dict[str, Any]:
+        """What the user needs to choose a preset: members, total and still-to-download size, licences,
+        whether it fits on the disk."""
+        reg = self.registry
+        preset = reg.preset(name)
+        members = reg.preset_models(name)
+        total = sum(int(m.approx_bytes or 0) for m in members)
+        missing = [m for m in members if not self._installed(m)]
+        need = sum(int(m.approx_bytes or 0) for m in missing)
+        free = self.free_bytes()
+        return {
+            "preset": preset,
+            "members": members,
+            "missing": missing,
+            "total": total,
+            "need": need,
+            "free": free,
+            "fits": free < 0 or free >= need + DISK_MARGIN,
+            "non_commercial": [m for m in members if "non-commercial" in str(m.licence or "").lower()],
+        }
+
+    def _preset_text(self, name: str, facts: dict[str, Any]) -> str:
+        title = PRESET_TITLES.get(name, name.capitalize())
+        if name == getattr(self.registry, "default_preset", None):
+            title += " (recommended)"
+        desc = re.sub(r"\s*\(~?[\d.]+\s*[GM]B\)\s*$", "", facts["preset"].description or "")
+        licences = sorted({m.licence or "licence unknown" for m in facts["members"]})
+        lines = [
+            f"<b>{title}</b> — {human_size(facts['total'])} in all",
+            desc,
+            "Licences: " + ", ".join(licences),
+        ]
+        for m in facts["non_commercial"]:
+            licence = re.sub(r"\s*\(non-commercial\)", "", m.licence or "")
+            lines.append(
+                f"<b>Non-commercial use only:</b> {m.name} is under the {licence}, "
+                "which does not allow commercial use."
+            )
+        if not facts["missing"]:
+            lines.append("Installed.")
+        elif not facts["fits"]:
+            lines.append(
+                f"<b>Not enough free disk space:</b> needs {human_size(facts['need'])}, "
+                f"{human_size(facts['free'])} free."
+            )
+        else:
+            lines.append(
+                f"Needs {human_size(facts['need'])} of disk space; {human_size(facts['free'])} free."
+            )
+        return "<br>".join(x for x in lines if x)
+
+    def _build_presets(self, parent: QWidget) -> QGroupBox:
+        box = QGroupBox("Choose a set of models", parent)
+        grid = QGridLayout(box)
+        grid.setColumnStretch(0, 1)
+        for row, name in enumerate(getattr(self.registry, "presets", {}) or {}):
+            facts = self.preset_facts(name)
+            info = QLabel(self._preset_text(name, facts), box)
+            info.setWordWrap(True)
+            bar = QProgressBar(box)
+            bar.setFixedWidth(180)
+            bar.setVisible(False)
+            title = PRESET_TITLES.get(name, name.capitalize())
+            bar.setAccessibleName(f"Download progress of the {title} set")
+            btn = QPushButton("Download", box)
+            btn.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
+            btn.setAccessibleName(f"Download the {title} set")
+            btn.setEnabled(bool(facts["missing"]) and facts["fits"])
+            if not facts["missing"]:
+                btn.setText("Installed")
+            btn.clicked.connect(lambda _=False, n=name, b=btn, pb=bar: self.download_preset(n, b, pb))
+            grid.addWidget(info, row, 0)
+            grid.addWidget(bar, row, 1)
+            grid.addWidget(btn, row, 2)
+            self.preset_buttons[name] = btn
+            self.preset_labels[name] = info
+        return box
+
+    def _show_advanced(self, on: bool) -> None:
+        self.advanced.setVisible(on)
+        self.advanced_toggle.setText(f"Advanced: choose single models {'▾' if on else '▸'}")
+
+    def _build_single_models(self, body: QWidget, body_lay: QVBoxLayout, entries: list[ModelEntry]) -> None:
+        installed = _installed_states(self.models_dir)
+        for role in ("clip", "mllm"):
+            body_lay.addWidget(self._role_box(role, entries, installed, body))
 
     def _role_box(
         self, role: str, entries: list[ModelEntry], installed: dict[tuple[str, str], str], parent: QWidget
@@ -213,26 +348,26 @@ class SetupDialog(QDialog):
         return box
 
     # -- actions -------------------------------------------------------------------------------------
+    def _consent_unverified(self, names: list[str]) -> bool:
+        """The same explicit consent as the command line's --allow-unverified."""
+        answer = QMessageBox.question(
+            self,
+            "Unverified download",
+            f"The model list pins no checksum for {', '.join(names)}: its files can only be taken on the "
+            "download server's word, not checked against a known hash.\n\nDownload it anyway?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No,
+        )
+        return answer == QMessageBox.StandardButton.Yes
+
     def download(self, entry: ModelEntry, button: QPushButton, bar: QProgressBar) -> None:
         name = entry.name
-        running = self._downloads.get(name)
-        if running is not None and not running.done.is_set():
-            running.cancel.set()
-            button.setText("Download")
+        if self._cancel_running(name, button):
             return
         models_dir = self.models_dir
         unverified = not entry.pinned
-        if unverified:  # the same explicit consent as the CLI's --allow-unverified
-            answer = QMessageBox.question(
-                self,
-                "Unverified download",
-                f"The model list pins no checksum for {name}: its files can only be taken on the "
-                "download server's word, not checked against a known hash.\n\nDownload it anyway?",
-                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-                QMessageBox.StandardButton.No,
-            )
-            if answer != QMessageBox.StandardButton.Yes:
-                return
+        if unverified and not self._consent_unverified([name]):
+            return
 
         def run(worker: CallWorker) -> Path:
             def progress(done: int, total: int) -> None:
@@ -242,12 +377,69 @@ class SetupDialog(QDialog):
                 entry, Path(models_dir), progress=progress, cancel=worker.cancel, allow_unverified=unverified
             )
 
+        self._start_download(name, name, run, button, bar)
+
+    def download_preset(self, preset: str, button: QPushButton, bar: QProgressBar) -> None:
+        """Both models of a set, one after the other, with one progress bar over the whole download."""
+        key = f"preset:{preset}"
+        if self._cancel_running(key, button):
+            return
+        facts = self.preset_facts(preset)
+        entries: list[ModelEntry] = facts["missing"]
+        if not entries:
+            return
+        if not facts["fits"]:
+            QMessageBox.warning(
+                self,
+                "Not enough disk space",
+                f"This set needs {human_size(facts['need'])}; {human_size(facts['free'])} are free.",
+            )
+            return
+        unverified = [e.name for e in entries if not e.pinned]
+        if unverified and not self._consent_unverified(unverified):
+            return
+        models_dir, total = self.models_dir, max(int(facts["need"]), 1)
+
+        def run(worker: CallWorker) -> str:
+            base = 0
+            for e in entries:
+
+                def progress(done: int, _total: int, base: int = base) -> None:
+                    emit(
+                        worker.signals.progress,
+                        "download",
+                        (base + done) // 1024,
+                        max(total, base + done) // 1024,
+                    )
+
+                download.download_model(
+                    e,
+                    Path(models_dir),
+                    progress=progress,
+                    cancel=worker.cancel,
+                    allow_unverified=not e.pinned,
+                )
+                base += int(e.approx_bytes or 0)
+            return models_dir
+
+        title = PRESET_TITLES.get(preset, preset.capitalize())
+        self._start_download(key, f"The {title} set", run, button, bar)
+
+    def _cancel_running(self, key: str, button: QPushButton) -> bool:
+        running = self._downloads.get(key)
+        if running is not None and not running.done.is_set():
+            running.cancel.set()
+            button.setText("Download")
+            return True
+        return False
+
+    def _start_download(self, key: str, what: str, run: Any, button: QPushButton, bar: QProgressBar) -> None:
         w = CallWorker(run, pass_worker=True)
-        self._downloads[name] = w
+        self._downloads[key] = w
         bar.setVisible(True)
         bar.setRange(0, 0)
         button.setText("Cancel")
-        button.setAccessibleName(f"Cancel download of {name}")
+        button.setAccessibleName(f"Cancel download of {what}")
 
         def progress(_stage: str, done: int, total: int) -> None:
             if total > 0:
@@ -255,7 +447,7 @@ class SetupDialog(QDialog):
                 bar.setValue(min(done, total))
                 bar.setFormat(f"{human_size(done * 1024)} / {human_size(total * 1024)}")
 
-        def finished(result: Path | None) -> None:
+        def finished(result: Any) -> None:
             button.setText("Download")
             if w.cancel.is_set() or result is None:
                 bar.setVisible(False)
@@ -263,13 +455,14 @@ class SetupDialog(QDialog):
             bar.setRange(0, 1)
             bar.setValue(1)
             bar.setFormat("Downloaded")
+            button.setText("Installed")
             button.setEnabled(False)
             emit(self.models_changed, self.models_dir)
 
         def failed(msg: str) -> None:
             button.setText("Retry")
             bar.setVisible(False)
-            QMessageBox.warning(self, "Download failed", f"{name}: {msg}")
+            QMessageBox.warning(self, "Download failed", f"{what}: {msg}")
 
         w.signals.progress.connect(progress)
         w.signals.finished.connect(finished)
@@ -292,12 +485,14 @@ class SetupDialog(QDialog):
             QMessageBox.warning(
                 self,
                 "Not a model folder",
-                "That folder has neither clip.json nor mllm.json; see models/README.md.",
+                "That folder does not hold a model this app can use (its description file is missing).",
             )
             return
         dest = Path(self.models_dir) / role / s.name
         if dest.exists():
-            QMessageBox.information(self, "Already there", f"{dest} already exists.")
+            QMessageBox.information(
+                self, "Already there", f"The model {s.name} is already in the models folder."
+            )
             emit(self.models_changed, self.models_dir)
             return
         # Off the UI thread: a model folder can be gigabytes (multi-GB LLMs: prefer "Use a models folder").
