@@ -954,7 +954,9 @@ class MainWindow(QMainWindow):
         for d in (self._preview, self._setup):
             if d is not None:
                 d.close()
-        self.status_label.setText("Stopping…")
+        # Quitting: the window goes at once; the process then waits for the running work to stop (an LLM
+        # check ends after its candidate, indexing after its batch) so the catalog is closed cleanly.
+        self.hide()
         self.misc_pool.cancel_all()
         self.thumbs.shutdown(5000)
         self.libraries.shutdown([self.misc_pool])
