@@ -486,6 +486,7 @@ config = {{ embed_dim = 64, image_size = 64 }}
         "models", "download", "--allow-unverified", "--registry", str(reg), "--endpoint", server.url, *common
     )
     assert code == 0 and json.loads(out)["installed"][0]["name"] == "tiny"
+    assert json.loads(out)["installed"][0]["verified"] is False
     code, out, _ = run("models", "list", "--registry", str(reg), *common)
     data = json.loads(out)
     assert code == 0 and data["registry"][0]["installed"] and data["default_preset"] == "p"
@@ -755,3 +756,19 @@ def test_verify_holds_downloads_to_the_registry_pins(server, tmp_path, capsys):
     code = cli.main(["models", "verify", "--models", str(tmp_path), "--registry", str(reg)])
     out = capsys.readouterr().out
     assert code == 1 and "tiny" in out and "mismatch" in out
+
+
+def test_resume_through_the_hubs_redirect_keeps_if_range(server, tmp_path):
+    """The Hub redirects /resolve/ to a CDN: Range and If-Range must reach the CDN, pins still rule."""
+    data = _blob(90_000, 53)
+    entry = _one_file(server, data)
+    src = f"/{REPO}/resolve/main/onnx/model.onnx"
+    cdn = "/cdn/" + _sha(data)
+    server.state.files[cdn] = server.state.files.pop(src)
+    server.state.redirects[src] = (cdn, {"X-Linked-Etag": _sha(data), "X-Linked-Size": str(len(data))})
+    server.state.cut_once[cdn] = 30_000
+    with pytest.raises(DownloadError, match="resume"):
+        download_model(entry, tmp_path, base_url=server.url, retries=0)
+    dest = download_model(entry, tmp_path, base_url=server.url, retries=0)
+    assert (dest / "image.onnx").read_bytes() == data
+    assert (cdn, "bytes=30000-") in server.state.log and server.state.if_range_log[-1] is not None

@@ -230,9 +230,9 @@ def cmd_download(args) -> int:
                 )
             finally:
                 bar.finish()
-            done.append({"name": e.name, "role": e.role, "path": str(path)})
+            done.append({"name": e.name, "role": e.role, "path": str(path), "verified": e.pinned})
             if not args.json:
-                print(f"{e.role} model {e.name}: {path}")
+                print(f"{e.role} model {e.name}: {path}" + ("" if e.pinned else " (unverified)"))
     except CancelledError as err:
         if args.json:
             print_json({"installed": done, "cancelled": True, "message": str(err)})
