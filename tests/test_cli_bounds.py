@@ -59,3 +59,13 @@ def test_status_escapes_names_from_the_disk(tmp_path: Path, clip_models_dir: Pat
     assert len(failed) == 2 and all(line.startswith("  failed: ") for line in failed), r.stdout
     assert any("bad\\nfailed: forged.jpg" in line for line in failed)
     assert any("red\\x1b[2J.jpg" in line for line in failed)
+
+
+def test_app_settings_bound_threads(tmp_path: Path) -> None:
+    import json
+
+    from retllm_desktop.config import max_threads
+    from retllm_desktop.gui.settings import Settings
+
+    (tmp_path / "gui.json").write_text(json.dumps({"threads": 100_000}))
+    assert Settings.load(tmp_path / "gui.json").threads == max_threads()

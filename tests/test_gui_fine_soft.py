@@ -58,3 +58,24 @@ def test_a_broken_llm_shows_a_banner(qtbot, tmp_path: Path, full_models_dir) -> 
     assert "broken" in w.banner.text() and "truncated" in w.banner.text()
     assert not w._mllm_ok
     close_window(w)
+
+
+def test_a_damaged_catalog_names_repair_in_the_app(
+    qtbot, tmp_path: Path, clip_models_dir, photo_tree
+) -> None:
+    from retllm_desktop.gui.main_window import MainWindow
+    from retllm_desktop.gui.settings import Settings
+
+    from .test_repair import _damage
+
+    with Library(tmp_path / "library", models_dir=clip_models_dir, threads=1) as lib:
+        lib.index_roots([str(photo_tree)])
+    _damage(tmp_path / "library" / "catalog.db", None)
+    settings = Settings.load(tmp_path / "gui.json")
+    settings.setup_done = True
+    w = MainWindow(settings, library=tmp_path / "library", models_dir=clip_models_dir)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitUntil(lambda: w.banner.isVisible(), timeout=WAIT)
+    assert "retllm-desktop repair" in w.banner.text() and "damaged" in w.banner.text()
+    w.close()

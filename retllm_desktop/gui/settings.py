@@ -94,6 +94,8 @@ class Settings:
         self.thumb_size = max(64, min(int(self.thumb_size), 512))
         if self.threads is not None and self.threads < 1:
             self.threads = None
+        elif self.threads is not None:  # more threads than this only thrash (see config.max_threads)
+            self.threads = min(int(self.threads), config.max_threads())
         if self.decode_workers is not None and self.decode_workers < 1:
             self.decode_workers = None
         self.mllm_cache_bytes = max(0, int(self.mllm_cache_bytes))

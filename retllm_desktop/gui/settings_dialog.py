@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from .. import config
 from .settings import VE_MODES, Settings
 
 GIB = 1024**3
@@ -77,7 +78,7 @@ class SettingsDialog(QDialog):
         self.mllm.setAccessibleName("Checking model name")
         form.addRow("C&hecking model:", self.mllm)
         self.threads = QSpinBox(self)
-        self.threads.setRange(0, 256)
+        self.threads.setRange(0, config.max_threads())
         self.threads.setSpecialValueText("all cores")
         self.threads.setValue(settings.threads or 0)
         self.threads.setAccessibleName("CPU threads")
