@@ -2,8 +2,9 @@
 
 A query's words (minus filler words such as "the", "that", "says") are looked up in the catalog's FTS5
 index as prefixes, a quoted phrase as that exact phrase. Photos whose text matches are fused with the
-CLIP ranking by weighted reciprocal-rank fusion: ``1/(k + clip_rank) + w * coverage/(k + text_rank)``,
-where coverage is the share of the query's words found. A query without any text match keeps exactly
+CLIP ranking by weighted reciprocal-rank fusion: ``1/(k + clip_rank) + w * coverage²/(k + text_rank)``,
+where coverage is the share of the query's words found (words for things that carry text, such as "sign"
+or "receipt", count only when the query has nothing else). A query without any text match keeps exactly
 the CLIP order (the fused score is then monotone in the CLIP rank).
 """
 
@@ -15,13 +16,21 @@ import unicodedata
 from dataclasses import dataclass, field
 
 RRF_K = 60
-TEXT_WEIGHT = 2.0
+TEXT_WEIGHT = 2.0  # times coverage squared: a photo holding only some of the query's words counts little
 # Words that say *that* a photo shows text, or glue words: they never decide a text match.
 STOPWORDS = frozenset(
     """a an and are as at be by for from has have in is it its of on or the to with this that these those
     photo photos picture pictures image images says say saying said reads read reading written writing word
     words text letters where which who what my our your me i""".split()
 )
+# Things that carry text: "the sign that says EXIT", "receipt from Lidl". They are matched, but when the
+# query has other words, only those decide how much of it a photo's text covers.
+CARRIERS = frozenset(
+    """sign signs label labels receipt receipts ticket tickets poster posters menu menus board boards
+    whiteboard screenshot screenshots document documents page pages note notes card cards banner plate
+    invoice bill paper book cover""".split()
+)
+PREFIX_MIN = 4  # shorter words match whole words only ("cat" is not "catalogue")
 _WORD = re.compile(r"\w+")
 _QUOTED = re.compile(r'"([^"]+)"|“([^”]+)”')
 
@@ -51,7 +60,7 @@ class TextQuery:
         return len(self.terms) + len(self.phrases)
 
     def fts(self) -> str:
-        parts = [f'"{t}"*' if len(t) >= 3 else f'"{t}"' for t in self.terms]
+        parts = [f'"{t}"*' if len(t) >= PREFIX_MIN else f'"{t}"' for t in self.terms]
         parts += ['"' + " ".join(p) + '"' for p in self.phrases]
         return " OR ".join(parts)
 
@@ -60,21 +69,24 @@ class TextQuery:
         return [t for t in self.terms if len(t) >= 4] + ["".join(p) for p in self.phrases]
 
     def _term_hits(self, term: str, tokens: list[str]) -> bool:
-        return any(tok == term or (len(term) >= 3 and tok.startswith(term)) for tok in tokens)
+        return any(tok == term or (len(term) >= PREFIX_MIN and tok.startswith(term)) for tok in tokens)
 
     def coverage(self, text: str) -> float:
-        """Share of the query's words and phrases found in ``text``; a word found only inside another
-        (run-together text) counts half."""
+        """Share of the query's words and phrases found in ``text``. A word found only inside another
+        (run-together text) counts fully from five letters on, half when shorter ("gate" in "investigate")."""
         tokens = words(text)
         squashed = squash(text)
         found = 0.0
-        for t in self.terms:
+        hard = [t for t in self.terms if t not in CARRIERS]
+        terms = hard if (hard or self.phrases) else list(self.terms)
+        units = len(terms) + len(self.phrases)
+        for t in terms:
             if self._term_hits(t, tokens):
                 found += 1.0
             elif len(t) >= 4 and t in squashed:
-                found += 0.5
+                found += 1.0 if len(t) >= 5 else 0.5
         found += sum("".join(p) in squashed for p in self.phrases)
-        return found / self.units if self.units else 0.0
+        return found / units if units else 0.0
 
     def word_matches(self, word: str) -> bool:
         """Whether a word read in a photo is one the query asked for (to highlight it)."""
@@ -152,6 +164,6 @@ def fused_scores(clip_ranks: dict, text_ranks: dict, coverage: dict) -> dict:
     for key in keys:
         score = 1.0 / (RRF_K + clip_ranks.get(key, worst))
         if key in text_ranks:
-            score += TEXT_WEIGHT * coverage.get(key, 1.0) / (RRF_K + text_ranks[key])
+            score += TEXT_WEIGHT * coverage.get(key, 1.0) ** 2 / (RRF_K + text_ranks[key])
         out[key] = score
     return out

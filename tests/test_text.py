@@ -199,3 +199,22 @@ def test_text_match_outside_the_clip_window_comes_in_with_its_clip_score(
                 next(r.score for r in clip if r.path == res[0].path), abs=1e-5
             )
     assert outside  # the random-weight CLIP does not put all three first
+
+
+def test_coverage_carriers_short_words_and_partial_matches() -> None:
+    from retllm_desktop.text_match import fused_scores
+
+    q = parse_text_query("the sign that says EXIT")
+    assert q.coverage("EXIT 7") == 1.0  # "sign" is what carries the words, not one of them
+    assert parse_text_query("sign").coverage("SIGN IN") == 1.0  # alone, it is the word looked for
+    assert parse_text_query("receipt from Lidl").coverage("LIDL Filiale 42") == 1.0
+    assert parse_text_query("a cat").coverage("Catalogue") == 0.0  # short words match whole words
+    assert parse_text_query("harbour").coverage("HARBOURSIDE") == 1.0
+    assert parse_text_query("gate").coverage("investigate") == 0.5
+    cup = parse_text_query("a cup of coffee")
+    assert cup.coverage("Coffee 2.50") == 0.5
+    # Half the words found weighs a quarter: the CLIP #1 stays ahead of a weak text-only match.
+    scores = fused_scores({"a": 1, "b": 150}, {"b": 1}, {"b": cup.coverage("Coffee 2.50")})
+    assert scores["a"] > scores["b"]
+    scores = fused_scores({"a": 1, "b": 150}, {"b": 1}, {"b": 1.0})
+    assert scores["b"] > scores["a"]
