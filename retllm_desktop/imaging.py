@@ -445,7 +445,12 @@ def _raw_pixels(raw: object, min_side: int | None, orientation: int) -> Image.Im
     if preview is not None and min(preview.size) >= (min_side or RAW_PREVIEW_MIN_SIDE):
         return _apply_orientation(preview, orientation)
     try:
-        rgb = raw.postprocess(half_size=True, use_camera_wb=True, output_bps=8)  # type: ignore[attr-defined]
+        with decode_budget().reserve(raw_demosaic_peak_bytes(raw.sizes), "RAW file"):  # type: ignore[attr-defined]
+            rgb = raw.postprocess(half_size=True, use_camera_wb=True, output_bps=8)  # type: ignore[attr-defined]
+    except ImageError:
+        if preview is not None:  # too large to demosaic here, but a usable (small) preview
+            return _apply_orientation(preview, orientation)
+        raise
     except Exception as e:  # noqa: BLE001
         if preview is not None:  # undecodable sensor data but a usable (small) preview
             return _apply_orientation(preview, orientation)
@@ -453,6 +458,14 @@ def _raw_pixels(raw: object, min_side: int | None, orientation: int) -> Image.Im
     if rgb.ndim != 3 or rgb.shape[0] < 1 or rgb.shape[1] < 1:
         raise ImageError("RAW file has no pixels")
     return Image.fromarray(np.ascontiguousarray(rgb[..., :3]), "RGB")  # LibRaw already applied the flip
+
+
+def raw_demosaic_peak_bytes(sizes: object) -> int:
+    """Memory of a half-size demosaic at its peak: LibRaw's unpacked 16-bit sensor data, its 4 x 16-bit
+    half-size working image, and the 8-bit RGB result with our copy of it."""
+    raw_px = int(sizes.raw_width) * int(sizes.raw_height)  # type: ignore[attr-defined]
+    half_px = (int(sizes.width) // 2 + 1) * (int(sizes.height) // 2 + 1)  # type: ignore[attr-defined]
+    return raw_px * 2 + half_px * (8 + 3 + 3)
 
 
 def _raw_preview(raw: object) -> Image.Image | None:
@@ -463,8 +476,9 @@ def _raw_preview(raw: object) -> Image.Image | None:
     try:
         if thumb.format == rawpy.ThumbFormat.JPEG:
             img = Image.open(io.BytesIO(thumb.data))
-            img.load()
-            return _to_rgb(img)
+            with decode_budget().reserve(decode_peak_bytes(img), "RAW preview"):
+                img.load()
+                return _to_rgb(img)
         arr = np.asarray(thumb.data)
         if arr.ndim == 3 and arr.shape[2] >= 3:
             return Image.fromarray(np.ascontiguousarray(arr[..., :3]).astype(np.uint8), "RGB")

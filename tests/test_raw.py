@@ -153,3 +153,27 @@ def test_raw_and_jpeg_of_one_shot_are_one_result(tmp_path: Path, library: Librar
     assert [Path(p).name for p in res[0].companions] == ["IMG_0042.JPG"]
     other = library.search_coarse(Query(image=str(root / "other0.jpg")), top=1).results[0]
     assert other.companions == []
+
+
+def test_raw_decoding_stays_within_the_memory_budget(tmp_path: Path) -> None:
+    import rawpy
+
+    from retllm_desktop import memory_budget
+
+    saved = memory_budget._shared
+    try:
+        path = write_dng(tmp_path / "a.dng", scene())
+        with rawpy.imread(str(path)) as raw:
+            need = imaging.raw_demosaic_peak_bytes(raw.sizes)
+        assert need >= 240 * 160 * 2
+        memory_budget.set_decode_budget(need - 1)
+        with pytest.raises(ImageError, match="RAW file too large to decode"):
+            imaging.load_photo(path, min_side=64)
+        # a file with a (small) preview still gives that preview rather than nothing
+        small = write_dng(tmp_path / "b.dng", scene(), preview=Image.new("RGB", (60, 40), (200, 10, 10)))
+        assert imaging.load_rgb(small, min_side=100).size == (60, 40)
+        budget = memory_budget.set_decode_budget(need)  # exactly enough
+        assert imaging.load_photo(path, min_side=64).image.size == (120, 80)
+        assert budget.peak == need and budget.in_use == 0
+    finally:
+        memory_budget._shared = saved
