@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -113,7 +114,7 @@ def image_tokens(d: Path, photo: Path, threads: int) -> dict:
         llm.close()
 
 
-def worker(model: str, threads: int, k: int) -> dict:
+def worker(model: str, threads: int, k: int, warmup: bool = True) -> dict:
     from retllm_desktop.models.llm.scorer import MllmScorer
 
     d = model_dir(model)
@@ -124,7 +125,8 @@ def worker(model: str, threads: int, k: int) -> dict:
         s.load()
         out["load_s"] = round(time.perf_counter() - t0, 2)
         try:
-            s.score(cands[-1], text=Q1, ve="off")  # warm-up (first graph allocation), not counted
+            if warmup:
+                s.score(cands[-1], text=Q1, ve="off")  # warm-up (first graph allocation), not counted
             cold, warm = [], []
             for p in cands[:k]:
                 t = time.perf_counter()
@@ -137,7 +139,7 @@ def worker(model: str, threads: int, k: int) -> dict:
             out["engine"] = "MllmScorer"
         except Exception as e:  # noqa: BLE001 - report what a user would hit, then time the model without it
             out["scorer_error"] = f"{type(e).__name__}: {e}"
-            cold, warm = _handler_cold(d, cands, threads, k), []
+            cold, warm = _handler_cold(d, cands, threads, k, warmup), []
             out["engine"] = "llama-cpp-python MTMDChatHandler (MllmScorer fails on this model)"
     out["cold_s"] = [round(x, 2) for x in cold]
     out["cold_mean_s"] = round(float(np.mean(cold)), 2)
@@ -150,7 +152,7 @@ def worker(model: str, threads: int, k: int) -> dict:
     return out
 
 
-def _handler_cold(d: Path, cands: list[Path], threads: int, k: int) -> list[float]:
+def _handler_cold(d: Path, cands: list[Path], threads: int, k: int, warmup: bool) -> list[float]:
     """Cold cost per candidate through llama-cpp-python's own pipeline (same prompt, one forward pass)."""
     import base64
 
@@ -165,7 +167,7 @@ def _handler_cold(d: Path, cands: list[Path], threads: int, k: int) -> list[floa
     )
     times = []
     try:
-        for i, p in enumerate([cands[-1]] + cands[:k]):
+        for i, p in enumerate(([cands[-1]] if warmup else []) + cands[:k], start=0 if warmup else 1):
             img = Image.open(p).convert("RGB")
             img.thumbnail((side, side), Image.Resampling.BICUBIC)
             small = CACHE / "photos-replicas" / f"small-{side}-{p.stem}.png"
@@ -191,6 +193,9 @@ def main() -> int:
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--busy", default="0,1", help="0 = quiet, 1 = one core kept busy")
+    ap.add_argument(
+        "--warmup", type=int, default=1, help="1 = one uncounted candidate first (0: reduced runs)"
+    )
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -207,7 +212,11 @@ def main() -> int:
             for threads in (int(t) for t in args.threads.split(",")):
                 spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
                 try:
-                    res = _spawn({"model": name, "threads": threads, "k": args.k})
+                    load0 = os.getloadavg()[0]
+                    res = _spawn(
+                        {"model": name, "threads": threads, "k": args.k, "warmup": bool(args.warmup)}
+                    )
+                    res["load_average_1min"] = [round(load0, 1), round(os.getloadavg()[0], 1)]
                 finally:
                     if spinner is not None:
                         spinner.kill()
@@ -223,7 +232,7 @@ def main() -> int:
         for r in mine:
             by_threads[r["threads"]] = max(by_threads.get(r["threads"], 0.0), r["cold_mean_s"])
         best[name] = min(by_threads, key=by_threads.get) if by_threads else None
-    save("replicas", {"k": args.k, "runs": runs, "best_threads_worst_case": best,
+    save("replicas", {"k": args.k, "warmup": bool(args.warmup), "runs": runs, "best_threads_worst_case": best,
                       "note": "random weights at real size; timings on a 2-core machine shared with other jobs"})  # fmt: skip
     return 0
 
