@@ -33,7 +33,7 @@ $(EXPORT_VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(EXPORT_VENV)
 	$(EXPORT_VENV)/bin/pip install --quiet --upgrade pip wheel setuptools
 	$(EXPORT_VENV)/bin/pip install --quiet torch==2.14.1 torchvision==0.29.1 open_clip_torch onnx onnxruntime \
-		numpy pillow pillow-heif ftfy regex platformdirs hnswlib pytest
+		numpy pillow pillow-heif ftfy regex platformdirs "sqlite-utils>=3.36,<4" hnswlib pytest
 	$(EXPORT_VENV)/bin/pip install --quiet --no-deps -e .
 	touch $@
 

@@ -3,8 +3,10 @@
 Photos, roots, per-file failures and per-model embeddings live here; the hnswlib index is derived
 from the ``embeddings`` table and can always be rebuilt from it. Every multi-row change runs in one
 transaction so a crash leaves either the old or the new state, never half of it. The connection is
-private: other modules ask ``Catalog`` methods, so every write goes through its lock. Plain ``sqlite3``
-(the schema is a handful of hand-written statements; a wrapper library would only hide them).
+private: other modules ask ``Catalog`` methods, so every write goes through its lock. sqlite-utils
+does only schema work that never commits on its own (introspection, ``create_index``); CASCADE tables,
+FTS5 tables with triggers and every query stay plain ``sqlite3``: sqlite-utils can't express cascades, and
+its write helpers commit by themselves (``with conn:`` / ``executescript``), which the connection refuses.
 Over 600 lines because it is, by design, the only room with SQL: every query of every pass is here.
 """
 
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import sqlite_utils
 
 from .errors import RetllmError
 
@@ -46,6 +49,14 @@ PHOTO_COLUMNS = (
     "added_at",
     "updated_at",
 )
+
+
+def _schema(db: Any) -> sqlite_utils.Database:
+    """sqlite-utils over the open connection, for transaction-neutral calls only (see module docstring).
+
+    No ``recursive_triggers`` pragma (it would change how REPLACE fires delete triggers) and no plugins:
+    wrapping the connection executes nothing, so a read-only open stays read-only."""
+    return sqlite_utils.Database(db, recursive_triggers=False, execute_plugins=False)
 
 
 def _migration_1(db: sqlite3.Connection) -> None:
@@ -117,10 +128,11 @@ def _migration_places(db: sqlite3.Connection) -> None:
             country_code TEXT, country TEXT, distance_km REAL
         )"""
     )
-    db.execute("CREATE INDEX IF NOT EXISTS photo_places_city ON photo_places(city_id)")
-    db.execute("CREATE INDEX IF NOT EXISTS photo_places_region ON photo_places(region_code)")
-    db.execute("CREATE INDEX IF NOT EXISTS photo_places_country ON photo_places(country_code)")
-    db.execute("CREATE INDEX IF NOT EXISTS photos_gps ON photos(gps_lat, gps_lon)")
+    schema = _schema(db)
+    places = schema.table("photo_places")
+    for name, column in (("city", "city_id"), ("region", "region_code"), ("country", "country_code")):
+        places.create_index([column], index_name=f"photo_places_{name}", if_not_exists=True)
+    schema.table("photos").create_index(["gps_lat", "gps_lon"], index_name="photos_gps", if_not_exists=True)
 
 
 def _migration_text(db: sqlite3.Connection) -> None:
@@ -274,6 +286,20 @@ class _GuardedConnection:
             if is_damage(e):
                 raise CatalogDamagedError(self._path, e) from e
             raise
+
+    # Refused so that nothing (a sqlite-utils helper included) can commit half of a transaction:
+    # ``with conn:`` commits on exit and ``executescript`` commits before it runs.
+    def commit(self) -> None:
+        raise CatalogError("the catalog commits only through Catalog.transaction()")
+
+    def executescript(self, sql: str) -> None:
+        raise CatalogError("the catalog commits only through Catalog.transaction(), not executescript")
+
+    def __enter__(self) -> None:
+        raise CatalogError("the catalog commits only through Catalog.transaction(), not `with conn:`")
+
+    def __exit__(self, *exc: object) -> None:
+        return None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.raw, name)
@@ -455,7 +481,7 @@ class Catalog:
         return self._conn.execute("PRAGMA journal_mode").fetchone()[0]
 
     def table_names(self) -> set[str]:
-        return {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        return set(_schema(self._conn).table_names())
 
     # -- meta ------------------------------------------------------------------------------------
     def get_meta(self, key: str, default: str | None = None) -> str | None:

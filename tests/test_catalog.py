@@ -7,8 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import sqlite_utils
 
-from retllm_desktop.catalog import MIGRATIONS, SCHEMA_VERSION, Catalog, CatalogError, Photo
+from retllm_desktop import catalog
+from retllm_desktop.catalog import MIGRATIONS, SCHEMA_VERSION, Catalog, CatalogError, Photo, _schema
 
 
 def test_new_catalog_is_current_and_in_wal_mode(tmp_path: Path) -> None:
@@ -91,3 +93,65 @@ def test_queries_other_modules_ask_for(tmp_path: Path) -> None:
     assert cat.photo_ids() == set(cat.photo_ids_by_path().values())
     cat.close()
     assert Catalog(tmp_path / "empty.db").date_range() == (None, None)
+
+
+def _schema_2_catalog(path: Path) -> None:
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+    MIGRATIONS[0](conn)
+    MIGRATIONS[1](conn)
+    conn.execute("INSERT INTO meta VALUES ('schema_version', '2')")
+    conn.commit()
+    conn.close()
+
+
+def test_a_fault_after_a_sqlite_utils_migration_step_leaves_the_old_schema(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The places step builds its indexes with sqlite-utils (``create_index``): a crash right after it must
+    roll the whole migration back, i.e. sqlite-utils ran inside the migration's transaction."""
+    path = tmp_path / "c.db"
+    _schema_2_catalog(path)
+    places_step = MIGRATIONS[2]
+
+    def places_then_crash(db: object) -> None:
+        places_step(db)
+        assert "photos_gps" in {i.name for i in _schema(db).table("photos").indexes}  # the step did run
+        raise OSError("power cut mid-migration")
+
+    monkeypatch.setattr(catalog, "MIGRATIONS", [*MIGRATIONS[:2], places_then_crash, *MIGRATIONS[3:]])
+    with pytest.raises(OSError, match="power cut"):
+        Catalog(path)
+    on_disk = sqlite_utils.Database(sqlite3.connect(path), recursive_triggers=False)  # what was committed
+    assert "photo_places" not in on_disk.table_names()
+    assert "photos_gps" not in {i.name for i in on_disk.table("photos").indexes}
+    assert on_disk.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "2"
+    on_disk.close()
+    monkeypatch.undo()
+    cat = Catalog(path)  # the next start migrates for real
+    assert cat.get_meta("schema_version") == str(SCHEMA_VERSION)
+    indexes = {i.name: i.columns for i in _schema(cat._conn).table("photo_places").indexes}
+    assert indexes["photo_places_city"] == ["city_id"] and indexes["photo_places_country"] == ["country_code"]
+    cat.close()
+
+
+@pytest.mark.parametrize("helper", ["enable_fts", "insert_all", "upsert", "create"])
+def test_sqlite_utils_helpers_that_commit_on_their_own_are_refused(tmp_path: Path, helper: str) -> None:
+    """``enable_fts`` runs executescript (sqlite3 COMMITs first); ``insert_all``/``upsert``/``Table.create``
+    wrap ``with conn:`` (commits on exit). On the catalog's connection they fail and the transaction rolls
+    back whole, instead of committing its first half."""
+    cat = Catalog(tmp_path / "c.db")
+    db = _schema(cat._conn)
+    calls = {
+        "enable_fts": lambda: db.table("roots").enable_fts(["path"]),
+        "insert_all": lambda: db.table("roots").insert_all([{"path": "/b", "added_at": 0.0}]),
+        "upsert": lambda: db.table("meta").upsert({"key": "k", "value": "v"}, pk="key"),
+        "create": lambda: db.table("extra").create({"id": int}, pk="id"),
+    }
+    with pytest.raises(CatalogError, match="only through Catalog.transaction"):
+        with cat.transaction():
+            cat.set_meta("probe", "written before the helper")
+            calls[helper]()
+    assert cat.get_meta("probe") is None and cat.roots() == []
+    assert not {"roots_fts", "extra"} & cat.table_names()
+    cat.close()
