@@ -122,30 +122,7 @@ def test_clip_replica_through_clipmodel_matches_onnxruntime(name, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ MLLMs
-# Bugs in models/llm/ that these replicas expose (reported in issue 9; the scorer belongs to another piece of
-# work). strict: the test turns red once a fix lands, so the mark goes with the fix.
-_MULTI_CHUNK = (
-    "idefics3 (SmolVLM): mtmd_tokenize turns ONE image into an overview chunk + one chunk per tile (even a "
-    "200x150 photo gives 2 image chunks), but models/llm/session.py maps image chunks to images one to one "
-    "(`key = keys[img_i]`) -> IndexError on every photo"
-)
-SCORER_BUGS = {
-    "smolvlm-500m": _MULTI_CHUNK,
-    "smolvlm-256m": _MULTI_CHUNK,
-}
-
-
-def _with_bugs(names: list[str], bugs: dict[str, str]) -> list:
-    from retllm_desktop.errors import RetllmError
-
-    def mark(reason: str):
-        raises = IndexError if reason.endswith(_MULTI_CHUNK) else RetllmError
-        return pytest.mark.xfail(strict=True, raises=raises, reason=reason)
-
-    return [pytest.param(n, marks=mark(bugs[n])) if n in bugs else n for n in names]
-
-
-SCORER_CASES = _with_bugs(MLLM_NAMES, SCORER_BUGS)
+SCORER_CASES = MLLM_NAMES
 
 # The answer pieces each real vocabulary has as single tokens (ids are those of the published vocabulary,
 # except SmolVLM's, whose vocabulary here is StarCoder's: see its mllm.json replica note).
@@ -179,7 +156,7 @@ def _scorer(name: str, **kw):
     from retllm_desktop.models.llm.scorer import MllmScorer
 
     kw.setdefault("threads", 1)
-    kw.setdefault("n_ctx", 2048)
+    kw.setdefault("n_ctx", 4096)  # SmolVLM: ~1,100 positions per look (overview + tiles)
     return MllmScorer(mllm(name), **kw)
 
 

@@ -107,9 +107,12 @@ class Prompt:
         default_factory=list
     )  # (kind, chunk|tokens, key, first)
     sizes: dict[str, tuple[int, int]] = field(default_factory=dict)  # bitmap (w, h) per image key
-    image_tokens: dict[str, int] = field(default_factory=dict)  # embedding rows mtmd expects per image key
+    # embedding rows mtmd expects per image key, all of its chunks together: tiling projectors (idefics3 for
+    # SmolVLM, llava-uhd) turn one photo into an overview chunk plus one chunk per tile, text in between
+    image_tokens: dict[str, int] = field(default_factory=dict)
     blank: set[str] = field(default_factory=set)  # keys tokenised from a blank bitmap (cached embedding)
     embeddings: dict[str, np.ndarray] = field(default_factory=dict)  # known embeddings per image key
+    pending: dict[str, list[np.ndarray]] = field(default_factory=dict)  # chunks encoded so far per image key
 
 
 class EmbeddingStore(Protocol):
@@ -276,6 +279,8 @@ class LlamaSession:
         try:
             for im in images:
                 bitmaps.append(self._bitmap(im.width, im.height, im.rgb))
+                # mtmd copies a bitmap's id onto every chunk it makes of it (overview and tiles)
+                mc.mtmd_bitmap_set_id(bitmaps[-1], f"{len(keys)}|{im.key}".encode())
                 prompt.sizes[im.key] = (im.width, im.height)
                 if im.rgb is None:
                     prompt.blank.add(im.key)
@@ -312,6 +317,8 @@ class LlamaSession:
         mc = self._mc
         pos = 0
         img_i = 0
+        parts: dict[int, int] = {}  # chunks seen so far per image occurrence (index into ``keys``)
+        rows: dict[int, int] = {}  # embedding rows seen so far per image occurrence
         for i in range(mc.mtmd_input_chunks_size(prompt.chunks)):
             chunk = mc.mtmd_input_chunks_get(prompt.chunks, i)
             ctype = mc.mtmd_input_chunk_get_type(chunk)
@@ -325,11 +332,26 @@ class LlamaSession:
                     pos += 1
                     prompt.pos_after.append(pos)
             elif ctype == mc.MTMD_INPUT_CHUNK_TYPE_IMAGE:
-                key = keys[img_i]
-                img_i += 1
-                prompt.segments.append(("image", chunk, key, len(prompt.ids)))
-                prompt.image_tokens[key] = int(mc.mtmd_input_chunk_get_n_tokens(chunk))
-                prompt.ids.append(("img", key))
+                # Which occurrence of which photo this chunk shows: from the id set on its bitmap; a
+                # chunk without one (older mtmd) is taken as one whole image, in marker order.
+                raw_id = (mc.mtmd_input_chunk_get_id(chunk) or b"").decode("utf-8", "replace")
+                idx_text, _, id_key = raw_id.partition("|")
+                if idx_text.isdigit() and int(idx_text) < len(keys) and keys[int(idx_text)] == id_key:
+                    idx = int(idx_text)
+                elif img_i < len(keys):
+                    idx = img_i
+                    img_i += 1
+                else:
+                    raise RetllmError("mtmd returned more images than the prompt holds.")
+                key = keys[idx]
+                part = parts.get(idx, 0)
+                parts[idx] = part + 1
+                n_tok = int(mc.mtmd_input_chunk_get_n_tokens(chunk))
+                offset = rows.get(idx, 0)
+                rows[idx] = offset + n_tok
+                prompt.image_tokens[key] = rows[idx]
+                prompt.segments.append(("image", chunk, (key, offset, n_tok), len(prompt.ids)))
+                prompt.ids.append(("img", key) if part == 0 else ("img", key, part))
                 pos += int(mc.mtmd_input_chunk_get_n_pos(chunk))
                 prompt.pos_after.append(pos)
             else:
@@ -464,7 +486,9 @@ class LlamaSession:
                 self._kv_pos.append(llm.n_tokens)
                 if llm.n_tokens != pos_after[first]:
                     raise RetllmError("Image position bookkeeping mismatch.")
-                if states is not None and first + 1 < n_prompt:
+                img_key, offset, n_tok = key
+                last_chunk = offset + n_tok == prompt.image_tokens[img_key]  # tiles: snapshot once per photo
+                if states is not None and last_chunk and first + 1 < n_prompt:
                     self._save_state(states, ids[: first + 1], llm.n_tokens)
         if len(ids) > n_prompt:
             lo = max(start, n_prompt)
@@ -476,23 +500,46 @@ class LlamaSession:
     def _encode(self, chunk: Any, n_tok: int) -> np.ndarray:
         if self._mc.mtmd_encode_chunk(self._mtmd, chunk) != 0:
             raise RetllmError("The vision encoder failed on an image.")
-        self.stats["encode"] += 1
         out = self._mc.mtmd_get_output_embd(self._mtmd)
         return np.ctypeslib.as_array(out, shape=(n_tok * self.n_embd,)).reshape(n_tok, self.n_embd).copy()
 
-    def _decode_image(self, prompt: Prompt, chunk: Any, key: str, embeddings: EmbeddingStore) -> None:
+    def _image_rows(
+        self, prompt: Prompt, chunk: Any, part: tuple[str, int, int], embeddings: EmbeddingStore
+    ) -> np.ndarray:
+        """The embedding rows of one image chunk: sliced from the photo's cached rows, else encoded.
+
+        The cache holds all chunks of a photo together (tiles in mtmd's order); a photo encoded chunk
+        by chunk is stored once its last chunk is done.
+        """
+        key, offset, n_tok = part
+        total = prompt.image_tokens[key]
+        full = prompt.embeddings.get(key)
+        if full is None:
+            full = embeddings.get(key)  # e.g. encoded earlier in this same prompt
+        if full is not None and full.shape[0] == total:
+            return full[offset : offset + n_tok]
+        if key in prompt.blank:  # the scorer re-tokenises such prompts from the photo first
+            raise RetllmError("Refusing to encode a stand-in bitmap for a cached image.")
+        emb = self._encode(chunk, n_tok)
+        if offset == 0:
+            self.stats["encode"] += 1  # photos sent through the vision encoder (all their tiles count once)
+            prompt.pending[key] = []
+        done = prompt.pending.get(key)
+        if done is not None and sum(len(r) for r in done) == offset:
+            done.append(emb)
+            if offset + n_tok == total:
+                full = np.concatenate(done) if len(done) > 1 else done[0]
+                del prompt.pending[key]
+                w, h = prompt.sizes[key]
+                embeddings.put(key, full, w, h)
+                prompt.embeddings[key] = full
+        return emb
+
+    def _decode_image(
+        self, prompt: Prompt, chunk: Any, part: tuple[str, int, int], embeddings: EmbeddingStore
+    ) -> None:
         mc, lc, llm = self._mc, self._lc, self._llm
-        n_tok = int(mc.mtmd_input_chunk_get_n_tokens(chunk))
-        emb = prompt.embeddings.get(key)
-        if emb is None:
-            emb = embeddings.get(key)  # e.g. encoded earlier in this same prompt
-        if emb is None or emb.shape[0] != n_tok:
-            if key in prompt.blank:  # the scorer re-tokenises such prompts from the photo first
-                raise RetllmError("Refusing to encode a stand-in bitmap for a cached image.")
-            emb = self._encode(chunk, n_tok)
-            w, h = prompt.sizes[key]
-            embeddings.put(key, emb, w, h)
-            prompt.embeddings[key] = emb
+        emb = self._image_rows(prompt, chunk, part, embeddings)
         emb = np.ascontiguousarray(emb, dtype=np.float32)
         llm._ctx.kv_cache_seq_rm(0, llm.n_tokens, -1)
         new_n_past = lc.llama_pos(0)
