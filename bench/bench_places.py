@@ -58,7 +58,9 @@ def load_times(repo: Path) -> dict:
                 env={**os.environ, "PYTHONPATH": str(repo)},
                 check=True,
             )
-            out[name] = {k: round(v, 3) if isinstance(v, float) else v for k, v in json.loads(r.stdout).items()}
+            out[name] = {
+                k: round(v, 3) if isinstance(v, float) else v for k, v in json.loads(r.stdout).items()
+            }
     return out
 
 
@@ -91,7 +93,9 @@ def throughput(n: int) -> dict:
         int(haversine_km(near_lat[i], near_lon[i], g.lat, g.lon).argmin())
     dt = time.perf_counter() - t
     out["baseline_bruteforce"] = {"points": m, "points_per_s": round(m / dt)}
-    out["speedup_vs_bruteforce"] = round(out["near_places"]["points_per_s"] / out["baseline_bruteforce"]["points_per_s"], 1)
+    out["speedup_vs_bruteforce"] = round(
+        out["near_places"]["points_per_s"] / out["baseline_bruteforce"]["points_per_s"], 1
+    )
     return out
 
 
@@ -109,14 +113,18 @@ def catalog_growth(n: int) -> dict:
             for i in range(n):
                 lat = float(g.lat[pick[i]] + rng.normal(0, 0.05))
                 lon = float(g.lon[pick[i]] + rng.normal(0, 0.05))
-                cat.insert_photo(Photo(0, root.id, f"{d}/p{i:06d}.jpg", 1000, 1, f"h{i}", gps_lat=lat, gps_lon=lon))
+                cat.insert_photo(
+                    Photo(0, root.id, f"{d}/p{i:06d}.jpg", 1000, 1, f"h{i}", gps_lat=lat, gps_lon=lon)
+                )
         cat.close()
         before = os.path.getsize(Path(d) / "catalog.db")
         cat = Catalog(Path(d) / "catalog.db")
         todo = cat.photos_needing_places(gazetteer_version())
         t = time.perf_counter()
         places = g.reverse_many([r[1] for r in todo], [r[2] for r in todo])
-        cat.put_places([(pid, la, lo, p) for (pid, la, lo), p in zip(todo, places, strict=True)], gazetteer_version())
+        cat.put_places(
+            [(pid, la, lo, p) for (pid, la, lo), p in zip(todo, places, strict=True)], gazetteer_version()
+        )
         dt = time.perf_counter() - t
         cat._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         cat.close()
