@@ -16,7 +16,14 @@ from retllm_desktop.library import Library
 from retllm_desktop.search import Query
 
 from .conftest import make_photo
-from .helpers_raw import write_dng
+
+
+def write_dng(*args, **kwargs) -> Path:
+    """helpers_raw.write_dng, imported on use: pidng is a dev dependency the export venv does not carry, and
+    ``pytest -m export`` there still collects this module."""
+    from .helpers_raw import write_dng as write
+
+    return write(*args, **kwargs)
 
 
 def scene(w: int = 240, h: int = 160, seed: int = 0) -> np.ndarray:
