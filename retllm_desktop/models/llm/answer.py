@@ -27,6 +27,7 @@ import numpy as np
 
 from ...errors import RetllmError
 from .fine_score import VE_MODES
+from .retrace import RETRACE_RATIO, RetraceParams
 
 VE_THRESHOLD = 0.75  # the paper's trigger: a second look when normalised top-10 entropy is above
 VE_BAND = (0.35, 0.65)  # ... or when P(True) is inside this band
@@ -90,11 +91,22 @@ class SecondLook:
     ``mode``: "off" never, "always" every candidate, "auto" when the first look is uncertain: normalised
     top-10 entropy above ``entropy_threshold`` (the paper's trigger, 0.75) or P(True) inside ``band``
     (our addition: a flat True/False split can hide behind a low entropy over other tokens).
+    "retrace" takes no second look but the paper's in-layer visual retracing (``retrace.py``): the
+    early-exit entropy of a middle layer above ``entropy_threshold`` re-injects the photo's visual
+    tokens into the next layer's FFN with ``ratio``; ``layers`` overrides the trigger layer range.
     """
 
     mode: str = "auto"
     entropy_threshold: float = VE_THRESHOLD
     band: tuple[float, float] | None = VE_BAND
+    ratio: float = RETRACE_RATIO
+    layers: tuple[int, int] | None = None
+
+    def retrace_params(self) -> RetraceParams | None:
+        """The retracing parameters when this policy retraces, else None."""
+        if self.mode != "retrace":
+            return None
+        return RetraceParams(self.entropy_threshold, self.ratio, self.layers)
 
     def __post_init__(self) -> None:
         if self.mode not in VE_MODES:

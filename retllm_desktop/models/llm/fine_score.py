@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-VE_MODES = ("off", "auto", "always")
+VE_MODES = ("off", "auto", "always", "retrace")
 
 
 @dataclass(frozen=True)
@@ -16,6 +16,8 @@ class FineScore:
     ``entropy`` is the normalised entropy of the top-10 next-token probabilities (0 = certain, 1 = flat;
     the paper's visual-enhancement trigger); ``vocab_entropy`` the full-vocabulary entropy in nats (the
     paper's ranking tie-break). After a second look both are confidence-weighted means of the two looks.
+    With ``ve="retrace"`` there is no second look: the numbers are those of the retraced decode and
+    ``ve_used`` says whether an early-exit entropy fired (``retrace_layer`` = the edited layer).
     """
 
     p_true: float
@@ -28,3 +30,4 @@ class FineScore:
     cache_hit: bool = False
     first_pass_entropy: float | None = None
     vocab_entropy: float | None = None
+    retrace_layer: int | None = None  # the layer whose FFN output was retraced (``ve="retrace"``)

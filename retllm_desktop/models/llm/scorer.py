@@ -40,6 +40,7 @@ from .fine_score import VE_MODES, FineScore
 from .images import ImageRef, prepare_image
 from .model_files import HANDLERS, MllmConfig, file_fingerprint, find_mllm_model
 from .prompting import build_parts, load_prompts, query_kind, render_prompt
+from .retrace import RetraceParams, RetraceResult
 from .session import ImageInput, LlamaSession, Prompt, llama_cpp_version
 from .stores import ImageEmbeddings, KvSnapshots
 
@@ -133,6 +134,7 @@ class MllmScorer:
         self._content_keys: dict[tuple[str, int, int], str] = {}
         # (P(True), P(False), entropy) of each look of the last score() call, for diagnostics/tests
         self.last_passes: list[tuple[float, float, float]] = []
+        self.last_retrace: RetraceResult | None = None  # what the last retraced score saw, for tests
 
     # -- lifecycle -------------------------------------------------------------------------------
     def __enter__(self) -> MllmScorer:
@@ -277,6 +279,9 @@ class MllmScorer:
         msgs: list[dict[str, Any]] = [
             {"role": "user", "content": build_parts(self.prompts["score"][kind]["parts"], text, images)}
         ]
+        retrace = policy.retrace_params()
+        if retrace is not None:
+            return self._score_retraced(msgs, images["candidate"], retrace, t0, enc0)
         first = self._look(msgs, save_states=True)
         use_ve = policy.wanted(first)
         final = first
@@ -301,6 +306,42 @@ class MllmScorer:
             cache_hit=self.stats["encode"] == enc0,
             first_pass_entropy=first[2],
             vocab_entropy=final[3],
+        )
+
+    def _score_retraced(
+        self, msgs: list[dict[str, Any]], candidate: ImageRef, params: RetraceParams, t0: float, enc0: int
+    ) -> FineScore:
+        """First look on the scoring context, then the question tail once more with retracing."""
+        prompt = self._prepare(msgs)
+        try:
+            plain = self.session.evaluate(
+                prompt, embeddings=self.embeddings, states=self._states, save_states=True
+            )
+            key = self._emb_key(candidate)
+            visual = prompt.embeddings.get(key)
+            if visual is None:
+                visual = self.embeddings.get(key)
+            if visual is None:
+                raise RetllmError("The candidate's visual tokens are missing after its look.")
+            res = self.session.retrace(prompt, visual, params)
+        finally:
+            self.session.free(prompt)
+        first = (*answer_stats(plain, self._true_ids, self._false_ids), vocab_entropy(plain))
+        final = (*answer_stats(res.logits, self._true_ids, self._false_ids), vocab_entropy(res.logits))
+        self.last_passes = [final[:3]]
+        self.last_retrace = res
+        return FineScore(
+            p_true=final[0],
+            p_false=final[1],
+            entropy=final[2],
+            ve_used=res.edited_layer is not None,
+            score=final[0],
+            first_pass_score=first[0],
+            seconds=time.perf_counter() - t0,
+            cache_hit=self.stats["encode"] == enc0,
+            first_pass_entropy=first[2],
+            vocab_entropy=final[3],
+            retrace_layer=res.edited_layer,
         )
 
     def explain(

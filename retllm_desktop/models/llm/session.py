@@ -29,6 +29,7 @@ import numpy as np
 from ...errors import ModelLoadError, PromptTooLongError, RetllmError
 from ..accel import llama_gpu_layers
 from ..gguf import check_gguf
+from .retrace import EarlyExit, RetraceHook, RetraceParams, RetraceResult
 
 _LOG_LOCK = threading.Lock()
 _LOG_CALLBACKS: list[Any] = []  # keep ctypes callbacks alive for the life of the process
@@ -154,6 +155,11 @@ class LlamaSession:
         self._abort_flag = _AbortFlag()
         self._abort_cb: Any = None
         self._post_decode_cb: Any = None
+        self._rt_ctx: Any = None  # second context with the eval callback: only retraced decodes run here
+        self._rt_cb: Any = None
+        self._rt_hook: RetraceHook | None = None
+        self._rt_error: BaseException | None = None
+        self._early: EarlyExit | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
     @property
@@ -229,6 +235,11 @@ class LlamaSession:
         return self._llm.detokenize([tok]).decode("utf-8", errors="ignore") if tok >= 0 else ""
 
     def close(self) -> None:
+        if self._rt_ctx is not None:
+            try:
+                self._rt_ctx.close()
+            finally:
+                self._rt_ctx = None
         if self._mtmd is not None:
             try:
                 self._mc.mtmd_free(self._mtmd)
@@ -574,3 +585,116 @@ class LlamaSession:
             return
         states.put(skey, bytes(buf)[:got], pos)
         self.stats["state_saves"] += 1
+
+    # -- visual retracing (retrace.py holds the numbers) ------------------------------------------
+    def _retrace_context(self) -> Any:
+        """A second context on the same weights whose eval callback reads/edits hidden states.
+
+        Ordinary scoring never runs on it, so it pays nothing for the callback (ggml asks the callback
+        about every graph node of a context that has one).
+        """
+        if self._rt_ctx is not None:
+            return self._rt_ctx
+        lc = self._lc
+        from llama_cpp import _internals
+
+        gb = _ggml_base()
+        d = int(lc.llama_model_n_embd(self._llm.model))
+
+        def callback(t: int, ask: bool, _user: Any) -> bool:
+            hook = self._rt_hook
+            if hook is None:
+                return False
+            name = gb.ggml_get_name(t)
+            if ask:
+                return name in hook.names
+            try:
+                n = int(gb.ggml_nelements(t))
+                row = np.ctypeslib.as_array(gb.ggml_get_data_f32(t), shape=(n,))[n - d :]
+                kind, layer = name.decode().rsplit("-", 1)
+                new = hook.on_tensor(kind, int(layer), row.copy())
+                if new is not None:
+                    row[:] = new
+            except BaseException as e:  # never unwind through C; re-raised after the decode
+                self._rt_error = e
+            return True
+
+        self._rt_cb = lc.ggml_backend_sched_eval_callback(callback)
+        params = lc.llama_context_params()
+        ctypes.memmove(
+            ctypes.addressof(params), ctypes.addressof(self._llm.context_params), ctypes.sizeof(params)
+        )
+        params.cb_eval = self._rt_cb
+        try:
+            ctx = _internals.LlamaContext(model=self._llm._model, params=params, verbose=False)
+        except ValueError as e:
+            raise RetllmError(f"Cannot create the retracing context: {e}") from e
+        lc.llama_set_abort_callback(ctx.ctx, self._abort_cb, None)
+        self._rt_ctx = ctx
+        return ctx
+
+    def early_exit(self) -> EarlyExit:
+        if self._early is None:
+            self._early = EarlyExit(self.model_path)
+        return self._early
+
+    def retrace(self, prompt: Prompt, visual: np.ndarray, params: RetraceParams) -> RetraceResult:
+        """Decode the question tail of ``prompt`` again with visual retracing; return its logits.
+
+        ``prompt`` must be the one evaluated last (its KV is copied from the scoring context, then the
+        final text segment is decoded again in one batch, as on the scoring context, with the hook).
+        """
+        if self._kv_ids != prompt.ids:
+            raise RetllmError("Retracing needs the prompt evaluated first.")
+        kind, toks, _key, first = prompt.segments[-1]
+        if kind != "text":
+            raise RetllmError("A prompt must end with text.")
+        lc, src = self._lc, self._llm._ctx.ctx
+        ctx = self._retrace_context()
+        size = int(lc.llama_state_seq_get_size(src, 0))
+        buf = (ctypes.c_uint8 * size)()
+        got = int(lc.llama_state_seq_get_data(src, buf, size, 0))
+        ctx.kv_cache_seq_rm(0, -1, -1)
+        if got <= 0 or lc.llama_state_seq_set_data(ctx.ctx, buf, got, 0) == 0:
+            raise RetllmError("Could not copy the KV cache to the retracing context.")
+        start = prompt.pos_after[first - 1] if first else 0
+        ctx.kv_cache_seq_rm(0, start, -1)
+        hook = RetraceHook(self.early_exit(), params, visual)
+        from llama_cpp import _internals
+
+        batch = _internals.LlamaBatch(n_tokens=self.n_batch, embd=0, n_seq_max=1)
+        try:
+            for i in range(0, len(toks), self.n_batch):
+                part = toks[i : i + self.n_batch]
+                self._rt_hook = hook if i + self.n_batch >= len(toks) else None  # scoring batch only
+                self._rt_error = None
+                batch.set_batch(part, n_past=start + i, logits_all=False)
+                ctx.decode(batch)
+                if self._rt_error is not None:
+                    raise RetllmError(f"Retracing failed: {self._rt_error}") from self._rt_error
+        finally:
+            self._rt_hook = None
+            batch.close()
+        self.stats["tokens_evaluated"] += len(toks)
+        ptr = lc.llama_get_logits_ith(ctx.ctx, -1)
+        logits = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).astype(np.float32, copy=True)
+        return RetraceResult(logits, hook.entropies, hook.trigger, hook.edited)
+
+
+def _ggml_base() -> Any:
+    """libggml-base bundled with llama-cpp-python: tensor name, element count and f32 data pointer."""
+    import llama_cpp
+
+    lib = ctypes.CDLL(str(_lib_path(Path(llama_cpp.__file__).parent / "lib", "ggml-base")))
+    lib.ggml_get_name.restype, lib.ggml_get_name.argtypes = ctypes.c_char_p, [ctypes.c_void_p]
+    lib.ggml_nelements.restype, lib.ggml_nelements.argtypes = ctypes.c_int64, [ctypes.c_void_p]
+    lib.ggml_get_data_f32.restype = ctypes.POINTER(ctypes.c_float)
+    lib.ggml_get_data_f32.argtypes = [ctypes.c_void_p]
+    return lib
+
+
+def _lib_path(folder: Path, stem: str) -> Path:
+    for name in (f"lib{stem}.so", f"lib{stem}.dylib", f"{stem}.dll"):
+        if (folder / name).exists():
+            return folder / name
+    raise RetllmError(f"lib{stem} not found in {folder}.")
