@@ -1,9 +1,9 @@
 """Paper-style retrieval evaluation: Recall@K of coarse (CLIP) vs fine (LLM rerank) vs fine + second look.
 
 ``fine+second-look`` is *our* prompt-level second look (the photo shown again after an uncertain first
-answer, in the same context), not the paper's visual enhancement (VE), which re-injects visual tokens
-into middle-layer FFNs during the forward pass; llama.cpp has no hook for that, so numbers in that row
-measure our stand-in. ``fine+ve`` is accepted as an old name of the same mode.
+answer, in the same context). ``fine+retrace`` is the paper's visual enhancement (VE): the photo's
+visual tokens re-injected into a middle-layer FFN when the early-exit entropy is high, inside llama.cpp
+through its eval callback (``models/llm/retrace.py``). ``fine+ve`` is an old name of ``fine+second-look``.
 
 Protocols (the RetLLM paper follows the standard Karpathy test splits):
 
@@ -45,7 +45,8 @@ PROTOCOLS = ("flickr30k", "coco", "pairs")
 STANDARD_IMAGES = {"flickr30k": 1000, "coco": 5000}
 CAPTIONS_PER_IMAGE = 5
 SECOND_LOOK = "fine+second-look"
-MODES = ("coarse", "fine", SECOND_LOOK)
+RETRACE = "fine+retrace"
+MODES = ("coarse", "fine", SECOND_LOOK, RETRACE)
 MODE_ALIASES = {"fine+ve": SECOND_LOOK}  # old name; it never was the paper's VE
 SECOND_LOOK_NOTE = (
     f"{SECOND_LOOK}: our prompt-level second look (photo shown again after an uncertain answer), "
@@ -381,7 +382,8 @@ def run_eval(
                 coarse_ms.append((time.perf_counter() - t) * 1000)
                 coarse_rank.append(_ranking(coarse, photo_image))
                 for m in list(fine_rank):
-                    opts = RerankOptions(k=k, ve="off" if m == "fine" else second_look, min_match=None)
+                    ve = {"fine": "off", RETRACE: "retrace"}.get(m, second_look)
+                    opts = RerankOptions(k=k, ve=ve, min_match=None)
                     try:
                         last, ms = _rerank_once(lib, query, top, opts)
                         mllm_seen = last.model or mllm_seen

@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class RerankOptions:
     k: int = 10
-    ve: str = "auto"  # "off" | "auto" | "always"
+    ve: str = "auto"  # "off" | "auto" | "always" (second look) | "retrace" (in-layer, see retrace.py)
     min_match: float | None = None  # hide scored candidates whose P(True) is below this
     ve_threshold: float = VE_THRESHOLD  # second look when the first look's normalised top-10 entropy is above
     ve_band: tuple[float, float] | None = VE_BAND  # ... or its P(True) is inside this band

@@ -163,8 +163,8 @@ def test_cli_eval_all_modes_with_synthetic_llm(tmp_path, full_models_dir, capsys
     out = json.loads(capsys.readouterr().out)
     assert (out["protocol"], out["images"], out["captions"], out["k"]) == ("flickr30k", 2, 10, 2)
     modes = out["modes"]
-    assert set(modes) == {"coarse", "fine", "fine+second-look"}
-    for name in ("fine", "fine+second-look"):
+    assert set(modes) == {"coarse", "fine", "fine+second-look", "fine+retrace"}
+    for name in ("fine", "fine+second-look", "fine+retrace"):
         m = modes[name]
         assert m["status"] == "ok", m
         assert m["i2t"] is None and m["queries"] == 10 and m["stage_ms_per_query"] > 0

@@ -42,8 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--modes",
-        default="coarse,fine,fine+second-look",
-        help="comma-separated: coarse, fine, fine+second-look (old name: fine+ve)",
+        default="coarse,fine,fine+second-look,fine+retrace",
+        help="comma-separated: coarse, fine, fine+second-look (old name: fine+ve), fine+retrace",
     )
     p.add_argument(
         "--second-look",

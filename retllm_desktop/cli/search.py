@@ -59,7 +59,11 @@ def add_rerank_args(p: argparse.ArgumentParser) -> None:
         "--rerank-k", type=bounded(int, 0, 1000), default=10, help="how many top candidates the LLM checks"
     )
     p.add_argument(
-        "--ve", choices=["off", "auto", "always"], default="auto", help="visual enhancement (second look)"
+        "--ve",
+        choices=["off", "auto", "always", "retrace"],
+        default="auto",
+        help="visual enhancement: prompt-level second look (auto: when unsure, always) or the paper's "
+        "in-layer visual retracing (retrace)",
     )
     p.add_argument(
         "--min-match",

@@ -30,6 +30,7 @@ VE_LABELS = {
     "auto": "When unsure (recommended)",
     "off": "Never (faster)",
     "always": "Always (slowest)",
+    "retrace": "Inside the model (paper's retracing)",
 }
 
 

@@ -75,33 +75,95 @@ class RetraceResult:
     edited_layer: int | None = None  # the layer whose FFN output was edited (trigger + 1)
 
 
-def _dequantize(tensor) -> np.ndarray:  # type: ignore[no-untyped-def]
-    from gguf import GGMLQuantizationType
-    from gguf.quants import dequantize
+_SCALAR = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}  # GGUF value type -> bytes
 
-    if tensor.tensor_type == GGMLQuantizationType.F32:
-        return np.asarray(tensor.data, dtype=np.float32).reshape(-1, int(tensor.shape[0]))
-    arr = dequantize(tensor.data, tensor.tensor_type)
-    return np.asarray(arr, dtype=np.float32).reshape(-1, int(tensor.shape[0]))
+
+class _Gguf:
+    """Just enough of a GGUF file: scalar metadata and memory-mapped tensors.
+
+    gguf-py's ``GGUFReader`` turns every vocabulary string into numpy parts (over a minute for
+    Gemma 3's 262k tokens); this skips arrays by length and reads only what retracing needs.
+    """
+
+    def __init__(self, path: Path):
+        import struct
+
+        self.buf = np.memmap(path, dtype=np.uint8, mode="r")
+        b = memoryview(self.buf)  # struct on a memoryview: no numpy object per read
+        pos = 4 + 4
+        n_tensors, n_kv = struct.unpack_from("<QQ", b, pos)
+        pos += 16
+        self.meta: dict[str, object] = {}
+
+        def string(at: int) -> tuple[str, int]:
+            (n,) = struct.unpack_from("<Q", b, at)
+            return bytes(b[at + 8 : at + 8 + n]).decode("utf-8", "replace"), at + 8 + n
+
+        def value(t: int, at: int) -> tuple[object, int]:
+            if t == 8:
+                return string(at)
+            if t == 9:
+                (it, n) = struct.unpack_from("<IQ", b, at)
+                at += 12
+                if it in _SCALAR:
+                    return None, at + n * _SCALAR[it]
+                if it == 8:  # strings (vocabularies): skip by length
+                    for _ in range(n):
+                        at += 8 + struct.unpack_from("<Q", b, at)[0]
+                    return None, at
+                for _ in range(n):
+                    _v, at = value(it, at)
+                return None, at
+            fmt = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}[
+                t
+            ]
+            return struct.unpack_from("<" + fmt, b, at)[0], at + _SCALAR[t]
+
+        for _ in range(n_kv):
+            key, pos = string(pos)
+            (t,) = struct.unpack_from("<I", b, pos)
+            self.meta[key], pos = value(t, pos + 4)
+        self.tensors: dict[str, tuple[list[int], int, int]] = {}
+        for _ in range(n_tensors):
+            name, pos = string(pos)
+            (nd,) = struct.unpack_from("<I", b, pos)
+            dims = list(struct.unpack_from(f"<{nd}Q", b, pos + 4))
+            qtype, offset = struct.unpack_from("<IQ", b, pos + 4 + 8 * nd)
+            pos += 4 + 8 * nd + 12
+            self.tensors[name] = (dims, qtype, offset)
+        align = int(self.meta.get("general.alignment", 32))  # type: ignore[call-overload]
+        self.data_start = -(-pos // align) * align
+
+    def qtype(self, name: str) -> int:
+        return self.tensors[name][1]
+
+    def matrix(self, name: str) -> np.ndarray:
+        """Tensor ``name`` dequantised to f32, shape (rows, row length)."""
+        from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+        from gguf.quants import dequantize
+
+        dims, qtype, offset = self.tensors[name]
+        block, size = GGML_QUANT_SIZES[GGMLQuantizationType(qtype)]
+        rows = int(np.prod(dims[1:])) if len(dims) > 1 else 1
+        row_bytes = dims[0] // block * size
+        start = self.data_start + offset
+        raw = self.buf[start : start + rows * row_bytes].reshape(rows, row_bytes)
+        return np.asarray(dequantize(raw, GGMLQuantizationType(qtype)), dtype=np.float32).reshape(rows, -1)
 
 
 class EarlyExit:
     """The model's final norm + output head, read from the GGUF once, and the per-layer FFN scales."""
 
     def __init__(self, model_path: Path):
-        from gguf import GGMLQuantizationType, GGUFReader
-
-        r = GGUFReader(str(model_path))
-        arch = bytes(r.fields["general.architecture"].parts[-1]).decode()
-        self.n_layer = int(r.fields[f"{arch}.block_count"].parts[-1][0])
-        eps = r.fields.get(f"{arch}.attention.layer_norm_rms_epsilon")
-        self.eps = float(eps.parts[-1][0]) if eps is not None else 1e-6
-        tensors = {t.name: t for t in r.tensors}
-        head = tensors.get("output.weight") or tensors["token_embd.weight"]
-        w = _dequantize(head)
-        self.head = w if head.tensor_type == GGMLQuantizationType.F32 else w.astype(np.float16)
-        self.norm = _dequantize(tensors["output_norm.weight"]).reshape(-1)
-        self._tensors = tensors
+        g = _Gguf(model_path)
+        arch = str(g.meta["general.architecture"])
+        self.n_layer = int(g.meta[f"{arch}.block_count"])  # type: ignore[call-overload]
+        self.eps = float(g.meta.get(f"{arch}.attention.layer_norm_rms_epsilon", 1e-6))  # type: ignore[arg-type]
+        head = "output.weight" if "output.weight" in g.tensors else "token_embd.weight"
+        w = g.matrix(head)
+        self.head = w if g.qtype(head) == 0 else w.astype(np.float16)  # 0 = F32
+        self.norm = g.matrix("output_norm.weight").reshape(-1)
+        self._g = g
         self._gate_scale: dict[int, float] = {}
 
     def logits(self, hidden: np.ndarray) -> np.ndarray:
@@ -121,11 +183,10 @@ class EarlyExit:
     def gate_scale(self, layer: int) -> float:
         """mean|W_gate| of ``layer`` (``ffn_up`` if the model has no gate), computed once per layer."""
         if layer not in self._gate_scale:
-            t = (
-                self._tensors.get(f"blk.{layer}.ffn_gate.weight")
-                or self._tensors[f"blk.{layer}.ffn_up.weight"]
-            )
-            self._gate_scale[layer] = float(np.mean(np.abs(_dequantize(t)), dtype=np.float64))
+            name = f"blk.{layer}.ffn_gate.weight"
+            if name not in self._g.tensors:
+                name = f"blk.{layer}.ffn_up.weight"
+            self._gate_scale[layer] = float(np.mean(np.abs(self._g.matrix(name)), dtype=np.float64))
         return self._gate_scale[layer]
 
 
