@@ -3,7 +3,7 @@
 Per model: the graph nodes the hook reads exist (an early-exit entropy for every trigger layer, an edit
 of the next layer's FFN output), the paper's trigger fires, the edit changes P(True), and scores are
 deterministic and identical from the caches (embedding + KV snapshot, memory and disk). SmolVLM's
-replicas fail before retracing (the scorer's multi-chunk bug, xfail in test_replicas.py).
+overview + tile chunks included.
 """
 
 from __future__ import annotations
