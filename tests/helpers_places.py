@@ -61,3 +61,14 @@ def gps_photo(
         gps[4] = _dms(lon)
     img.save(path, exif=exif)
     return path
+
+
+def write_trip(root: Path) -> Path:
+    """Four Lisbon photos from summer 2019, three Paris photos from Christmas 2021, two without GPS or date."""
+    for i in range(4):
+        gps_photo(root / f"lisbon{i}.jpg", *LISBON, seed=i, taken=f"2019:07:{10 + i:02d} 12:00:00")
+    for i in range(3):
+        gps_photo(root / f"paris{i}.jpg", *EIFFEL_TOWER, seed=10 + i, taken=f"2021:12:{24 + i} 18:00:00")
+    for i in range(2):
+        gps_photo(root / f"home{i}.jpg", None, None, seed=20 + i)
+    return root

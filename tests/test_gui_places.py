@@ -24,16 +24,7 @@ WAIT = 60_000
 
 @pytest.fixture
 def trip(tmp_path: Path) -> Path:
-    root = tmp_path / "trips"
-    for i in range(4):
-        hp.gps_photo(root / f"lisbon{i}.jpg", *hp.LISBON, seed=i, taken=f"2019:07:{10 + i:02d} 12:00:00")
-    for i in range(3):
-        hp.gps_photo(
-            root / f"paris{i}.jpg", *hp.EIFFEL_TOWER, seed=10 + i, taken=f"2021:12:{24 + i} 18:00:00"
-        )
-    for i in range(2):
-        hp.gps_photo(root / f"home{i}.jpg", None, None, seed=20 + i)
-    return root
+    return hp.write_trip(tmp_path / "trips")
 
 
 def _search(qtbot, w: MainWindow, text: str) -> None:
