@@ -521,6 +521,10 @@ class Library:
         current = {fs.photo_id: fs for fs in plan.touched}
         current.update({m.photo_id: dataclasses.replace(m.new, photo_id=m.photo_id) for m in plan.moved})
         missing = [pid for pid in self.catalog.ids_missing_embedding(model_name) if pid not in queued]
+        if missing:  # a switched model: its vectors must fit before any is written
+            from .model_switch import check_space
+
+            check_space(self.path, len(missing), self.clip.embed_dim, self.clip.name)
         for pid, photo in sorted(self.catalog.photos_by_ids(missing).items()):
             fs = current.get(pid)
             if fs is None:

@@ -111,3 +111,55 @@ def test_new_photos_go_to_the_selected_model(tmp_path, two_models):
         lib.index_roots([str(photos)])
         assert _counts(lib) == {"clip-b": 3}
         assert lib.search_model == "clip-b"
+
+
+def test_status_says_how_far_a_switch_is(tmp_path, two_models, capsys):
+    from retllm_desktop.cli import main
+
+    photos = tmp_path / "photos"
+    for i in range(4):
+        make_photo(photos / f"p{i}.jpg", seed=300 + i)
+    lib_dir = tmp_path / "lib"
+    with _open(lib_dir, two_models, "clip-a") as lib:
+        lib.index_roots([str(photos)])
+    common = ["--library", str(lib_dir), "--models", str(two_models), "--clip-model", "clip-b"]
+    assert main(["status", *common]) == 0
+    out = capsys.readouterr().out
+    assert "switching the search model to clip-b: 0 of 4 photos ready (0%); search uses clip-a" in out
+    with _open(lib_dir, two_models, "clip-b") as lib:
+        lib.index_roots()
+    assert main(["status", *common]) == 0
+    assert "switching" not in capsys.readouterr().out
+
+
+def test_a_switch_that_would_not_fit_on_disk_starts_nothing(tmp_path, two_models, monkeypatch):
+    """A full disk cannot be made here on purpose; the free-space figure is the one thing replaced."""
+    import shutil
+
+    from retllm_desktop import model_switch
+
+    photos = tmp_path / "photos"
+    for i in range(3):
+        make_photo(photos / f"p{i}.jpg", seed=400 + i)
+    lib_dir = tmp_path / "lib"
+    with _open(lib_dir, two_models, "clip-a") as lib:
+        lib.index_roots([str(photos)])
+        before = _top(lib)
+    real = shutil.disk_usage(lib_dir)
+    monkeypatch.setattr(model_switch.shutil, "disk_usage", lambda p: real._replace(free=1000))
+    with _open(lib_dir, two_models, "clip-b") as lib:
+        with pytest.raises(model_switch.NotEnoughSpaceError, match="not enough free disk space.*clip-b"):
+            lib.index_roots()
+        assert _counts(lib) == {"clip-a": 3}  # nothing of clip-b was written
+        assert lib.search_model == "clip-a" and _top(lib) == before  # search is unaffected
+    monkeypatch.undo()
+    with _open(lib_dir, two_models, "clip-b") as lib:
+        lib.index_roots()
+        assert _counts(lib) == {"clip-a": 3, "clip-b": 3}
+
+
+def test_space_estimate_grows_with_photos_and_width():
+    from retllm_desktop.model_switch import space_needed
+
+    assert space_needed(1000, 768) > space_needed(1000, 512) > space_needed(10, 512)
+    assert space_needed(100_000, 768) > 100_000 * 768 * 4  # at least the raw vectors

@@ -18,11 +18,14 @@ def test_shipped_registry_is_consistent():
         clip, mllm = reg.preset_models(preset.name)
         assert clip.role == "clip" and mllm.role == "mllm"
     for e in reg.by_role("clip"):
-        assert {f.name for f in e.files} == {"image.onnx", "text.onnx"}
         cfg = ClipConfig.from_dict(e.config_data())  # a valid clip.json
+        own_tokenizer = {cfg.tokenizer.file} if cfg.tokenizer else set()
+        assert {f.name for f in e.files} == {"image.onnx", "text.onnx"} | own_tokenizer
         assert cfg.name == e.name and cfg.image_model == "image.onnx"
-        assert e.export and e.export["arch"] and e.export["pretrained"]
+        assert not e.export or (e.export["arch"] and e.export["pretrained"])
         assert e.licence and e.size_mb
+        # every entry says which published numbers it was chosen by, and where they come from
+        assert e.published and e.published.get("source"), e.name
     mllms = reg.by_role("mllm")
     assert mllms, "MLLM entries come from resources/mllm_models.toml"
     for e in mllms:
@@ -144,7 +147,7 @@ def test_preset_role_checked_and_later_file_wins(tmp_path):
 def test_presets_are_pinned_to_commits_and_hashes():
     """Every file of the three presets has a commit revision, a sha256 and an exact size."""
     reg = load_registry()
-    for preset in ("fast", "balanced", "best"):
+    for preset in set(reg.presets) - {"multilingual"}:  # its search model has no published pins
         for e in reg.preset_models(preset):
             assert e.pinned, f"{preset}: {e.name} is not pinned"
             assert len(e.revision) == 40 and e.revision != "main"
@@ -160,8 +163,31 @@ def test_presets_are_pinned_to_commits_and_hashes():
 def test_unpinned_entries_are_marked_so():
     reg = load_registry()
     unpinned = {e.name for e in reg if not e.pinned}
-    assert unpinned == {"clip-vit-b16", "llava-1.5-7b"}
+    # clip-multilingual-b32: no published hashes of Immich's exports were found (see resources/models.toml)
+    assert unpinned == {"clip-vit-b16", "llava-1.5-7b", "clip-multilingual-b32"}
     for name in unpinned:
         e = reg.get(name)
         assert e.unpinned_files and e.as_dict()["pinned"] is False
     assert reg.get("smolvlm-500m").as_dict()["pinned"] is True
+
+
+def test_new_coarse_entries_are_pinned_to_cited_files():
+    """SigLIP 2 and MobileCLIP: every file (tokenizer included) pinned; sizes agree with size_mb."""
+    reg = load_registry()
+    for name in ("siglip2-b16", "mobileclip-s0"):
+        e = reg.get(name)
+        assert e.pinned and len(e.revision) == 40
+        assert all(f.sha256 and f.size for f in e.files)
+        assert abs(e.approx_bytes / 1e6 - e.size_mb) / e.size_mb < 0.05
+    assert {f.name for f in reg.get("siglip2-b16").files} == {"image.onnx", "text.onnx", "tokenizer.json"}
+    multi = reg.get("clip-multilingual-b32")
+    assert reg.preset("multilingual").clip == multi.name and multi.config.get("multilingual") is True
+
+
+def test_a_tokenizer_named_in_config_must_be_downloaded(tmp_path):
+    bad = CLIP_TOML.replace(
+        "config = { embed_dim = 8, image_size = 32 }",
+        'config = { embed_dim = 8, image_size = 32, tokenizer = { file = "tokenizer.json" } }',
+    )
+    with pytest.raises(RegistryError, match="tokenizer.json"):
+        load_registry([_write(tmp_path, "m.toml", bad)])

@@ -39,10 +39,46 @@ def mllm_sources() -> None:
 
 
 # ------------------------------------------------------------------------------------------------ CLIP
-# The interface of Xenova/clip-vit-*'s onnx/{vision,text}_model[_quantized].onnx: optimum's ViTOnnxConfig /
-# CLIPTextOnnxConfig inputs, transformers.js's scripts/extra/clip.py outputs (projected embeddings only).
-XENOVA_IMAGE_IO = ([("pixel_values", 1, ["batch_size", "num_channels", "height", "width"])], "image_embeds")
-XENOVA_TEXT_IO = ([("input_ids", 7, ["batch_size", "sequence_length"])], "text_embeds")
+# The published ONNX interfaces, per download source (written from the exporters' code and the repos'
+# documentation, independently of the replica generator):
+# * Xenova/* (CLIP, MobileCLIP): optimum's ViTOnnxConfig / CLIPTextOnnxConfig inputs, transformers.js's
+#   scripts/extra/clip.py outputs (projected embeddings only);
+# * onnx-community/siglip2-*: transformers.js SigLIP exports, both towers output last_hidden_state and
+#   pooler_output (the embedding); fp16 files keep float32 inputs and outputs;
+# * immich-app/*: immich_model_exporter's torch.onnx.export without dynamic axes: image -> embedding,
+#   text (int32) -> embedding.
+F, I64, I32 = 1, 7, 6
+XENOVA_IO = {
+    "image.onnx": (
+        [("pixel_values", F, ["batch_size", "num_channels", "height", "width"])],
+        ["image_embeds"],
+    ),
+    "text.onnx": ([("input_ids", I64, ["batch_size", "sequence_length"])], ["text_embeds"]),
+}
+SIGLIP_TJS_IO = {
+    "image.onnx": (
+        [("pixel_values", F, ["batch_size", "num_channels", "height", "width"])],
+        ["last_hidden_state", "pooler_output"],
+    ),
+    "text.onnx": (
+        [("input_ids", I64, ["batch_size", "sequence_length"])],
+        ["last_hidden_state", "pooler_output"],
+    ),
+}
+
+
+def published_io(name: str, entry) -> dict:
+    repo = entry.hf_repo
+    if repo.startswith("immich-app/"):
+        s, n = entry.config["image_size"], entry.config["context_length"]
+        return {
+            "image.onnx": ([("image", F, [1, 3, s, s])], ["embedding"]),
+            "text.onnx": ([("text", I32, [1, n])], ["embedding"]),
+        }
+    if repo.startswith("onnx-community/siglip"):
+        return SIGLIP_TJS_IO
+    assert repo.startswith("Xenova/"), f"{name}: no published interface recorded for {repo}"
+    return XENOVA_IO
 
 
 def _io(path: Path) -> tuple[list[tuple[str, int, list]], list[tuple[str, int, list]]]:
@@ -58,51 +94,74 @@ def _io(path: Path) -> tuple[list[tuple[str, int, list]], list[tuple[str, int, l
 
 
 @pytest.mark.parametrize("name", CLIP_NAMES)
-def test_clip_replica_has_the_xenova_interface(name):
+def test_clip_replica_has_the_published_interface(name):
+    import onnx
+
     from retllm_desktop.models.hub.registry import load_registry
 
     entry = load_registry().get(name)
     d = replica(name)
     dim = entry.config["embed_dim"]
-    for fname, (inputs, out_name) in (("image.onnx", XENOVA_IMAGE_IO), ("text.onnx", XENOVA_TEXT_IO)):
+    for fname, (inputs, out_names) in published_io(name, entry).items():
         got_in, got_out = _io(d / fname)
         assert got_in == inputs
-        assert got_out == [(out_name, 1, ["batch_size", dim])]
-    quantized = "_quantized" in entry.files[0].path
-    import onnx
-
-    ops = {n.op_type for n in onnx.load(str(d / "image.onnx")).graph.node}
+        assert [o[0] for o in got_out] == out_names
+        emb = got_out[-1]
+        assert emb[1] == F and emb[2][-1] == dim and len(emb[2]) == 2  # [batch, D] float32
+        assert emb[2][0] == (1 if entry.hf_repo.startswith("immich-app/") else "batch_size")
+    paths = " ".join(f.path for f in entry.files)
+    image = onnx.load(str(d / "image.onnx"))
+    ops = {n.op_type for n in image.graph.node}
     text_ops = {n.op_type for n in onnx.load(str(d / "text.onnx")).graph.node}
-    if quantized:  # transformers.js Q8: uint8 ConvInteger where there is a Conv, int8 MatMulInteger elsewhere
+    weights = {t.data_type for t in image.graph.initializer if len(t.dims) >= 2}
+    if (
+        "_quantized" in paths
+    ):  # transformers.js Q8: uint8 ConvInteger where there is a Conv, int8 MatMulInteger
         assert {"ConvInteger", "MatMulInteger"} <= ops and "MatMulInteger" in text_ops
+    elif "_fp16" in paths:  # fp16 weights, float32 at the edges
+        assert weights == {10} and "Cast" in ops and "Conv" in ops
     else:
-        assert "Conv" in ops and not any("Integer" in o for o in ops | text_ops)
+        assert "Conv" in ops and not any("Integer" in o for o in ops | text_ops) and weights == {1}
+    if entry.config.get("tokenizer"):  # the model's own tokenizer ships with it
+        assert (d / entry.config["tokenizer"]["file"]).is_file()
 
 
-def _ort_embed(path: Path, feed: dict[str, np.ndarray]) -> np.ndarray:
+def _ort_embed(path: Path, rows: np.ndarray, output: str) -> np.ndarray:
+    """A bare onnxruntime session and the named output: the whole batch at once, or one row at a time for
+    exports with a fixed batch of 1 (dynamic int8 quantises per batch, so the two differ there)."""
     import onnxruntime as ort
 
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    (out,) = sess.run(None, feed)
+    inp = sess.get_inputs()[0]
+    dtype = {"tensor(float)": np.float32, "tensor(int64)": np.int64, "tensor(int32)": np.int32}[inp.type]
+    if inp.shape[0] == 1:
+        out = np.stack([sess.run([output], {inp.name: row[None].astype(dtype)})[0][0] for row in rows])
+    else:
+        (out,) = sess.run([output], {inp.name: rows.astype(dtype)})
     return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
 @pytest.mark.parametrize("name", CLIP_NAMES)
 def test_clip_replica_through_clipmodel_matches_onnxruntime(name, tmp_path):
-    """ClipModel fp32 and int8 (the registry's int8 file, or our own int8 of an fp32 file) vs a bare session."""
+    """ClipModel (via the registry's clip.json) fp32/fp16 and int8 vs bare sessions on the same inputs."""
     import shutil
 
     from PIL import Image
 
     from retllm_desktop.models.clip.towers import ClipModel, quantize_dynamic_int8
+    from retllm_desktop.models.hub.registry import load_registry
 
+    entry = load_registry().get(name)
     d = tmp_path / name
     shutil.copytree(replica(name), d)
     rng = np.random.default_rng(5)
     photos = [Image.fromarray(rng.integers(0, 256, (90 + 20 * i, 120, 3), dtype=np.uint8)) for i in range(3)]
     texts = ["a dog on the beach", "two red cars at night", "x"]
+    io = published_io(name, entry)
+    outs = (io["image.onnx"][1][-1], io["text.onnx"][1][-1])
     variants = [False]
-    if "_int8" not in name:
+    paths = " ".join(f.path for f in entry.files)
+    if "_int8" not in name and "_fp16" not in paths:
         quantize_dynamic_int8(d)
         variants.append(True)
     for quantized in variants:
@@ -111,14 +170,105 @@ def test_clip_replica_through_clipmodel_matches_onnxruntime(name, tmp_path):
             got_img = model.encode_images(pix)
             got_txt = model.encode_texts(texts)
             ids = model.tokenizer(texts)
-            ref_img = _ort_embed(model.image_path, {"pixel_values": pix})
-            ref_txt = _ort_embed(model.text_path, {"input_ids": ids.astype(np.int64)})
-        assert got_img.shape == (3, model.embed_dim) and got_txt.shape == (3, model.embed_dim)
-        np.testing.assert_allclose(got_img, ref_img, atol=1e-5)
-        np.testing.assert_allclose(got_txt, ref_txt, atol=1e-5)
+            ref_img = _ort_embed(model.image_path, pix, outs[0])
+            ref_txt = _ort_embed(model.text_path, ids, outs[1])
+        assert got_img.shape == (3, entry.config["embed_dim"]) == got_txt.shape
+        assert ids.shape == (3, entry.config["context_length"])
+        tol = 1e-5
+        np.testing.assert_allclose(got_img, ref_img, atol=tol)
+        np.testing.assert_allclose(got_txt, ref_txt, atol=tol)
         # distinct inputs give distinct unit vectors (the towers really use their input)
         assert np.allclose(np.linalg.norm(got_img, axis=1), 1, atol=1e-5)
         assert np.abs(got_img[0] - got_img[1]).max() > 1e-3 and np.abs(got_txt[0] - got_txt[1]).max() > 1e-3
+
+
+def _models_with(tmp_path: Path, *names: str) -> Path:
+    """A models folder holding these registry replicas (symlinked: the replica cache stays read-only)."""
+    models = tmp_path / "models"
+    (models / "clip").mkdir(parents=True)
+    for n in names:
+        (models / "clip" / n).symlink_to(replica(n), target_is_directory=True)
+    return models
+
+
+@pytest.fixture(scope="module")
+def library_photos(tmp_path_factory) -> Path:
+    from .conftest import make_photo
+
+    d = tmp_path_factory.mktemp("replica-library")
+    for i in range(4):
+        make_photo(d / f"p{i}.jpg", seed=40 + i, size=(200 + 30 * i, 150))
+    return d
+
+
+@pytest.mark.parametrize("name", CLIP_NAMES)
+def test_fresh_library_indexes_and_searches_with_each_clip(name, tmp_path, library_photos):
+    from retllm_desktop.library import Library
+
+    models = _models_with(tmp_path, name)
+    with Library(tmp_path / "lib", models_dir=models, clip_model=name, threads=1, decode_workers=1,
+                 batch_size=3, read_text=False) as lib:  # fmt: skip
+        summary = lib.index_roots([str(library_photos)])
+        assert summary.added == 4 and summary.failed == 0
+        (update,) = list(lib.search("a dog on the beach", top=10))
+        assert len(update.results) == 4
+        q = lib.clip.encode_texts(["a dog on the beach"])[0]
+        for r in update.results:  # scores are this model's cosines of the stored vectors
+            stored = lib.catalog.embedding(r.photo.id, lib.clip.key)
+            assert stored.shape == (lib.clip.embed_dim,)
+            assert np.isclose(float(q @ stored), r.score, atol=1e-4)
+
+
+def test_switching_between_registry_families_never_mixes(tmp_path, library_photos):
+    """MobileCLIP (512-d, CLIP BPE) -> SigLIP 2 (768-d, Gemma tokenizer): old vectors until the new set is whole."""
+    import threading
+
+    from retllm_desktop.library import Library
+    from retllm_desktop.models.clip.identity import display_name
+
+    a, b = "mobileclip-s0", "siglip2-b16"
+    models = _models_with(tmp_path, a, b)
+
+    def open_lib(clip: str) -> Library:
+        return Library(tmp_path / "lib", models_dir=models, clip_model=clip, threads=1, decode_workers=1,
+                       batch_size=2, read_text=False)  # fmt: skip
+
+    def top(lib: Library) -> list[tuple[str, float]]:
+        (u,) = list(lib.search("a red square", top=8))
+        return [(r.path, round(r.score, 5)) for r in u.results]
+
+    with open_lib(a) as lib:
+        lib.index_roots([str(library_photos)])
+        before = top(lib)
+    with open_lib(b) as lib:
+        assert lib.search_model == a and top(lib) == before
+        cancel = threading.Event()
+        lib.index_roots(
+            progress=lambda stage, done, total: cancel.set() if done >= 2 else None, cancel=cancel
+        )
+        counts = {display_name(k): n for k, n in lib.catalog.embedding_models().items()}
+        assert counts[a] == 4 and 0 < counts.get(b, 0) < 4
+        assert lib.search_model == a and top(lib) == before  # partial SigLIP vectors are never searched
+        lib.index_roots()
+        assert lib.search_model == b
+        after = top(lib)
+        q = lib.clip.encode_texts(["a red square"])[0]
+        assert q.shape == (768,)
+        for path, score in after:
+            stored = lib.catalog.embedding(lib.catalog.photo_by_path(path).id, lib.clip.key)
+            assert np.isclose(float(q @ stored), score, atol=1e-4)
+
+
+def test_siglip_scores_become_probabilities_with_its_scale_and_bias():
+    from retllm_desktop.models.clip.towers import ClipModel
+
+    siglip, clip = ClipModel(replica("siglip2-b16")), ClipModel(replica("clip-vit-b32"))
+    cos = np.array([-0.1, 0.0, 0.1, 0.2])
+    p = siglip.match_probability(cos)
+    expected = 1 / (1 + np.exp(-(np.exp(4.724453449249268) * cos - 16.771724700927734)))
+    np.testing.assert_allclose(p, expected)
+    assert p[1] < 1e-6 < p[3] and np.all(np.diff(p) > 0)  # monotone: ranking by cosine is unchanged
+    assert clip.match_probability(cos) is None  # CLIP-style models have no per-pair probability
 
 
 # ------------------------------------------------------------------------------------------------ MLLMs

@@ -125,6 +125,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         health = "ok" if st.index_healthy else "needs repair (run `retllm-desktop rebuild`)"
         print(f"CLIP model: {st.clip_model}; index: {st.indexed} vectors, {health}")
+        if st.search_model and st.search_model != st.clip_model:
+            from ..model_switch import switch_progress
+
+            online = st.photos - st.offline
+            print(
+                switch_progress(
+                    st.clip_model, st.search_model, online - st.missing_embeddings, online
+                ).describe()
+            )
     t = st.text
     print(
         f"text: {t.get('read', 0)} photos read, {t.get('with_text', 0)} with text"

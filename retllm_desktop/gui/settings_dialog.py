@@ -26,6 +26,24 @@ from .settings import VE_MODES, Settings
 
 GIB = 1024**3
 
+
+def search_model_choices(models_dir: str) -> list[tuple[str, str]]:
+    """(folder name, label) of the installed search models; multilingual ones say so in words."""
+    from ..models.clip.towers import ClipConfig, list_clip_models
+
+    out = []
+    for d in list_clip_models(models_dir):
+        try:
+            cfg = ClipConfig.load(d)
+        except Exception:  # noqa: BLE001 - a broken folder is simply not offered
+            continue
+        label = d.name
+        if cfg.extra.get("multilingual") or "multilingual" in d.name:
+            label += " — any language"
+        out.append((d.name, label))
+    return out
+
+
 VE_LABELS = {
     "auto": "When unsure (recommended)",
     "off": "Never (faster)",
@@ -70,9 +88,22 @@ class SettingsDialog(QDialog):
             label = QLabel(text, self)  # a row of widgets gets no buddy (and shows the “&”) by itself
             label.setBuddy(edit)
             form.addRow(label, _folder_row(self, edit, title))
-        self.clip = QLineEdit(settings.clip_model or "", self)
-        self.clip.setPlaceholderText("first one found")
-        self.clip.setAccessibleName("Search model name")
+        self.clip = QComboBox(self)
+        self.clip.setEditable(True)  # a model folder added by hand can still be named
+        self.clip.setAccessibleName("Search model")
+        self.clip.addItem("First one found", "")
+        for name, label in search_model_choices(settings.models_dir or models_dir):
+            self.clip.addItem(label, name)
+        if settings.clip_model:
+            i = self.clip.findData(settings.clip_model)
+            if i < 0:
+                self.clip.addItem(settings.clip_model, settings.clip_model)
+                i = self.clip.count() - 1
+            self.clip.setCurrentIndex(i)
+        self.clip.setToolTip(
+            "Which model finds the photos. A multilingual model understands queries in other languages. "
+            "After a change, photos are prepared again in the background; search keeps working meanwhile."
+        )
         form.addRow("&Search model:", self.clip)
         self.mllm = QLineEdit(settings.mllm_model or "", self)
         self.mllm.setPlaceholderText("first one found")
@@ -178,6 +209,13 @@ class SettingsDialog(QDialog):
         form.addRow("&Thumbnails kept in memory:", self.thumbs)
         return box
 
+    def _clip_choice(self) -> str | None:
+        """The chosen model's folder name (typed text that is not an entry's label is taken as a name)."""
+        text = self.clip.currentText().strip()
+        i = self.clip.findText(text)
+        data = self.clip.itemData(i) if i >= 0 else text
+        return str(data).strip() or None
+
     def apply(self) -> bool:
         """Write the values into the settings; True when the library must be reopened."""
         s = self.settings
@@ -191,7 +229,7 @@ class SettingsDialog(QDialog):
         before = engine()
         s.library = self.library.text().strip() or None
         s.models_dir = self.models.text().strip() or None
-        s.clip_model = self.clip.text().strip() or None
+        s.clip_model = self._clip_choice()
         s.mllm_model = self.mllm.text().strip() or None
         s.threads = self.threads.value() or None
         s.rerank_k = self.k.value()

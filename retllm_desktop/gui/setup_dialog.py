@@ -40,7 +40,7 @@ from ..models.hub.registry import ModelEntry, Registry, load_registry
 from .qtcompat import emit
 from .workers import CallWorker, WorkerPool
 
-PRESET_TITLES = {"fast": "Fast", "balanced": "Balanced", "best": "Best"}
+PRESET_TITLES = {"fast": "Fast", "balanced": "Balanced", "best": "Best", "multilingual": "Any language"}
 DISK_MARGIN = 200_000_000  # bytes kept free beyond the download itself
 
 ROLE_TEXT = {

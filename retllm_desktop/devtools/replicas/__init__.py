@@ -83,8 +83,25 @@ def write_mllm_replica(entry: ModelEntry, out: Path, size: str = "tiny", seed: i
 
 
 def write_clip_replica(entry: ModelEntry, out: Path, size: str = "tiny", seed: int = 0) -> Path:
+    from .clip_families import SPECS as FAMILY_SPECS
+    from .clip_families import write_family_files
     from .clip_onnx import write_clip_files
 
+    if entry.name in FAMILY_SPECS:  # SigLIP 2, MobileCLIP, Immich exports
+        fp16 = any("_fp16" in f.path for f in entry.files)
+        d = out / "clip" / entry.name
+        stamp = _stamp(size, seed, family=FAMILY_SPECS[entry.name].family, fp16=fp16)
+        if _complete(d / "clip.json", stamp):
+            return d
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "clip.json").unlink(missing_ok=True)
+        notes = write_family_files(d, entry.name, size, seed, fp16)
+        data = entry.config_data()
+        data["source"] = {"kind": "replica", "of": entry.hf_repo, "files": [f.path for f in entry.files]}
+        data["source"]["notes"] = notes  # how the replica relates to the published files
+        data["replica"] = stamp
+        _write_json(d / "clip.json", data)
+        return d
     if not entry.export or entry.export.get("arch") is None:
         raise ValueError(f"{entry.name}: the registry entry names no architecture (export.arch)")
     quantized = all("_quantized" in f.path for f in entry.files)

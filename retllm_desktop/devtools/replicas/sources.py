@@ -16,11 +16,12 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
+from .hf_tokenizers import GEMMA_VOCAB_FILE, XLMR_VOCAB_FILE
 from .specs import SPECS
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 ENV_SOURCES = "RETLLM_REPLICA_SOURCES"
-VOCAB_FILES = sorted({s.tokenizer.vocab_file for s in SPECS.values()})
+VOCAB_FILES = sorted({s.tokenizer.vocab_file for s in SPECS.values()} | {GEMMA_VOCAB_FILE, XLMR_VOCAB_FILE})
 
 
 class SourcesMissing(RuntimeError):

@@ -18,20 +18,16 @@ dimension is dynamic. ``clip.json`` example::
      "image_model": "image.onnx", "text_model": "text.onnx",
      "quantized": {"image_model": "image_int8.onnx", "text_model": "text_int8.onnx"}}
 
-Preprocessing reproduces open_clip's eval transform on PIL images (torchvision semantics):
-``shortest`` = Resize(S) of the shorter side (the long side becomes ``int(S * long / short)``) with
-PIL bicubic, then CenterCrop(S) with offsets ``int(round((h - S) / 2))``; ``squash`` = resize to S x S;
-``longest`` = resize the longer side to S (``round`` of each side), then pad with ``fill_color`` and
-center-crop. Then ToTensor (``/ 255``) and Normalize(mean, std), all in float32.
+Other exports are read too: Immich's (``image``/``text`` int32 -> ``embedding``, batch fixed to 1, run row
+by row) and transformers.js SigLIP (``pooler_output``); ``clip.json``'s ``io`` names the tensors, its
+``tokenizer`` table the model's own tokenizer.json. ``clip.json`` and preprocessing: ``clipconfig``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,194 +36,22 @@ from PIL import Image
 
 from ...errors import ModelLoadError, ModelNotFoundError
 from ..accel import CPU, onnx_providers
+from .clipconfig import (  # noqa: F401 - kept importable from here
+    CLIP_SUBDIR,
+    CONFIG_FILENAME,
+    HOW_TO_GET_MODELS,
+    OPENAI_MEAN,
+    OPENAI_STD,
+    RESIZE_MODES,
+    ClipConfig,
+    l2_normalize,
+    preprocess_image,
+    resize_shortest_size,
+)
+from .hf_tokenizer import HFTokenizer
 from .tokenizer import VOCAB_FILENAME, ClipTokenizer
 
-CONFIG_FILENAME = "clip.json"
-CLIP_SUBDIR = "clip"
-HOW_TO_GET_MODELS = (
-    "run `retllm-desktop models download` to get a CLIP model, or "
-    "`python -m retllm_desktop.devtools.synthetic_models DIR` for random-weight test models"
-)
-OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
-OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
-RESIZE_MODES = ("shortest", "squash", "longest")
 log = logging.getLogger(__name__)
-_INTERPOLATIONS = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
-
-
-@dataclass
-class ClipConfig:
-    name: str
-    embed_dim: int
-    image_size: int
-    mean: tuple[float, float, float] = OPENAI_MEAN
-    std: tuple[float, float, float] = OPENAI_STD
-    resize_mode: str = "shortest"
-    interpolation: str = "bicubic"
-    context_length: int = 77
-    image_model: str = "image.onnx"
-    text_model: str = "text.onnx"
-    quantized_image_model: str | None = None
-    quantized_text_model: str | None = None
-    fill_color: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], default_name: str = "clip") -> ClipConfig:
-        known = {
-            "name", "embed_dim", "image_size", "mean", "std", "resize_mode", "interpolation",
-            "context_length", "image_model", "text_model", "quantized", "fill_color",
-        }  # fmt: skip
-        try:
-            image_size = data["image_size"]
-            if isinstance(image_size, (list, tuple)):
-                if len(set(image_size)) != 1:
-                    raise ValueError(f"only square image_size is supported, got {image_size}")
-                image_size = image_size[0]
-            quant = data.get("quantized") or {}
-            cfg = cls(
-                name=str(data.get("name") or default_name),
-                embed_dim=int(data["embed_dim"]),
-                image_size=int(image_size),
-                mean=_triple(data.get("mean", OPENAI_MEAN)),
-                std=_triple(data.get("std", OPENAI_STD)),
-                resize_mode=str(data.get("resize_mode", "shortest")),
-                interpolation=str(data.get("interpolation", "bicubic")),
-                context_length=int(data.get("context_length", 77)),
-                image_model=str(data.get("image_model", "image.onnx")),
-                text_model=str(data.get("text_model", "text.onnx")),
-                quantized_image_model=quant.get("image_model"),
-                quantized_text_model=quant.get("text_model"),
-                fill_color=int(data.get("fill_color", 0)),
-                extra={k: v for k, v in data.items() if k not in known},
-            )
-        except (KeyError, TypeError, ValueError) as e:
-            raise ModelLoadError(f"invalid {CONFIG_FILENAME}: {e!r}") from e
-        if cfg.resize_mode not in RESIZE_MODES:
-            raise ModelLoadError(
-                f"invalid {CONFIG_FILENAME}: resize_mode {cfg.resize_mode!r} not in {RESIZE_MODES}"
-            )
-        if cfg.interpolation not in _INTERPOLATIONS:
-            raise ModelLoadError(
-                f"invalid {CONFIG_FILENAME}: unsupported interpolation {cfg.interpolation!r}"
-            )
-        if cfg.embed_dim <= 0 or cfg.image_size <= 0 or cfg.context_length < 2:
-            raise ModelLoadError(f"invalid {CONFIG_FILENAME}: non-positive sizes")
-        if min(cfg.std) <= 0:
-            raise ModelLoadError(f"invalid {CONFIG_FILENAME}: std must be positive")
-        return cfg
-
-    @classmethod
-    def load(cls, model_dir: Path) -> ClipConfig:
-        path = Path(model_dir) / CONFIG_FILENAME
-        if not path.is_file():
-            raise ModelNotFoundError(f"CLIP model config not found: {path}; {HOW_TO_GET_MODELS}")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ModelLoadError(f"cannot read {path}: {e}") from e
-        if not isinstance(data, dict):
-            raise ModelLoadError(f"invalid {path}: expected a JSON object")
-        return cls.from_dict(data, default_name=Path(model_dir).name)
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "name": self.name,
-            "embed_dim": self.embed_dim,
-            "image_size": self.image_size,
-            "mean": list(self.mean),
-            "std": list(self.std),
-            "resize_mode": self.resize_mode,
-            "interpolation": self.interpolation,
-            "context_length": self.context_length,
-            "image_model": self.image_model,
-            "text_model": self.text_model,
-        }
-        if self.fill_color:
-            out["fill_color"] = self.fill_color
-        if self.quantized_image_model or self.quantized_text_model:
-            out["quantized"] = {
-                "image_model": self.quantized_image_model,
-                "text_model": self.quantized_text_model,
-            }
-        out.update(self.extra)
-        return out
-
-    def save(self, model_dir: Path) -> None:
-        path = Path(model_dir) / CONFIG_FILENAME
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
-        tmp.replace(path)
-
-
-def _triple(values: Any) -> tuple[float, float, float]:
-    if isinstance(values, (int, float)):
-        values = (values,) * 3
-    vals = tuple(float(v) for v in values)
-    if len(vals) != 3:
-        raise ValueError(f"expected 3 values, got {len(vals)}")
-    return vals  # type: ignore[return-value]
-
-
-# --------------------------------------------------------------------------------------------------
-# Preprocessing (open_clip / torchvision parity)
-
-
-def resize_shortest_size(width: int, height: int, size: int) -> tuple[int, int]:
-    """torchvision ``Resize(size)`` output (w, h): short side -> size, long side -> int(size * long / short)."""
-    if width <= height:
-        return size, int(size * height / width)
-    return int(size * width / height), size
-
-
-def _center_crop_box(width: int, height: int, size: int) -> tuple[int, int, int, int]:
-    top = int(round((height - size) / 2.0))
-    left = int(round((width - size) / 2.0))
-    return left, top, left + size, top + size
-
-
-def preprocess_image(img: Image.Image, cfg: ClipConfig) -> np.ndarray:
-    """PIL image -> float32 (3, S, S), equal to open_clip's eval transform for ``cfg``."""
-    s = cfg.image_size
-    resample = _INTERPOLATIONS[cfg.interpolation]
-    if img.mode != "RGB":
-        img = img.convert("RGB")
-    w, h = img.size
-    if w < 1 or h < 1:
-        raise ValueError("image has no pixels")
-    if cfg.resize_mode == "squash":
-        if (w, h) != (s, s):
-            img = img.resize((s, s), resample)
-    elif cfg.resize_mode == "longest":
-        ratio = max(h / s, w / s)
-        nh, nw = max(1, round(h / ratio)), max(1, round(w / ratio))
-        if (nw, nh) != (w, h):
-            img = img.resize((nw, nh), resample)
-        if nw < s or nh < s:  # pad like torchvision F.pad with fill, then crop
-            pw, ph = max(s, nw), max(s, nh)
-            fill = (cfg.fill_color,) * 3
-            canvas = Image.new("RGB", (pw, ph), fill)
-            canvas.paste(img, ((pw - nw) // 2 if pw > nw else 0, (ph - nh) // 2 if ph > nh else 0))
-            img, nw, nh = canvas, pw, ph
-        if (nw, nh) != (s, s):
-            img = img.crop(_center_crop_box(nw, nh, s))
-    else:  # shortest
-        nw, nh = resize_shortest_size(w, h, s)
-        if (nw, nh) != (w, h):
-            img = img.resize((nw, nh), resample)
-        if (nw, nh) != (s, s):
-            img = img.crop(_center_crop_box(nw, nh, s))
-    arr = np.asarray(img, dtype=np.uint8).astype(np.float32)
-    arr /= np.float32(255.0)
-    arr -= np.asarray(cfg.mean, dtype=np.float32)
-    arr /= np.asarray(cfg.std, dtype=np.float32)
-    return np.ascontiguousarray(arr.transpose(2, 0, 1))
-
-
-def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=-1, keepdims=True)
-    return (x / np.maximum(norms, eps)).astype(np.float32, copy=False)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -309,7 +133,9 @@ class ClipModel:
         self._text_session: Any = None
         self._image_io: tuple[str, str] | None = None
         self._text_io: tuple[str, str, Any] | None = None
-        self._tokenizer: ClipTokenizer | None = None
+        self._image_batch: int | None = None  # fixed batch size of the exported graph (Immich: 1), else None
+        self._text_batch: int | None = None
+        self._tokenizer: ClipTokenizer | HFTokenizer | None = None
         self._text_has_mask = False
         self._key: str | None = None
 
@@ -343,13 +169,34 @@ class ClipModel:
         return self._config.image_size
 
     @property
-    def tokenizer(self) -> ClipTokenizer:
+    def tokenizer(self) -> ClipTokenizer | HFTokenizer:
+        """The CLIP BPE (OpenAI / open_clip vocabulary) or, when clip.json names one, the model's own
+        tokenizer.json run by Hugging Face's ``tokenizers``."""
         if self._tokenizer is None:
-            local = self.model_dir / VOCAB_FILENAME
-            self._tokenizer = ClipTokenizer(
-                local if local.is_file() else None, context_length=self._config.context_length
-            )
+            spec = self._config.tokenizer
+            if spec is not None:
+                self._tokenizer = HFTokenizer(self.model_dir / spec.file, spec, self._config.context_length)
+            else:
+                local = self.model_dir / VOCAB_FILENAME
+                self._tokenizer = ClipTokenizer(
+                    local if local.is_file() else None, context_length=self._config.context_length
+                )
         return self._tokenizer
+
+    @property
+    def pad_id(self) -> int:
+        """The id the text rows are padded with (what an attention mask leaves out)."""
+        tok = self.tokenizer
+        return tok.pad_id if isinstance(tok, HFTokenizer) else 0
+
+    def match_probability(self, cosines: np.ndarray | float) -> np.ndarray | None:
+        """P(match) for SigLIP-style models (sigmoid of the scaled cosine plus bias), None for CLIP-style
+        ones, whose softmax over a batch of captions has no per-pair probability."""
+        spec = self._config.score
+        if spec is None:
+            return None
+        z = np.exp(spec["log_scale"]) * np.asarray(cosines, dtype=np.float64) + spec["bias"]
+        return 1.0 / (1.0 + np.exp(-z))
 
     # -- sessions ---------------------------------------------------------------------------------
     def _create_session(self, path: Path):
@@ -389,11 +236,19 @@ class ClipModel:
             return self._text_session, self._text_io
 
     def _pick_output(self, sess, preferred: str, path: Path) -> Any:
+        """The embedding output: the name clip.json gives, else a known one (Xenova ``*_embeds``, Immich
+        ``embedding``, transformers.js SigLIP ``pooler_output``), else the only output."""
         outputs = sess.get_outputs()
         by_name = {o.name: o for o in outputs}
-        out = by_name.get(preferred) or (outputs[0] if len(outputs) == 1 else None)
+        kind = "image" if preferred.startswith("image") else "text"
+        named = self._config.io.get(f"{kind}_output")
+        if named is not None:
+            out = by_name.get(named)
+        else:
+            known = [by_name[n] for n in (preferred, "embedding", "pooler_output") if n in by_name]
+            out = known[0] if known else (outputs[0] if len(outputs) == 1 else None)
         if out is None:
-            raise ModelLoadError(f"{path}: no output named {preferred!r} (has {list(by_name)})")
+            raise ModelLoadError(f"{path}: no output named {named or preferred!r} (has {list(by_name)})")
         shape = list(out.shape or [])
         if len(shape) != 2 or not _dim_ok(shape[1], self._config.embed_dim):
             raise ModelLoadError(
@@ -407,6 +262,9 @@ class ClipModel:
         if len(inputs) != 1:
             raise ModelLoadError(f"{self.image_path}: expected one input, got {[i.name for i in inputs]}")
         inp = inputs[0]
+        named = self._config.io.get("image_input")
+        if named is not None and inp.name != named:
+            raise ModelLoadError(f"{self.image_path}: input is {inp.name!r}, clip.json says {named!r}")
         s = self._config.image_size
         shape = list(inp.shape or [])
         if (
@@ -418,6 +276,7 @@ class ClipModel:
                 f"{self.image_path}: input {inp.name!r} is {inp.type} {shape}, expected float32 [batch, 3, {s}, {s}]"
             )
         out = self._pick_output(sess, "image_embeds", self.image_path)
+        self._image_batch = _fixed_batch(shape)
         return inp.name, out.name
 
     def _validate_text(self, sess) -> tuple[str, str, Any]:
@@ -427,6 +286,9 @@ class ClipModel:
         if len(inputs) != 1:
             raise ModelLoadError(f"{self.text_path}: expected one input, got {[i.name for i in inputs]}")
         inp = inputs[0]
+        named = self._config.io.get("text_input")
+        if named is not None and inp.name != named:
+            raise ModelLoadError(f"{self.text_path}: input is {inp.name!r}, clip.json says {named!r}")
         c = self._config.context_length
         shape = list(inp.shape or [])
         dtypes = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
@@ -435,6 +297,7 @@ class ClipModel:
                 f"{self.text_path}: input {inp.name!r} is {inp.type} {shape}, expected int64 [batch, {c}]"
             )
         out = self._pick_output(sess, "text_embeds", self.text_path)
+        self._text_batch = _fixed_batch(shape)
         return inp.name, out.name, dtypes[inp.type]
 
     def load(self) -> ClipModel:
@@ -458,8 +321,12 @@ class ClipModel:
         if batch.shape[0] == 0:
             return np.zeros((0, self._config.embed_dim), np.float32)
         sess, (in_name, out_name) = self._image()
-        (emb,) = sess.run([out_name], {in_name: np.ascontiguousarray(batch)})
-        return l2_normalize(emb)
+        step = self._image_batch or len(batch)
+        embs = [
+            sess.run([out_name], {in_name: np.ascontiguousarray(batch[i : i + step])})[0]
+            for i in range(0, len(batch), step)
+        ]
+        return l2_normalize(np.concatenate(embs, axis=0))
 
     def encode_texts(self, texts: Sequence[str] | str) -> np.ndarray:
         """Texts -> float32 (N,D) unit vectors."""
@@ -470,11 +337,16 @@ class ClipModel:
             return np.zeros((0, self._config.embed_dim), np.float32)
         ids = self.tokenizer(texts)
         sess, (in_name, out_name, dtype) = self._text()
-        feed = {in_name: ids.astype(dtype, copy=False)}
-        if self._text_has_mask:
-            feed["attention_mask"] = (ids != 0).astype(dtype)
-        (emb,) = sess.run([out_name], feed)
-        return l2_normalize(emb)
+        step = self._text_batch or len(ids)
+        pad = self.pad_id
+        embs = []
+        for i in range(0, len(ids), step):
+            chunk = ids[i : i + step]
+            feed = {in_name: chunk.astype(dtype, copy=False)}
+            if self._text_has_mask:
+                feed["attention_mask"] = (chunk != pad).astype(dtype)
+            embs.append(sess.run([out_name], feed)[0])
+        return l2_normalize(np.concatenate(embs, axis=0))
 
     def encode_image_paths(self, paths: Iterable[str | Path], batch_size: int = 16) -> np.ndarray:
         """Decode (oriented, draft-decoded JPEGs), preprocess and embed photos; raises ImageError on a bad file."""
@@ -509,6 +381,12 @@ class ClipModel:
     def __repr__(self) -> str:
         q = ", int8" if self.quantized else ""
         return f"ClipModel({self.name!r}, {self.model_dir}{q})"
+
+
+def _fixed_batch(shape: list[Any]) -> int | None:
+    """The batch size an exported graph is fixed to (Immich's exports: 1), None when it is dynamic."""
+    first = shape[0] if shape else None
+    return first if isinstance(first, int) and first > 0 else None
 
 
 def _int8_name(filename: str) -> str:

@@ -108,6 +108,9 @@ class VerifyResult:
 def _referenced_files(role: str, cfg: dict) -> list[str]:
     if role == "clip":
         names = [cfg.get("image_model", "image.onnx"), cfg.get("text_model", "text.onnx")]
+        tok = cfg.get("tokenizer")
+        if isinstance(tok, dict) and tok.get("kind", "tokenizer.json") != "clip-bpe":
+            names.append(tok.get("file", "tokenizer.json"))  # the model's own tokenizer
     else:
         names = [cfg.get("model", "model.gguf"), cfg.get("mmproj", "mmproj.gguf")]
     return [str(n) for n in names if n]
@@ -248,9 +251,10 @@ def add_local_clip(
         raise RetllmError(
             f"a CLIP model named {name!r} is already installed ({dest}); remove it first or pick --name"
         )
-    files = [cfg.image_model, cfg.text_model]
+    files = [cfg.image_model, cfg.text_model] + ([cfg.tokenizer.file] if cfg.tokenizer else [])
+    required = len(files)
     files += [f for f in (cfg.quantized_image_model, cfg.quantized_text_model, VOCAB_FILENAME) if f]
-    for f in files[:2]:
+    for f in files[:required]:
         if not (src / f).is_file():
             raise ModelNotFoundError(f"CLIP model file missing: {src / f}")
     dest.mkdir(parents=True, exist_ok=True)

@@ -53,6 +53,7 @@ class ModelEntry:
     description: str = ""
     config: dict[str, Any] = field(default_factory=dict)  # clip.json / mllm.json fields (without name)
     export: dict[str, Any] | None = None  # {"arch", "pretrained"} for `models export-clip`
+    published: dict[str, Any] | None = None  # retrieval numbers the entry was chosen by, with their source
 
     @property
     def config_filename(self) -> str:
@@ -104,6 +105,7 @@ class ModelEntry:
                 {"name": f.name, "path": f.path, "size": f.size, "sha256": f.sha256} for f in self.files
             ],
             "export": self.export,
+            "published": self.published,
         }
 
 
@@ -216,7 +218,11 @@ def _clip_entry(d: dict[str, Any], where: str) -> ModelEntry:
             raise RegistryError(f"{where}: config needs {key!r} (the clip.json fields)")
     cfg.setdefault("image_model", "image.onnx")
     cfg.setdefault("text_model", "text.onnx")
-    missing = {cfg["image_model"], cfg["text_model"]} - names
+    needed = {cfg["image_model"], cfg["text_model"]}
+    tok = cfg.get("tokenizer")
+    if isinstance(tok, dict) and tok.get("kind", "tokenizer.json") != "clip-bpe":
+        needed.add(str(tok.get("file", "tokenizer.json")))  # the model's own tokenizer is a download too
+    missing = needed - names
     if missing:
         raise RegistryError(f"{where}: files must provide {sorted(missing)}")
     return ModelEntry(
@@ -230,6 +236,7 @@ def _clip_entry(d: dict[str, Any], where: str) -> ModelEntry:
         description=str(d.get("description") or ""),
         config=cfg,
         export=dict(d["export"]) if d.get("export") else None,
+        published=dict(d["published"]) if d.get("published") else None,
     )
 
 
