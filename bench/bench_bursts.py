@@ -9,11 +9,19 @@ script measures the cosine of every burst pair and every distinct pair, and runs
 (embedding + a 5 s time window) over a timeline where a burst's shots are 0.2-1 s apart and the next scene
 is shot 1-30 s later, for thresholds 0.80-1.00; the threshold is the one with the most folding at <= 1 %
 false folds. Baselines in the same run: no folding, and folding by the embedding alone.
+
+Every shot also knows where and with what it was taken, as a trip's photos do: the scenes are shot around
+Lisbon (a burst's shots within 10 m of each other, one scene in six without GPS, one in seven without a camera
+model). Two kinds of *twins* are added, copies of a burst's embeddings taken at the very same seconds: one
+third of the scenes again in Kyoto, Nairobi or Valparaíso (same camera), one quarter again by another camera
+at the same spot. Folding by embedding and time folds every twin into its original; the place and camera test
+(``near_duplicates.could_be_one_sequence``) must fold none, at the same fold rate on the original bursts.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -26,6 +34,65 @@ from retllm_desktop.devtools.bursts import shot_set  # noqa: E402
 from retllm_desktop.models.clip.towers import ClipModel, find_clip_model  # noqa: E402
 
 MAX_FALSE_FOLDS = 0.01
+LISBON = (38.7223, -9.1393)
+FAR_AWAY = {"Kyoto": (35.0116, 135.7681), "Nairobi": (-1.2921, 36.8219), "Valparaiso": (-33.0472, -71.6127)}
+CAMERA, OTHER_CAMERA = "Canon EOS R6", "iPhone 15 Pro"
+
+
+def metres_to_deg(lat: float, dn_m: float, de_m: float) -> tuple[float, float]:
+    return dn_m / 111_320.0, de_m / (111_320.0 * float(np.cos(np.radians(lat))))
+
+
+def trip(scenes: list[str], rng: np.random.Generator) -> list[near_duplicates.Where]:
+    """Where each shot was taken: each scene somewhere within ~3 km of Lisbon's centre, its shots within
+    10 m of each other; every 6th scene without GPS, every 7th without a camera model."""
+    order = list(dict.fromkeys(scenes))
+    spot: dict[str, tuple[float | None, float | None, str | None]] = {}
+    for n, sc in enumerate(order):
+        dlat, dlon = metres_to_deg(LISBON[0], *rng.uniform(-3000, 3000, size=2))
+        lat, lon = (None, None) if n % 6 == 5 else (LISBON[0] + dlat, LISBON[1] + dlon)
+        spot[sc] = (lat, lon, None if n % 7 == 6 else CAMERA)
+    out = []
+    for sc in scenes:
+        lat, lon, cam = spot[sc]
+        if lat is not None and lon is not None:
+            dlat, dlon = metres_to_deg(lat, *rng.uniform(-5, 5, size=2))
+            lat, lon = lat + dlat, lon + dlon
+        out.append(near_duplicates.Where(lat, lon, cam.casefold() if cam else None))
+    return out
+
+
+def add_twins(
+    vectors: np.ndarray, scenes: list[str], times: list[float], wheres: list[near_duplicates.Where]
+) -> tuple[np.ndarray, list[str], list[float], list[near_duplicates.Where], list[bool]]:
+    """Copies of some bursts at the same seconds: elsewhere on Earth, or by another camera on the spot."""
+    order = list(dict.fromkeys(scenes))
+    extra_v, extra_s, extra_t, extra_w = [], [], [], []
+    far = list(FAR_AWAY.items())
+    for n, sc in enumerate(order):
+        idx = [i for i, s in enumerate(scenes) if s == sc]
+        first = wheres[idx[0]]
+        if n % 3 == 0 and first.lat is not None:  # the same moment in another city, same camera model
+            city, (lat, lon) = far[(n // 3) % len(far)]
+            for i in idx:
+                extra_v.append(vectors[i])
+                extra_s.append(f"{sc}@{city}")
+                extra_t.append(times[i])
+                extra_w.append(near_duplicates.Where(lat, lon, wheres[i].camera))
+        if n % 4 == 1 and first.camera is not None:  # another camera beside this one
+            for i in idx:
+                extra_v.append(vectors[i])
+                extra_s.append(f"{sc}#other-camera")
+                extra_t.append(times[i])
+                extra_w.append(near_duplicates.Where(wheres[i].lat, wheres[i].lon, OTHER_CAMERA.casefold()))
+    twin = [False] * len(scenes) + [True] * len(extra_s)
+    return (
+        np.concatenate([vectors, np.stack(extra_v)]) if extra_v else vectors,
+        scenes + extra_s,
+        times + extra_t,
+        wheres + extra_w,
+        twin,
+    )
 
 
 def embed(clip: ClipModel, images: list) -> np.ndarray:
@@ -92,16 +159,41 @@ def measure(clip: ClipModel, shots: list, seed: int) -> dict:
     distinct = s[~same]
     rng = np.random.default_rng(seed)
     times = timeline(scenes, rng)
+    wheres = trip(scenes, rng)
     order = rng.permutation(len(shots))  # a ranking's order, not the shooting order
     v, t, sc = vectors[order], [times[i] for i in order], [scenes[i] for i in order]
+    w = [wheres[i] for i in order]
     window = near_duplicates.DEFAULT_WINDOW_S
     curve = {}
     for step in range(160, 201):  # 0.800 … 1.000
         th = step / 200
-        curve[f"{th:.3f}"] = fold_outcome(near_duplicates.fold(v, t, th, window), sc)
+        curve[f"{th:.3f}"] = fold_outcome(near_duplicates.fold(v, t, th, window, w), sc)
     # the threshold: the most folding that keeps false folds at or below MAX_FALSE_FOLDS of all shots
     ok = [k for k, o in curve.items() if o["false_fold_rate"] <= MAX_FALSE_FOLDS]
     threshold = float(max(ok, key=lambda k: (curve[k]["fold_rate"], float(k))))
+    # the same shots plus their twins (same seconds, other city or other camera), again in a ranking's order
+    xv, xs, xt, xw, xtwin = add_twins(vectors, scenes, times, wheres)
+    xo = rng.permutation(len(xs))
+    xv, xs, xt, xw, xtwin = (
+        xv[xo],
+        [xs[i] for i in xo],
+        [xt[i] for i in xo],
+        [xw[i] for i in xo],
+        [xtwin[i] for i in xo],
+    )
+
+    def with_twins(heads: list[int]) -> dict:
+        out = fold_outcome(heads, xs)
+        originals = [i for i, tw in enumerate(xtwin) if not tw]
+        out["false_folds_involving_twins"] = sum(
+            1 for i, h in enumerate(heads) if h != i and xs[h] != xs[i] and (xtwin[i] or xtwin[h])
+        )
+        folded = sum(1 for i in originals if heads[i] != i and xs[heads[i]] == xs[i])
+        n_burst = sum(1 for i in originals if xs.index(xs[i]) != i)
+        out["fold_rate_original_bursts"] = round(folded / max(n_burst, 1), 4)
+        return out
+
+    default_th = near_duplicates.DEFAULT_THRESHOLD
     by_variant: dict[str, list[float]] = {}
     base = {sc_: i for i, sc_ in enumerate(scenes) if shots[i].variant == "base"}
     for i, shot in enumerate(shots):
@@ -120,11 +212,22 @@ def measure(clip: ClipModel, shots: list, seed: int) -> dict:
         "distinct_pairs_at_threshold": round(float((distinct >= threshold).mean()), 5),
         "baseline_no_folding": fold_outcome(list(range(len(sc))), sc),
         "embedding_only": fold_outcome(near_duplicates.fold(v, [0.0] * len(t), threshold, 1.0), sc),
-        "embedding_and_time": curve[f"{threshold:.3f}"],
-        "curve_embedding_and_time": {k: curve[k] for k in list(curve)[::4]},
+        "embedding_and_time": fold_outcome(near_duplicates.fold(v, t, threshold, window), sc),
+        "embedding_time_place_camera": curve[f"{threshold:.3f}"],
+        "curve_embedding_time_place_camera": {k: curve[k] for k in list(curve)[::4]},
         "at_default_threshold": {
-            "threshold": near_duplicates.DEFAULT_THRESHOLD,
-            **fold_outcome(near_duplicates.fold(v, t, near_duplicates.DEFAULT_THRESHOLD), sc),
+            "threshold": default_th,
+            "embedding_and_time": fold_outcome(near_duplicates.fold(v, t, default_th, window), sc),
+            "embedding_time_place_camera": fold_outcome(
+                near_duplicates.fold(v, t, default_th, window, w), sc
+            ),
+        },
+        "with_twins": {
+            "shots": len(xs),
+            "twin_shots": int(sum(xtwin)),
+            "threshold": threshold,
+            "embedding_and_time": with_twins(near_duplicates.fold(xv, xt, threshold, window)),
+            "embedding_time_place_camera": with_twins(near_duplicates.fold(xv, xt, threshold, window, xw)),
         },
     }
 
@@ -158,6 +261,8 @@ def main() -> None:
             "scenes": len({s.scene for s in shots}),
             "burst_size": args.burst,
             "window_s": near_duplicates.DEFAULT_WINDOW_S,
+            "max_apart_m": near_duplicates.MAX_APART_M,
+            "load_average_1min": round(os.getloadavg()[0], 2),
             "caveat": "random-weight (synthetic) CLIP models: the cosines are not those of a real model",
             "runs": runs,
         },

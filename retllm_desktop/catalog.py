@@ -655,6 +655,15 @@ class Catalog:
             args.append(date_to + "T23:59:59.999999" if len(date_to) == 10 else date_to)
         return {r[0] for r in self._conn.execute(q, args)}
 
+    def timeline(self) -> list[tuple[int, str]]:
+        """(id, day) of every photo, newest first: the capture day, else the file's local date ("" if none)."""
+        q = (
+            "SELECT id, COALESCE(substr(taken_at, 1, 10), "
+            "date(mtime_ns / 1000000000, 'unixepoch', 'localtime'), '') AS day FROM photos "
+            "ORDER BY day DESC, taken_at DESC, id DESC"
+        )
+        return [(r[0], r[1]) for r in self._conn.execute(q)]
+
     def date_range(self) -> tuple[str | None, str | None]:
         """Earliest and latest EXIF capture time in the library (None, None without any)."""
         q = "SELECT min(taken_at), max(taken_at) FROM photos WHERE taken_at IS NOT NULL"

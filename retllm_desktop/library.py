@@ -486,6 +486,32 @@ class Library:
         """Cities, regions and countries with photo counts, most photos first (catalog.PlaceCount)."""
         return self.catalog.place_counts()
 
+    def timeline(
+        self, date_from: str | None = None, date_to: str | None = None, place: str | None = None
+    ) -> list[tuple[int, str]]:
+        """(photo id, day) of the library newest first, as the app shows it with no query; the same date
+        (EXIF capture time) and place filters as a search."""
+        rows = self.catalog.timeline()
+        keep: set[int] | None = None
+        if date_from or date_to:
+            keep = self.catalog.ids_in_date_range(date_from, date_to)
+        if place:
+            in_place = self.catalog.ids_in_place(place)
+            keep = in_place if keep is None else keep & in_place
+        return rows if keep is None else [r for r in rows if r[0] in keep]
+
+    def photos(self, ids: list[int]) -> dict[int, Any]:
+        """Catalog photos by id (the timeline fetches the rows it shows, a page at a time)."""
+        return self.catalog.photos_by_ids(ids)
+
+    def place_name(self, photo_id: int) -> str | None:
+        """Where a photo was taken in words ("Lisbon, Portugal"), or None when its GPS names no place."""
+        p = self.catalog.place_of(photo_id)
+        if p is None:
+            return None
+        parts = [x for x in (p.get("city"), p.get("region"), p.get("country")) if x]
+        return ", ".join(dict.fromkeys(parts)) or None
+
     @property
     def ocr(self):
         """The OCR model of the text pass (its weights ship in the rapidocr-onnxruntime wheel; lazy)."""

@@ -151,6 +151,9 @@ class SearchResult:
                 p_true=round(float(self.fine.p_true), 6),
                 p_false=round(float(self.fine.p_false), 6),
                 entropy=round(float(self.fine.entropy), 6),
+                vocab_entropy=(
+                    None if self.fine.vocab_entropy is None else round(float(self.fine.vocab_entropy), 6)
+                ),
                 ve_used=bool(self.fine.ve_used),
                 hidden=self.hidden,
             )
@@ -297,7 +300,9 @@ class CoarseSearcher:
                     continue
                 if folding:
                     t_shot = near_duplicates.seconds(photo.taken_at)
-                    leader = folder.place(len(results), vectors.get(pid), t_shot)
+                    leader = folder.place(
+                        len(results), vectors.get(pid), t_shot, near_duplicates.Where.of(photo)
+                    )
                     if leader is not None:
                         results[leader].similar.append(SearchResult(photo, float(score), 0))  # type: ignore[index]
                         continue

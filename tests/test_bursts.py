@@ -159,3 +159,77 @@ def test_the_llm_checks_one_photo_per_group(tmp_path: Path, full_models_dir: Pat
     group = [r for r in final.results if Path(r.path).name.startswith("b")]
     assert len(group) == 1 and len(group[0].similar) == 3 and group[0].fine is not None
     assert all(s.fine is None for s in group[0].similar)
+
+
+def test_shots_that_cannot_be_one_sequence_never_fold() -> None:
+    a = unit([1, 0, 0])
+    vectors = np.stack([a] * 7)
+    W = near_duplicates.Where
+    lisbon, lisbon_10m = W(38.7107, -9.1365, "eos r6"), W(38.71079, -9.1365, "eos r6")
+    wheres = [
+        lisbon,
+        lisbon_10m,  # a step away, same camera: one burst
+        W(35.0116, 135.7681, "eos r6"),  # Kyoto at the same second
+        W(38.7107, -9.1365, "iphone 15 pro"),  # another camera beside the first
+        W(None, None, "eos r6"),  # no GPS: the place cannot separate it
+        W(38.7107, -9.1365, None),  # no camera model: only the place counts
+        W(38.7127, -9.1365, "eos r6"),  # 220 m away: not one spot
+    ]
+    heads = near_duplicates.fold(vectors, [0.0] * 7, threshold=0.99, window_s=5, wheres=wheres)
+    assert heads == [0, 0, 2, 3, 0, 0, 6]
+    # the Kyoto shot and the other camera's shot each lead a group that their own next shots join
+    heads = near_duplicates.fold(
+        np.stack([a] * 4), [0.0, 0.0, 0.5, 0.5], 0.99, 5, [wheres[0], wheres[2], wheres[2], wheres[3]]
+    )
+    assert heads == [0, 1, 1, 3]
+    # unknowns never separate; what the catalog holds is read the way the search reads it
+    assert near_duplicates.could_be_one_sequence(W(), lisbon)
+    photo = type(
+        "P", (), {"gps_lat": 0.0, "gps_lon": 0.0, "camera_model": "  EOS  R6 ", "camera_make": "Canon"}
+    )
+    assert near_duplicates.Where.of(photo) == W(None, None, "eos r6")  # (0, 0) is no fix
+
+
+def save_shot(
+    img: Image.Image, path: Path, taken: datetime, gps: tuple[float, float] | None, model: str
+) -> Path:
+    from .helpers_places import _dms
+
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "Canon" if model.startswith("EOS") else "Apple", model
+    exif.get_ifd(0x8769)[0x9003] = taken.strftime("%Y:%m:%d %H:%M:%S")
+    if gps is not None:
+        g = exif.get_ifd(0x8825)
+        g[1], g[2] = ("N" if gps[0] >= 0 else "S"), _dms(gps[0])
+        g[3], g[4] = ("E" if gps[1] >= 0 else "W"), _dms(gps[1])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path, "JPEG", quality=90, exif=exif)
+    return path
+
+
+def test_same_second_in_four_cities_or_two_cameras_are_separate_results(
+    tmp_path: Path, library: Library
+) -> None:
+    pytest.importorskip("skimage")
+    base = dict(real_photos())["chelsea"].resize((300, 200))
+    root = tmp_path / "photos"
+    cities = {"lisbon": (38.7107, -9.1365), "kyoto": (35.0116, 135.7681), "nairobi": (-1.2921, 36.8219),
+              "valparaiso": (-33.0472, -71.6127)}  # fmt: skip
+    for i, (name, gps) in enumerate(cities.items()):
+        save_shot(base.crop((i, 0, 296 + i, 200)), root / f"{name}.jpg", T0, gps, "EOS R6")
+    # the Lisbon shot's own burst: a step away, a second later, same camera; and a phone beside it
+    save_shot(base.crop((5, 0, 301, 200)), root / "lisbon_next.jpg", T0 + timedelta(seconds=1),
+              (38.71072, -9.13652), "EOS R6")  # fmt: skip
+    save_shot(base.crop((6, 1, 302, 200)), root / "lisbon_phone.jpg", T0, (38.7107, -9.1365), "iPhone 15 Pro")
+    for i in range(4):
+        make_photo(root / f"other{i}.jpg", seed=400 + i)
+    library.index_roots([str(root)])
+    res = library.search_coarse(Query(text="a cat"), top=20).results
+    shown = sorted(Path(r.path).name for r in res)
+    assert len(res) == 9, shown  # 10 photos; only lisbon_next folds into lisbon
+    lisbon = next(r for r in res if Path(r.path).name in ("lisbon.jpg", "lisbon_next.jpg"))
+    assert sorted(Path(s.path).name for s in [lisbon, *lisbon.similar]) == ["lisbon.jpg", "lisbon_next.jpg"]
+    # the test is not vacuous: without the place and camera test they all look alike enough to fold
+    vecs = [library.catalog.embedding(r.photo.id, library.clip.key) for r in res if "other" not in r.path]
+    vecs = [v / np.linalg.norm(v) for v in vecs]
+    assert min(float(vecs[0] @ v) for v in vecs) >= near_duplicates.DEFAULT_THRESHOLD

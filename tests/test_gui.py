@@ -265,7 +265,13 @@ def test_missing_models_explains_and_never_crashes(qtbot, tmp_path, photos):
     w.show()
     qtbot.waitUntil(lambda: w._status is not None, timeout=WAIT)
     assert not w._clip_ok
-    assert w.banner.isVisible() and "missing" in w.banner.text().lower()
+    banner = w.banner.text()
+    assert w.banner.isVisible() and "No search model is installed yet" in banner
+    # words for a person: what is wrong and where to fix it, no folder layouts or developer commands
+    assert "Set up models…" in banner and "href='setup'" in banner
+    for word in ("clip.json", "*/", "python -m", "retllm_desktop", "retllm-desktop", "`"):
+        assert word not in banner and word not in w.banner.toolTip(), word
+    assert "python -m" not in w.status_label.text() and "clip.json" not in w.status_label.text()
     qtbot.waitUntil(lambda: w._setup is not None and w._setup.isVisible(), timeout=5000)
     assert "clip" in w._setup.problem.text().lower() or "model" in w._setup.problem.text().lower()
     w.search_edit.setText("red car")

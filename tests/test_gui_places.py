@@ -52,9 +52,14 @@ def test_chips_places_list_and_fallback(qtbot, tmp_path, clip_models_dir, trip, 
     with qtbot.waitSignal(w.index_finished, timeout=WAIT):
         w.index_folders([str(trip)])
     qtbot.waitUntil(lambda: "city:2267057" in w.places_panel.keys(), timeout=WAIT)
-    items = [w.places_panel.list.item(i).text() for i in range(w.places_panel.list.count())]
-    assert any("Lisbon, Portugal" in t and "(4)" in t for t in items)
-    assert any("France" in t and "(3)" in t for t in items)
+    lisbon = w.places_panel.item("city:2267057")
+    # a tree: the city under its country, each with its count in its own column
+    assert lisbon.text(0) == "Lisbon" and lisbon.text(1) == "4" and lisbon.parent().text(0) == "Portugal"
+    france = w.places_panel.item("country:FR")
+    assert france.text(1) == "3" and france.parent() is None and france.child(0).text(0) == "Paris"
+    assert france.isExpanded() and lisbon.parent().isExpanded()  # few countries: shown opened
+    assert all(not any(c in it.text(0) for c in "●◆■") for it in w.places_panel._items())
+    assert lisbon.textAlignment(1) & Qt.AlignmentFlag.AlignRight
 
     # understood: a chip per phrase, only Lisbon's photos
     _search(qtbot, w, "beach in Lisbon summer 2019")
@@ -75,12 +80,15 @@ def test_chips_places_list_and_fallback(qtbot, tmp_path, clip_models_dir, trip, 
     assert "searched for the words as typed" in w.bar.understood.note.text()
     assert _chips(w) == []
 
-    # the Places list filters (here without any text), shown as a removable chip
+    # the Places list filters (here without any text: the timeline), shown as a removable chip
     w.search_edit.clear()
-    with qtbot.waitSignal(w.search_finished, timeout=WAIT):
+    with qtbot.waitSignal(w.timeline_shown, timeout=WAIT, check_params_cb=lambda n: n == 3):
         w.places_panel.choose("country:FR")
-    assert _names(w) == {f"paris{i}.jpg" for i in range(3)}
+    tl = w.timeline_view.timeline
+    names = {Path(tl.photo_result(i).photo.path).name for i in range(tl.photo_count())}
+    assert names == {f"paris{i}.jpg" for i in range(3)} and w.model.rowCount() == 0
     chip = next(b for b in _chips(w) if "France" in b.text())
-    qtbot.mouseClick(chip, Qt.MouseButton.LeftButton)
+    with qtbot.waitSignal(w.timeline_shown, timeout=WAIT, check_params_cb=lambda n: n == 9):
+        qtbot.mouseClick(chip, Qt.MouseButton.LeftButton)
     assert w._place_filter is None and w.model.rowCount() == 0
     w.close()

@@ -49,7 +49,10 @@ def test_presets_are_the_main_choice_with_size_licence_and_disk(qtbot, tmp_path)
     reg = load_registry()
     assert list(dlg.preset_buttons) == list(reg.presets) == ["fast", "balanced", "best"]
     texts = {n: lab.text() for n, lab in dlg.preset_labels.items()}
-    assert "Fast (recommended)" in texts["fast"]
+    assert "Fast (the default: smallest download)" in texts["fast"]
+    # no card calls itself recommended; the one that checks slower says so and no card contradicts it
+    assert not any("recommended" in t for t in texts.values())
+    assert "twice as long as with Balanced" in texts["fast"] and "twice as fast as Fast" in texts["balanced"]
     for name in reg.presets:
         total = sum(m.approx_bytes for m in reg.preset_models(name))
         assert f"{sd.human_size(total)} in all" in texts[name]
@@ -97,7 +100,7 @@ def test_one_click_downloads_the_preset(qtbot, tmp_path, served_clip):  # noqa: 
     dlg = sd.SetupDialog(str(models), "no CLIP model", None, None, registry=[registry])
     qtbot.addWidget(dlg)
     label = dlg.preset_labels["fast"].text()
-    assert "A tiny test set" in label and "~0.1 MB" not in label and "Fast (recommended)" in label
+    assert "A tiny test set" in label and "~0.1 MB" not in label and "Fast (the default" in label
     with qtbot.waitSignal(dlg.models_changed, timeout=60_000) as sig:
         qtbot.mouseClick(dlg.preset_buttons["fast"], Qt.MouseButton.LeftButton)
         assert dlg.preset_buttons["fast"].text() == "Cancel"

@@ -43,7 +43,11 @@ def bounded(kind: type, lo: float, hi: float) -> Callable[[str], float]:
 
 
 def add_common_args(p: argparse.ArgumentParser) -> None:
-    """--library/--models/--clip-model/--threads/--int8/--json, shared by every command that opens a library."""
+    """--library/--models/--clip-model/--threads/--int8/--json, shared by every command that opens a library.
+
+    The top-level parser has them too (see :func:`retllm_desktop.cli.build_parser`), so they can come before
+    the command as in git or docker: ``retllm-desktop --threads 1 search cat``.
+    """
     p.add_argument(
         "--library", metavar="DIR", help="library folder (default: $RETLLM_LIBRARY or the user data dir)"
     )

@@ -28,9 +28,11 @@ def run_app(argv: list[str] | None = None) -> int:
     from PySide6.QtGui import QGuiApplication
     from PySide6.QtWidgets import QApplication
 
+    from .. import config
     from ..logs import setup_logging
     from .main_window import MainWindow
     from .settings import Settings
+    from .single_instance import SingleInstance, ask_running_app_to_raise, bring_to_front
 
     setup_logging()
 
@@ -43,8 +45,18 @@ def run_app(argv: list[str] | None = None) -> int:
     app.setApplicationVersion(__version__)
     app.setOrganizationName("retllm-desktop")
     app.setDesktopFileName("retllm-desktop")
+    settings = Settings.load(args.settings)
+    library_path = str(config.library_dir(args.library or settings.library))
+    if ask_running_app_to_raise(library_path):
+        print(f"RetLLM Desktop is already open on this library ({library_path}); brought it to the front.")
+        return 0
+    guard = SingleInstance(library_path, app)
+    if not guard.listen() and ask_running_app_to_raise(library_path):  # another launch won the race
+        print(f"RetLLM Desktop is already open on this library ({library_path}); brought it to the front.")
+        return 0
     # The platform style and palette are kept as they are, so the app follows the system light/dark scheme.
-    window = MainWindow(Settings.load(args.settings), library=args.library, models_dir=args.models)
+    window = MainWindow(settings, library=args.library, models_dir=args.models)
+    guard.raise_requested.connect(lambda: bring_to_front(window))
     window.show()
     signal.signal(signal.SIGINT, lambda *_: window.close())  # Ctrl+C in the terminal closes cleanly
     wake = QTimer()  # lets the Python signal handler run while Qt's event loop waits

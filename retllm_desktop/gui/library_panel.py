@@ -219,8 +219,9 @@ class LibraryPanel(QWidget):
         self.stage.setText(text)
         self.stage.setToolTip("")
 
-    def set_status(self, status: LibraryStatus) -> None:
-        """Fill folders, failures and models from a ``LibraryStatus``."""
+    def set_status(self, status: LibraryStatus, adding: list[str] | None = None) -> None:
+        """Fill folders, failures and models from a ``LibraryStatus`` (``adding``: folders being added
+        that the status does not list yet)."""
         current = (
             self.folders.currentItem().data(Qt.ItemDataRole.UserRole) if self.folders.currentItem() else None
         )
@@ -236,7 +237,14 @@ class LibraryPanel(QWidget):
             self.folders.addItem(item)
             if r["path"] == current:
                 self.folders.setCurrentItem(item)
-        if not status.roots:
+        for path in adding or []:
+            label = f"{os.path.basename(path.rstrip(os.sep)) or path}  —  adding…"
+            item = QListWidgetItem(label)
+            item.setToolTip(path)
+            item.setFlags(Qt.ItemFlag.ItemIsEnabled)
+            item.setData(Qt.ItemDataRole.AccessibleTextRole, label)
+            self.folders.addItem(item)
+        if not status.roots and not adding:
             item = QListWidgetItem("No folders yet — add one or drop it here")
             item.setFlags(Qt.ItemFlag.NoItemFlags)
             self.folders.addItem(item)

@@ -18,7 +18,6 @@ from PySide6.QtCore import QByteArray, QModelIndex, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QIcon, QImage, QKeySequence, QPixmap, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QApplication,
     QDockWidget,
     QLabel,
     QListView,
@@ -38,16 +37,20 @@ from ..errors import RetllmError
 from ..imaging import is_supported
 from ..rerank import RerankOptions
 from ..search import Query
+from . import wording
+from .index_state import IndexState
 from .library_controller import LibraryController
 from .library_panel import LibraryPanel, format_eta
 from .places_panel import PlacesPanel
-from .preview import PreviewDialog, show_in_folder
+from .preview import PreviewDialog
 from .qtcompat import emit
 from .results_model import ResultsModel, ThumbDelegate
 from .search_bar import SearchBar
 from .search_controller import SearchController
+from .selection_actions import DeleteKey, add_selection_actions
 from .settings import Settings
 from .thumbnails import ThumbnailLoader, load_qimage
+from .timeline_view import TimelineView
 from .workers import CallWorker, WorkerPool
 
 if TYPE_CHECKING:
@@ -56,16 +59,12 @@ if TYPE_CHECKING:
     from ..search import SearchUpdate
     from .setup_dialog import SetupDialog
 
-MISSING_CLIP = "<b>Search model missing.</b> {} &nbsp; <a href='setup'>Set up models…</a>"
-
 
 def llm_state(status: LibraryStatus) -> tuple[bool, str | None]:
     """Whether results can be double-checked, and if not, why (one line for a tooltip or the banner)."""
     if status.mllm_ready:
         return True, None
-    if status.mllm_model is not None:  # installed, but its files are broken ("broken: <why>")
-        return False, f"the checking model {status.mllm_model} is {status.mllm_error}"
-    return False, status.mllm_error or "no checking model (multimodal LLM) installed"
+    return False, wording.llm_problem(status)
 
 
 class MainWindow(QMainWindow):
@@ -74,6 +73,7 @@ class MainWindow(QMainWindow):
     index_finished = Signal(object)
     status_refreshed = Signal(object)
     library_opened = Signal(object)  # after the first open and after every reopen
+    timeline_shown = Signal(int)  # photos the timeline shows (no query)
 
     def __init__(
         self,
@@ -100,6 +100,11 @@ class MainWindow(QMainWindow):
         self._setup: SetupDialog | None = None
         self._index_when_ready = False
         self.last_index_summary: IndexSummary | None = None
+        self.index_state = IndexState()  # what a running index is doing (labels must not say "0 photos")
+        self._status_asked_at = 0.0
+        self._activity_shown = ""
+        self._index_message = ""  # the last "Indexed: …" line, replaced once later work changes the library
+        self._library_changed = False  # the indexing line last put in the status bar (replaced as it moves)
 
         self.setObjectName("mainWindow")
         self.setWindowTitle("RetLLM Desktop")
@@ -177,7 +182,6 @@ class MainWindow(QMainWindow):
             sc.setContext(Qt.ShortcutContext.WidgetShortcut)
             sc.activated.connect(self.open_preview)
         self.model.layoutChanged.connect(self._sync_preview_row)
-        self._apply_thumb_size()
 
         self.empty = QLabel(self)
         self.empty.setObjectName("emptyState")
@@ -187,9 +191,21 @@ class MainWindow(QMainWindow):
         self.empty.setAccessibleName("Hint")
         self.empty.setOpenExternalLinks(False)
         self.empty.linkActivated.connect(self._empty_link)
+        self.timeline_view = TimelineView(self.thumbs, self._fetch_photos, self.misc_pool, self)
+        self.timeline_view.preview_requested.connect(self._open_timeline_preview)
+        self.timeline_view.find_similar.connect(self.find_similar)
+        self.timeline_view.message.connect(lambda text: self.status_label.setText(text))
+        self.timeline_view.selection_count.connect(self._show_selection_count)
+        self.view.selectionModel().selectionChanged.connect(
+            lambda *_: self._show_selection_count(len(self._selected_result_paths()))
+        )
+        self._delete_key = DeleteKey(self.view, self._selected_result_paths)
+        self._timeline_gen = 0
         self.stack = QStackedWidget(self)
         self.stack.addWidget(self.empty)
         self.stack.addWidget(self.view)
+        self.stack.addWidget(self.timeline_view)
+        self._apply_thumb_size()
         central = QWidget(self)
         lay = QVBoxLayout(central)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -234,7 +250,7 @@ class MainWindow(QMainWindow):
         self.rerank_label.setAccessibleName("Double-check progress")
         self.next_btn = QPushButton("Check the next 10", self)
         self.next_btn.setToolTip("Let the model double-check the next photos down the list")
-        self.next_btn.setFlat(True)
+        self.next_btn.setAccessibleName("Check the next photos")
         self.next_btn.clicked.connect(self.check_next)
         self.rerank_bar = QProgressBar(self)
         self.rerank_bar.setAccessibleName("Double-check progress bar")
@@ -249,6 +265,9 @@ class MainWindow(QMainWindow):
         self.watch_label.setAccessibleName("Folder watching")
         self.count_label = QLabel("", self)
         self.count_label.setAccessibleName("Library size")
+        self.selection_label = QLabel("", self)
+        self.selection_label.setAccessibleName("Selected photos")
+        self.selection_label.setVisible(False)
         sb.addWidget(self.status_label, 1)
         for w in (
             self.rerank_label,
@@ -257,6 +276,7 @@ class MainWindow(QMainWindow):
             self.index_label,
             self.index_bar,
             self.watch_label,
+            self.selection_label,
             self.count_label,
         ):
             sb.addPermanentWidget(w)
@@ -301,6 +321,8 @@ class MainWindow(QMainWindow):
             self.resize(1280, 820)
         if s.window_state:
             self.restoreState(QByteArray.fromBase64(s.window_state.encode()))
+        else:  # the Places tree gets room for a trip's countries and cities, not 4 rows
+            self.resizeDocks([self.dock, self.places_dock], [420, 340], Qt.Orientation.Vertical)
 
     def _connect_controllers(self) -> None:
         lc = self.libraries
@@ -316,7 +338,7 @@ class MainWindow(QMainWindow):
         lc.removed.connect(self._on_removed)
         lc.remove_failed.connect(lambda p, msg: self.status_label.setText(f"Could not remove {p}: {msg}"))
         lc.watch_changed.connect(self._on_watch_changed)
-        lc.watch_batch.connect(self.refresh_status)
+        lc.watch_batch.connect(self._on_library_changed)
         self.searches.updated.connect(self._on_search_update)
         self.searches.finished.connect(self._on_search_done)
 
@@ -366,15 +388,27 @@ class MainWindow(QMainWindow):
         self._clip_ok = st.clip_error is None
         self._clip_error = st.clip_error
         self._mllm_ok, self._mllm_msg = llm_state(st)
-        self.panel.set_status(st)
+        if self._library_changed and not self.index_state.running and self._index_message:
+            now = f"Up to date — {st.photos:,} photo{'s' if st.photos != 1 else ''}"
+            if self.panel.stage.text() == self._index_message:
+                self.panel.set_message(now)
+            if self.status_label.text() == self._index_message:
+                self.status_label.setText(now)
+            self._index_message, self._library_changed = "", False
+        known = [r["path"] for r in st.roots]
+        self.panel.set_status(st, adding=self.index_state.pending_folders(known))
         self.places_panel.set_places(st.places)
         n = st.photos
-        self.count_label.setText(f"{n:,} photo{'s' if n != 1 else ''}")
+        self.count_label.setText(
+            self.index_state.count_text(n)
+            if self.index_state.running
+            else f"{n:,} photo{'s' if n != 1 else ''}"
+        )
         self.bar.set_rerank_available(self._mllm_ok, self._mllm_msg)
         self.bar.show_date_range(*st.taken_range)
         if not self._clip_ok:
-            self._set_banner(MISSING_CLIP.format(st.clip_error))
-            self.status_label.setText("Can't search yet: the search model is missing")
+            self._set_banner(*wording.clip_banner(st))
+            self.status_label.setText(wording.clip_status_line(st))
             if not self.settings.setup_done and not self._closing:
                 QTimer.singleShot(0, self.show_setup)
         elif not self._mllm_ok and self.rerank_check.isChecked():
@@ -384,7 +418,7 @@ class MainWindow(QMainWindow):
         else:
             self._set_banner(None)
         if self._clip_ok and self.status_label.text() == "Loading models…":
-            self.status_label.setText("Ready")
+            self.status_label.setText(self.index_state.activity() if self.index_state.running else "Ready")
         if self._clip_ok and self._index_when_ready:
             self._index_when_ready = False
             if any(not r.get("photos") for r in st.roots) and not self.libraries.indexing():
@@ -397,30 +431,36 @@ class MainWindow(QMainWindow):
         st = self._status
         if st is None or self.model.rowCount() or self.searches.query is not None:
             return
-        if not st.roots:
+        if self.index_state.running and not st.photos:
+            self._show_empty(self.index_state.empty_html())
+        elif not st.roots and not self.index_state.adding:
             self._show_empty(
                 "<h2>Add your photos</h2>Drop a folder here, or <a href='add'>add a folder…</a> (Ctrl+O).<br>"
                 "Photos are indexed on this computer and never leave it."
             )
-        elif self._clip_ok:
-            self._show_empty(
-                f"<h2>Search {st.photos:,} photos</h2>Describe what you're looking for — "
-                "“red car”, “green forest”, “sunset at the beach” —<br>or drop a photo here to find similar ones."
-            )
+        elif st.photos:
+            self.show_timeline()  # every photo app opens on the photos: newest first
         else:
             self._show_empty(
                 "<h2>Models needed</h2>Your photos can be searched once the search model is installed."
                 "<br><br><a href='setup'>Set up models…</a>"
             )
 
-    def _set_banner(self, html: str | None) -> None:
+    def _set_banner(self, html: str | None, details: str = "") -> None:
         self.bar.set_banner(html)
+        self.banner.setToolTip(details)
 
     def _empty_link(self, link: str) -> None:
         if link == "add":
             self.panel.choose_folder()
         elif link == "setup":
             self.show_setup()
+        elif link == "all-photos":  # the timeline's filters left nothing: drop them
+            self._place_filter = None
+            self.places_panel.clear_choice()
+            self.bar.understood.set_chips([], None)
+            self.date_check.setChecked(False)
+            self.show_timeline()
 
     def _show_empty(self, html: str) -> None:
         self.empty.setText(html)
@@ -431,11 +471,15 @@ class MainWindow(QMainWindow):
     def index_folders(self, paths: list[str] | None = None) -> None:
         if self._closing:
             return
+        self.index_state.queue([str(Path(p).expanduser()) for p in paths or []])
         if not self.libraries.index(paths) and paths and self.libraries.indexing():
             self.status_label.setText(f"Will add {', '.join(os.path.basename(p) for p in paths)} next")
 
     def _on_index_started(self) -> None:
         self._eta = ("", 0.0, 0)
+        self.index_state.start()
+        if self._status is not None:  # the folders being added show at once, and the grid says so
+            self._on_status(self._status)
         self.panel.set_indexing(True)
         self.panel.set_progress("scanning", 0, 0)
         self.index_label.setText("Scanning…")
@@ -455,6 +499,17 @@ class MainWindow(QMainWindow):
             rate = (done - d0) / (now - t0)
             eta = format_eta((total - done) / rate)
         self.panel.set_progress(stage, done, total, eta)
+        self.index_state.progress(stage, done, total)
+        if self._status is not None:
+            self.count_label.setText(self.index_state.count_text(self._status.photos))
+            if self.status_label.text() in ("Ready", "Loading models…", self._activity_shown):
+                self._activity_shown = self.index_state.activity()
+                self.status_label.setText(self._activity_shown)
+            if not self._status.photos:
+                self._show_hint()
+        if stage == "embedding" and done and now - self._status_asked_at > 3.0:
+            self._status_asked_at = now  # batches are committed: counts, folders and places catch up
+            self.refresh_status()
         if total > 0:
             self.index_bar.setRange(0, total)
             self.index_bar.setValue(min(done, total))
@@ -465,6 +520,7 @@ class MainWindow(QMainWindow):
             self.index_label.setText(f"Scanning… {done:,}")
 
     def _on_index_done(self, summary: IndexSummary | None, error: str | None, cancelled: bool) -> None:
+        self.index_state.finish(list(self.libraries.pending))
         self.index_label.setVisible(False)
         self.index_bar.setVisible(False)
         paused = self.libraries.index_paused
@@ -493,6 +549,7 @@ class MainWindow(QMainWindow):
                 text = f"Indexed: {', '.join(parts)} in {summary.seconds:.1f}s"
             self.panel.set_message(text)
             self.status_label.setText(text)
+            self._index_message, self._library_changed = text, False
         self.refresh_status()
         emit(self.index_finished, summary)
         more = bool(self.libraries.pending) and not paused
@@ -520,9 +577,14 @@ class MainWindow(QMainWindow):
                 return
         self.libraries.remove_folder(path)
 
-    def _on_removed(self, path: str, n: int) -> None:
-        self.status_label.setText(f"Removed {path} ({n:,} photos left the library)")
+    def _on_library_changed(self) -> None:
+        """Photos came or went after the last index: its "Indexed: …" line no longer holds."""
+        self._library_changed = True
         self.refresh_status()
+
+    def _on_removed(self, path: str, n: int) -> None:
+        self._on_library_changed()
+        self.status_label.setText(f"Removed {path} ({n:,} photos left the library)")
         if self.searches.query is not None:
             self.run_search()
 
@@ -547,6 +609,8 @@ class MainWindow(QMainWindow):
         self.cancel_search()
         self.searches.clear()
         self.status_label.setText("")
+        self.rerank_label.setVisible(False)  # "Checked 10/10" was about the search that is gone
+        self.next_btn.setVisible(False)
         self._show_hint()
 
     def set_query_image(self, path: str, search: bool = True) -> None:
@@ -615,13 +679,21 @@ class MainWindow(QMainWindow):
         if not text and not self._query_image and not self._place_filter:
             self.clear_search()
             return
+        if not text and not self._query_image:  # only a place: its photos, newest first
+            self.cancel_search()
+            self.searches.clear()
+            self.rerank_label.setVisible(False)
+            self.next_btn.setVisible(False)
+            self.bar.understood.set_chips([("place-filter", "In ", self._place_filter[1])], None)
+            self.show_timeline()
+            return
         if self.library is None:
             reopening = self.libraries.reopening
             self.status_label.setText("The library is reopening…" if reopening else "No library is open")
             return
         if not self._clip_ok and self._status is not None:
-            self.status_label.setText(f"Can't search: {self._clip_error}")
-            self._set_banner(MISSING_CLIP.format(self._clip_error))
+            self.status_label.setText(wording.clip_status_line(self._status))
+            self._set_banner(*wording.clip_banner(self._status))
             return
         date_from, date_to = self.bar.date_filter()
         if text != self._ignored_for:  # a new query: understand all of it again
@@ -656,7 +728,7 @@ class MainWindow(QMainWindow):
     def _chip_removed(self, chip_id: str) -> None:
         if chip_id == "place-filter":
             self._place_filter = None
-            self.places_panel.list.clearSelection()
+            self.places_panel.clear_choice()
         else:
             self._ignored.append(chip_id)
         if self.search_edit.text().strip() or self._query_image or self._place_filter:
@@ -756,6 +828,8 @@ class MainWindow(QMainWindow):
         s.only_matches = self.only_check.isChecked()
         if self.searches.query is not None:
             self.run_search()
+        elif not self.search_edit.text().strip() and not self._query_image:
+            self.show_timeline()  # the date filter applies to the timeline too
 
     def _sort_changed(self, mode: str) -> None:
         self.settings.sort = mode
@@ -816,18 +890,101 @@ class MainWindow(QMainWindow):
         r = self.model.result(idx.row())
         if r is None:
             return
-        path = r.photo.path
+        if not self.view.selectionModel().isSelected(idx):
+            self.view.setCurrentIndex(idx)  # a right-click on an unselected photo acts on that photo
+        paths = self._selected_result_paths() or [r.photo.path]
         m = QMenu(self)
-        m.addAction("Preview", lambda: self.open_preview(idx.row()))
-        m.addAction("Find similar", lambda: self.find_similar(path))
-        m.addSeparator()
-        from PySide6.QtCore import QUrl
-        from PySide6.QtGui import QDesktopServices
+        if len(paths) == 1:
+            path = paths[0]
+            m.addAction("Preview", lambda: self.open_preview(idx.row()))
+            m.addAction("Find similar", lambda: self.find_similar(path))
+            m.addSeparator()
+            from PySide6.QtCore import QUrl
+            from PySide6.QtGui import QDesktopServices
 
-        m.addAction("Open", lambda: QDesktopServices.openUrl(QUrl.fromLocalFile(path)))
-        m.addAction("Show in folder", lambda: show_in_folder(path))
-        m.addAction("Copy path", lambda: QApplication.clipboard().setText(path))
+            m.addAction("Open", lambda: QDesktopServices.openUrl(QUrl.fromLocalFile(path)))
+            m.addSeparator()
+        add_selection_actions(m, self, paths, self.timeline_view.copy_to)
         m.popup(self.view.viewport().mapToGlobal(pos))
+        self.last_menu = m
+
+    def _selected_result_paths(self) -> list[str]:
+        rows = sorted(i.row() for i in self.view.selectionModel().selectedIndexes())
+        return [r.photo.path for r in (self.model.result(row) for row in rows) if r is not None]
+
+    def _show_selection_count(self, n: int) -> None:
+        self.selection_label.setText(f"{n:,} selected")
+        self.selection_label.setVisible(n > 1)
+
+    # ------------------------------------------------------------------------------------------------
+    # the timeline: the library newest first when nothing is searched (date and place filters apply)
+    def _fetch_photos(self, ids: list[int]) -> dict:
+        lib = self.library
+        return lib.photos(ids) if lib is not None else {}
+
+    def show_timeline(self) -> None:
+        lib = self.library
+        if lib is None or self._closing:
+            return
+        date_from, date_to = self.bar.date_filter()
+        place = self._place_filter[0] if self._place_filter else None
+        self._timeline_gen += 1
+        w = CallWorker(lib.timeline, date_from, date_to, place)
+        w.signals.finished.connect(lambda rows, gen=self._timeline_gen: self._on_timeline(rows, gen))
+        w.signals.failed.connect(
+            lambda why: self._show_empty(f"<h2>The photos could not be listed</h2>{why}")
+        )
+        self.misc_pool.start(w)
+
+    def _on_timeline(self, rows: list, gen: int) -> None:
+        if gen != self._timeline_gen or self._closing or self.searches.query is not None:
+            return
+        if self.search_edit.text().strip() or self._query_image:
+            return  # a query was typed meanwhile: its results take the grid
+        tl = self.timeline_view.timeline
+        if [pid for pid, _ in rows] != tl._ids:
+            current = tl.result(self.timeline_view.currentIndex().row())
+            self.timeline_view.set_rows(rows)
+            if current is not None:  # a refresh keeps the photo the user was on
+                row = tl.row_of_photo(current.photo.id)
+                if row >= 0:
+                    self.timeline_view.setCurrentIndex(tl.index(row, 0))
+                    self.timeline_view.scrollTo(tl.index(row, 0))
+        filtered = any(self.bar.date_filter()) or self._place_filter is not None
+        if rows:
+            self.stack.setCurrentWidget(self.timeline_view)
+            n = len(rows)
+            if filtered and self.status_label.text() in ("", "Ready", "Searching…"):
+                self.status_label.setText(f"{n:,} photo{'s' if n != 1 else ''} match the filters")
+        elif filtered:
+            self._show_empty(
+                "<h2>No photos here</h2>No photo matches the dates or place you picked.<br>"
+                "<a href='all-photos'>Show all photos</a>"
+            )
+        emit(self.timeline_shown, len(rows))
+
+    def _open_timeline_preview(self, row: int) -> PreviewDialog | None:
+        tl = self.timeline_view.timeline
+        i = tl.photo_index(row)
+        if i < 0 or self.library is None:
+            return None
+        if self._preview is not None:
+            self._preview.close()
+        p = PreviewDialog(
+            self, tl.photo_result, tl.photo_count, i, self.library, None, self.misc_pool, self.search_pool
+        )
+        p.row_changed.connect(lambda i: self._timeline_preview_moved(i))
+        p.find_similar.connect(self.find_similar)
+        p.finished.connect(self._preview_closed)
+        self._preview = p
+        p.show()
+        return p
+
+    def _timeline_preview_moved(self, i: int) -> None:
+        tl = self.timeline_view.timeline
+        idx = tl.index(tl.photo_row(i), 0)
+        self.timeline_view.setCurrentIndex(idx)
+        self.timeline_view.scrollTo(idx)
 
     def _apply_thumb_size(self) -> None:
         tile = self.settings.thumb_size
@@ -837,6 +994,7 @@ class MainWindow(QMainWindow):
         self.model.set_thumb_px(px)
         fm = self.view.fontMetrics()
         self.view.setGridSize(QSize(tile + 20, tile + 20 + 2 * fm.height()))
+        self.timeline_view.set_tile(tile, px, self.view.gridSize())
 
     def zoom(self, direction: int) -> None:
         sizes = [96, 128, 160, 200, 256, 320]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
@@ -35,11 +36,13 @@ from PySide6.QtWidgets import (
 )
 from shiboken6 import isValid
 
+from ..errors import RetllmError
 from .qtcompat import emit
 from .results_model import describe_date
 from .workers import CallWorker, ExplainWorker, WorkerPool
 
 if TYPE_CHECKING:
+    from ..catalog import Photo
     from ..library import Library
     from ..search import Query, SearchResult
 
@@ -151,6 +154,11 @@ class ImageView(QWidget):
             p.drawPolygon(QPolygonF(grown))
 
 
+def format_coordinates(lat: float, lon: float) -> str:
+    """38.7107° N, 9.1365° W — how maps write a position."""
+    return f"{abs(lat):.4f}° {'N' if lat >= 0 else 'S'}, {abs(lon):.4f}° {'E' if lon >= 0 else 'W'}"
+
+
 class PreviewDialog(QDialog):
     """``get_result(row)`` supplies results so arrows walk the grid; ``row_changed`` reports the move."""
 
@@ -193,6 +201,7 @@ class PreviewDialog(QDialog):
             "Copies",
             "Similar",
             "Taken",
+            "Place",
             "Camera",
             "Size",
             "Similarity",
@@ -278,6 +287,24 @@ class PreviewDialog(QDialog):
         spacing = max(self.info.horizontalSpacing(), 6)
         return SIDE_WIDTH - label_w - spacing - 30
 
+    def _show_place(self, p: Photo) -> None:
+        """The place's name when the GPS names one; the coordinates only on hover (and when no name)."""
+        field = self.fields["Place"]
+        if p.gps_lat is None or p.gps_lon is None:
+            field.setText("unknown")
+            field.setToolTip("")
+            return
+        coords = format_coordinates(p.gps_lat, p.gps_lon)
+        name = None
+        place_name = getattr(self.library, "place_name", None)
+        if place_name is not None:
+            try:
+                name = place_name(p.id)
+            except (sqlite3.Error, RetllmError):  # the library closed under the dialog: coordinates
+                name = None
+        field.setText(name or coords)
+        field.setToolTip(f"GPS {coords}" if name else "")
+
     @property
     def result(self) -> SearchResult | None:
         return self.get_result(self.row)
@@ -305,9 +332,8 @@ class PreviewDialog(QDialog):
         camera = " ".join(x for x in (p.camera_make, p.camera_model) if x) or "unknown"
         self.fields["Camera"].setText(camera)
         size = f"{p.width} × {p.height}" if p.width and p.height else "unknown"
-        if p.gps_lat is not None and p.gps_lon is not None:
-            size += f" · GPS {p.gps_lat:.4f}, {p.gps_lon:.4f}"
         self.fields["Size"].setText(size + ("" if p.status == "ok" else " · offline"))
+        self._show_place(p)
         self.fields["Similarity"].setText(f"{r.score:.4f} (coarse, CLIP cosine)")
         fine = getattr(r, "fine", None)
         if fine is None:
@@ -346,6 +372,8 @@ class PreviewDialog(QDialog):
         n = len(getattr(r, "similar", None) or [])
         can_toggle = hasattr(self._group_model, "toggle_group")
         if not n:
+            if not can_toggle:  # a grid without bursts (the timeline): nothing to look back for
+                return "none"
             for i in range(row - 1, -1, -1):
                 if r in (getattr(self.get_result(i), "similar", None) or []):
                     return "a similar shot of an earlier photo (same burst)"

@@ -204,7 +204,7 @@ class SettingsDialog(QDialog):
         band.addWidget(self.band_low)
         band.addWidget(QLabel("to", box))
         band.addWidget(self.band_high)
-        form.addRow("… or when P(True) is &between:", band)
+        form.addRow("… or when P(True) is between:", band)
         self.thumbs = spin(100, 100_000, s.thumb_memory_items, "Thumbnails in memory", step=500)
         form.addRow("&Thumbnails kept in memory:", self.thumbs)
         return box

@@ -242,7 +242,7 @@ class SetupDialog(QDialog):
     def _preset_text(self, name: str, facts: dict[str, Any]) -> str:
         title = PRESET_TITLES.get(name, name.capitalize())
         if name == getattr(self.registry, "default_preset", None):
-            title += " (recommended)"
+            title += " (the default: smallest download)"
         desc = re.sub(r"\s*\(~?[\d.]+\s*[GM]B\)\s*$", "", facts["preset"].description or "")
         licences = sorted({m.licence or "licence unknown" for m in facts["members"]})
         lines = [

@@ -22,7 +22,6 @@ none of them changes the numbers (tests check this).
 
 from __future__ import annotations
 
-import codecs
 import os
 import threading
 import time
@@ -43,6 +42,7 @@ from .prompting import build_parts, load_prompts, query_kind, render_prompt
 from .retrace import RetraceParams, RetraceResult
 from .session import ImageInput, LlamaSession, Prompt, llama_cpp_version
 from .stores import ImageEmbeddings, KvSnapshots
+from .text_stream import Utf8Stream
 
 __all__ = [
     "HANDLERS",
@@ -371,7 +371,7 @@ class MllmScorer:
             prompt = self._prepare(msgs)
         generated: list[int] = []
         sent = ""
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        stream = Utf8Stream()  # tokens are bytes, not characters; invalid bytes are dropped, never "�"
         produced = ""
         try:
             for _ in range(limit):
@@ -390,7 +390,7 @@ class MllmScorer:
                         break
                     piece = self.session.detokenize(tok, generated)
                 generated.append(tok)
-                produced += decoder.decode(piece)
+                produced += stream.feed(piece)
                 if not sent:
                     produced = produced.lstrip()
                 cut = produced.find("\n")
