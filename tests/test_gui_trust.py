@@ -25,6 +25,8 @@ def test_check_the_next_and_only_true_matches(qtbot, tmp_path, settings, models_
     first = updates[-1]
     assert first.phase == "done" and sum(r.fine is not None for r in first.results) == 2
     assert w.next_btn.isVisible() and w.next_btn.text() == "Check the next 2"
+    assert not w.next_btn.isFlat()  # a button that looks like one, not status text
+    assert w.rerank_label.text().startswith("Checked 2 photos")
     shown_before = [r.photo.id for r in w.model.results()]
 
     updates.clear()
@@ -36,7 +38,7 @@ def test_check_the_next_and_only_true_matches(qtbot, tmp_path, settings, models_
     assert len(checked) == 4 and {r.photo.id for r in first.results if r.fine} < {r.photo.id for r in checked}
     assert [r.photo.id for r in w.model.results()] == [r.photo.id for r in final.visible]
     assert sorted(r.photo.id for r in w.model.results()) == sorted(shown_before)
-    assert w.rerank_label.text().startswith("Checked 2/2")
+    assert w.rerank_label.text().startswith("Checked 4 photos")  # all checked so far, not the last batch
 
     updates.clear()
     with qtbot.waitSignal(w.search_finished, timeout=WAIT):
@@ -46,4 +48,7 @@ def test_check_the_next_and_only_true_matches(qtbot, tmp_path, settings, models_
     assert all(r.fine is not None and r.fine.p_true > r.fine.p_false for r in shown)
     assert len(shown) <= 2 and "hidden (not matching or not checked)" in w.status_label.text()
     w.only_check.setChecked(False)
+    # the count belonged to that search: cleared with it
+    w.clear_search()
+    assert not w.rerank_label.isVisible() and not w.next_btn.isVisible()
     close_window(w)

@@ -791,8 +791,11 @@ class MainWindow(QMainWindow):
         model_name = (
             upd.model or (self._status.mllm_model if self._status is not None else None) or "the model"
         )
-        if upd.phase == "done":
-            self.rerank_label.setText(f"Checked {upd.done}/{upd.total} with {model_name}")
+        if upd.phase == "done":  # all the photos checked so far, not just the last batch ("Check the next")
+            checked = sum(r.fine is not None for r in upd.results)
+            self.rerank_label.setText(
+                f"Checked {checked:,} photo{'s' if checked != 1 else ''} with {model_name}"
+            )
             self.rerank_bar.setVisible(False)
         else:
             total = upd.total or min(rerank.k, len(upd.results))
