@@ -47,7 +47,8 @@ def test_presets_are_the_main_choice_with_size_licence_and_disk(qtbot, tmp_path)
     qtbot.addWidget(dlg)
     dlg.show()
     reg = load_registry()
-    assert list(dlg.preset_buttons) == list(reg.presets) == ["fast", "balanced", "best"]
+    assert list(dlg.preset_buttons) == list(reg.presets)
+    assert {"fast", "balanced", "best"} <= set(reg.presets)
     texts = {n: lab.text() for n, lab in dlg.preset_labels.items()}
     assert "Fast (the default: smallest download)" in texts["fast"]
     # no card calls itself recommended; the one that checks slower says so and no card contradicts it
