@@ -69,6 +69,9 @@ def test_a_socket_left_by_a_crashed_app_does_not_block_the_next_one(qtbot, tmp_p
     assert second.listen()  # stale socket noticed and replaced
     third = SingleInstance(lib)
     assert not third.listen()  # a live one is never taken over
+    # switching the window to another library moves the name with it
+    assert second.follow(str(tmp_path / "other"))
+    assert SingleInstance(lib).listen() and not SingleInstance(str(tmp_path / "other")).listen()
     second.close()
 
 

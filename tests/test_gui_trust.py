@@ -28,6 +28,12 @@ def test_check_the_next_and_only_true_matches(qtbot, tmp_path, settings, models_
     assert not w.next_btn.isFlat()  # a button that looks like one, not status text
     assert w.rerank_label.text().startswith("Checked 2 photos")
     shown_before = [r.photo.id for r in w.model.results()]
+    # the preview shows the entropy that orders tied scores, beside the one that triggers the second look
+    row = next(i for i, r in enumerate(w.model.results()) if r.fine is not None)
+    fine = w.model.result(row).fine
+    p = w.open_preview(row)
+    assert f"vocabulary entropy {fine.vocab_entropy:.2f} nats" in p.fields["Match"].text()
+    p.close()
 
     updates.clear()
     with qtbot.waitSignal(w.search_finished, timeout=WAIT):

@@ -57,6 +57,7 @@ def run_app(argv: list[str] | None = None) -> int:
     # The platform style and palette are kept as they are, so the app follows the system light/dark scheme.
     window = MainWindow(settings, library=args.library, models_dir=args.models)
     guard.raise_requested.connect(lambda: bring_to_front(window))
+    window.library_opened.connect(lambda lib: guard.follow(str(lib.path)))
     window.show()
     signal.signal(signal.SIGINT, lambda *_: window.close())  # Ctrl+C in the terminal closes cleanly
     wake = QTimer()  # lets the Python signal handler run while Qt's event loop waits

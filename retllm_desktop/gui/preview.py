@@ -341,7 +341,12 @@ class PreviewDialog(QDialog):
             self.fields["Second look"].setText("—")
         else:
             self.fields["Match"].setText(
-                f"{fine.score:.0%} (P(True) {fine.p_true:.3f}, P(False) {fine.p_false:.3f}, entropy {fine.entropy:.2f})"
+                f"{fine.score:.0%} (P(True) {fine.p_true:.3f}, P(False) {fine.p_false:.3f}, entropy {fine.entropy:.2f}"
+                + (
+                    f"; vocabulary entropy {fine.vocab_entropy:.2f} nats, which orders equal scores)"
+                    if getattr(fine, "vocab_entropy", None) is not None
+                    else ")"
+                )
             )
             self.fields["Second look"].setText("yes, looked again" if fine.ve_used else "no")
         rank = f"#{r.rank} of {self.count()}"

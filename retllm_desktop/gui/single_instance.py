@@ -69,6 +69,15 @@ class SingleInstance(QObject):
         QLocalServer.removeServer(self.name)  # left behind by an app that crashed
         return self._server.listen(self.name)
 
+    def follow(self, library_path: str) -> bool:
+        """The window switched to another library (Settings): listen under that library's name instead."""
+        name = server_name(library_path)
+        if name == self.name and self._server.isListening():
+            return True
+        self._server.close()
+        self.name = name
+        return self.listen()
+
     def close(self) -> None:
         self._server.close()
 
