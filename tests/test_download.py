@@ -772,3 +772,34 @@ def test_resume_through_the_hubs_redirect_keeps_if_range(server, tmp_path):
     dest = download_model(entry, tmp_path, base_url=server.url, retries=0)
     assert (dest / "image.onnx").read_bytes() == data
     assert (cdn, "bytes=30000-") in server.state.log and server.state.if_range_log[-1] is not None
+
+
+def test_siglip2_layout_downloads_its_tokenizer_and_loads(server, tmp_path):
+    """The registry's SigLIP 2 entry (its paths and clip.json), served with a replica's bytes: the
+    tokenizer.json comes down with the towers, is verified, and ClipModel tokenizes with it."""
+    import dataclasses
+
+    from retllm_desktop.models.hub.registry import load_registry
+
+    from .test_replicas import replica
+
+    src = replica("siglip2-b16")
+    real = load_registry().get("siglip2-b16")
+    files = []
+    for f in real.files:
+        data = (src / f.name).read_bytes()
+        server.state.files[f"/{REPO}/resolve/main/{f.path}"] = data
+        files.append(dataclasses.replace(f, size=len(data), sha256=_sha(data)))
+    entry = dataclasses.replace(real, hf_repo=REPO, revision="main", files=tuple(files))
+    dest = download_model(entry, tmp_path / "models", base_url=server.url)
+    assert (dest / "tokenizer.json").is_file()
+    (res,) = verify_models(tmp_path / "models", registry=None)
+    assert res.status == "ok" and res.files["tokenizer.json"] == "ok"
+    (dest / "tokenizer.json").write_bytes(b"{}")  # a damaged tokenizer is noticed like a damaged tower
+    (res,) = verify_models(tmp_path / "models")
+    assert res.files["tokenizer.json"] == "corrupt"
+    (dest / "tokenizer.json").write_bytes((src / "tokenizer.json").read_bytes())
+    with ClipModel(dest, threads=1) as m, ClipModel(src, threads=1) as ref:
+        assert m.config.tokenizer is not None and m.config.context_length == 64
+        np.testing.assert_array_equal(m.tokenizer(["A Dog"]), ref.tokenizer(["a dog"]))
+        np.testing.assert_allclose(m.encode_texts(["a dog"]), ref.encode_texts(["a dog"]), atol=1e-6)

@@ -151,3 +151,46 @@ def test_missing_or_broken_tokenizer_file_is_a_clear_error(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(ModelLoadError):
         HFTokenizer(bad, TokenizerSpec(), 8)
+
+
+def test_attention_mask_leaves_out_the_tokenizers_padding(tmp_path, sources):
+    """A text tower that takes an attention_mask (M-CLIP style) gets 1 for real tokens, 0 for <pad> (id 1)."""
+    import shutil
+
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from retllm_desktop.models.clip.towers import ClipModel
+
+    from .test_replicas import replica  # the run's shared replica cache
+
+    d = tmp_path / "m"
+    shutil.copytree(replica("clip-multilingual-b32"), d)
+    rng = np.random.default_rng(3)
+    table = rng.normal(size=(250002, 512)).astype(np.float32)
+    nodes = [
+        helper.make_node("Gather", ["table", "input_ids"], ["e"], axis=0),
+        helper.make_node("Cast", ["attention_mask"], ["m"], to=TensorProto.FLOAT),
+        helper.make_node("Unsqueeze", ["m", "ax"], ["m3"]),
+        helper.make_node("Mul", ["e", "m3"], ["em"]),
+        helper.make_node("ReduceSum", ["em", "ax1"], ["embedding"], keepdims=0),
+    ]
+    inits = [numpy_helper.from_array(table, "table"), numpy_helper.from_array(np.array([2], np.int64), "ax"),
+             numpy_helper.from_array(np.array([1], np.int64), "ax1")]  # fmt: skip
+    ins = [
+        helper.make_tensor_value_info(n, TensorProto.INT32, [1, 77]) for n in ("input_ids", "attention_mask")
+    ]
+    g = helper.make_graph(nodes, "t", ins, [helper.make_tensor_value_info("embedding", 1, [1, 512])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 14)])
+    m.ir_version = 8
+    onnx.save(m, str(d / "text.onnx"))
+    cfg = json.loads((d / "clip.json").read_text())
+    cfg["io"].pop("text_input")
+    (d / "clip.json").write_text(json.dumps(cfg))
+    with ClipModel(d, threads=1) as model:
+        got = model.encode_texts(["chien sur la plage", "x"])
+        ids = model.tokenizer(["chien sur la plage", "x"])
+    assert model.pad_id == 1 and (ids == 1).any()
+    ref = np.stack([table[row[row != 1]].sum(axis=0) for row in ids])
+    ref /= np.linalg.norm(ref, axis=1, keepdims=True)
+    np.testing.assert_allclose(got, ref, atol=1e-5)
