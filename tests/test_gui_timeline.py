@@ -160,7 +160,10 @@ def test_100k_photos_load_only_what_is_on_screen(qtbot, tmp_path):
     view.set_rows(rows)
     tl = view.timeline
     assert tl.photo_count() == 100_000 and len(tl.headers()) >= 12
-    qtbot.wait(200)
+    bar = view.verticalScrollBar()
+    assert view.indexAt(view.viewport().rect().center()).isValid()  # something on screen at once
+    # the view lays its rows out in batches between events (the first screen at once): wait for all 100k
+    qtbot.waitUntil(lambda: bar.maximum() > 100_000 // 8 * 150, timeout=60_000)
     for frac in (0.25, 0.5, 0.9):  # scroll far down: only the pages on screen are read
         view.verticalScrollBar().setValue(int(view.verticalScrollBar().maximum() * frac))
         qtbot.wait(100)
@@ -171,6 +174,7 @@ def test_100k_photos_load_only_what_is_on_screen(qtbot, tmp_path):
     idx = view.indexAt(view.viewport().rect().center())
     r = tl.result(idx.row()) or tl.result(tl.next_photo_row(idx.row(), 1))
     assert r is not None and r.photo.taken_at <= rows[0][1] + "T23:59:59"
+    assert idx.row() > 0.8 * tl.rowCount()  # the 90 % mark shows photos from near the oldest end
     thumbs.shutdown()
     cat.close()
 

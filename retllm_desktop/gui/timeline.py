@@ -67,6 +67,7 @@ class TimelineModel(QAbstractListModel):
         self.thumb_px = 160
         self._ids: list[int] = []  # photo ids in timeline order
         self._entries: list[int] = []  # per row: index into _ids (>= 0) or -(header number + 1)
+        self._n = 0  # len(_entries)
         self._headers: list[tuple[str, int]] = []
         self._photo_row: list[int] = []  # row of each photo (index into _ids)
         self._pages: OrderedDict[int, dict[int, SearchResult]] = OrderedDict()
@@ -97,13 +98,15 @@ class TimelineModel(QAbstractListModel):
             self._headers[-1] = (title, n + 1)
             self._photo_row.append(len(self._entries))
             self._entries.append(i)
+        self._n = len(self._entries)
         self.endResetModel()
 
     def clear(self) -> None:
         self.set_rows([])
 
     def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008 - Qt signature
-        return 0 if parent.isValid() else len(self._entries)
+        # Called twice per row while the view lays 100k rows out: kept as cheap as Python allows.
+        return self._n if not parent.isValid() else 0
 
     def photo_count(self) -> int:
         return len(self._ids)
