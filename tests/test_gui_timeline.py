@@ -175,6 +175,12 @@ def test_100k_photos_load_only_what_is_on_screen(qtbot, tmp_path):
     r = tl.result(idx.row()) or tl.result(tl.next_photo_row(idx.row(), 1))
     assert r is not None and r.photo.taken_at <= rows[0][1] + "T23:59:59"
     assert idx.row() > 0.8 * tl.rowCount()  # the 90 % mark shows photos from near the oldest end
+    # selecting everything counts 100k photos without reading them
+    pages_before = len(fetched)
+    counts: list[int] = []
+    view.selection_count.connect(counts.append)
+    view.selectAll()
+    assert counts[-1] == 100_000 and len(fetched) == pages_before
     thumbs.shutdown()
     cat.close()
 
