@@ -68,7 +68,11 @@ class IndexState:
     def count_text(self, photos: int) -> str:
         """The photo count while indexing: what is in the library now and what is being added."""
         if self.stage == "embedding" and self.total:
+            if not photos:  # the first photos of the library: never "0 photos" while they are added
+                return f"{self.done:,} of {self.total:,} photos added"
             return f"{photos:,} photos · adding {self.total - self.done:,} more"
+        if not photos:
+            return "adding photos…"
         return f"{photos:,} photo{'s' if photos != 1 else ''} · adding…"
 
     def empty_html(self) -> str:
