@@ -1,19 +1,26 @@
-"""Real-size cost of the `fast` and `balanced` presets' LLMs, on full-size random-weight replicas.
+"""Real-size cost of each preset's LLM check, on full-size random-weight replicas (issue 18).
 
 Replicas (``python -m retllm_desktop.devtools.replicas --size full``: real architecture, shapes, tokenizer,
 template and mmproj, text model quantised by llama.cpp's own quantiser as published: SmolVLM-500M Q8_0,
-Qwen2.5-VL-3B Q4_K_M; mmproj Q8_0) are generated once under bench/.cache/replicas (not in CI).
+Qwen2.5-VL-3B / 7B Q4_K_M; mmproj Q8_0 / F16) are generated once under bench/.cache/replicas (not in CI).
 
-Per model and configuration (threads 1 or 2; quiet, or with one core kept busy by a spinning process, as
-while the app indexes), in a fresh process each (so peak RSS is that configuration's):
+Per model, in a fresh process per configuration (threads; quiet or with one core kept busy by a spinning
+process, as while the app indexes; photo detail; flash attention), so peak RSS is that configuration's:
 
-  image_tokens   image tokens per photo (4:3 photo downscaled to the registry's image_max_side)
-  cold           per candidate, photo never seen (vision encoder + image tokens + question)
+  layout         image chunks and tokens per 4:3 photo at each detail level (quick / standard / full)
+  cold           per candidate, photo never seen: vision tower + image prefill + question
+  prepare        the prepare pass per photo: vision tower only -> photos/hour, bytes per photo (fp16)
+  prepared       per candidate, photo prepared, fresh process state (no KV snapshot): image prefill + question
   warm           per candidate, same photos, a new query (KV snapshot after the image: question only)
-  rerank         k candidates end to end, cold and warm (k = --k, 10 by default)
+  rerank_k       k candidates end to end for each of the three, and the first verdict (first candidate)
+  p_true         largest |P(True) prepared - P(True) cold| over the photos, fp16 and int8 rows
   peak_rss_mb    of the worker process
 
-    python bench/bench_replicas.py [--models smolvlm-500m,qwen2.5-vl-3b] [--k 10] [--threads 1,2] [--busy 0,1]
+The 1-minute load average is recorded before and after every run; a run does not start above
+``--max-load`` (it waits up to ``--wait`` seconds, then is recorded as refused).
+
+    python bench/bench_replicas.py [--models smolvlm-500m,qwen2.5-vl-3b] [--k 10] [--threads 2]
+        [--busy 0,1] [--details quick] [--flash 0,1] [--max-load 1.5] [--out replicas]
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,7 +41,7 @@ from _common import CACHE, peak_rss_mb, save  # noqa: E402
 
 Q1 = "a dog running on the beach at sunset"
 Q2 = "a red car parked in front of a blue house"
-PRESETS = {"smolvlm-500m": "fast", "qwen2.5-vl-3b": "balanced"}
+PRESETS = {"smolvlm-500m": "fast", "qwen2.5-vl-3b": "balanced", "qwen2.5-vl-7b": "best"}
 
 
 def photos(n: int) -> list[Path]:
@@ -58,182 +66,168 @@ def photos(n: int) -> list[Path]:
     return out
 
 
-def model_dir(name: str) -> Path:
+def model_dir(name: str, size: str) -> Path:
     from retllm_desktop.devtools.replicas import write_replica
 
     t0 = time.perf_counter()
-    d = write_replica(name, CACHE / "replicas", "full")
-    print(f"{name}: {d} ready in {time.perf_counter() - t0:.0f} s", flush=True)
+    d = write_replica(name, CACHE / "replicas", size)
+    print(f"{name}: {d} ready in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     return d
 
 
-def image_tokens(d: Path, photo: Path, threads: int) -> dict:
-    """What mtmd makes of one photo at the registry's image_max_side: image chunks and tokens."""
-    import ctypes
-
-    import llama_cpp
-    from llama_cpp import mtmd_cpp
-    from PIL import Image
-
-    meta = json.loads((d / "mllm.json").read_text())
-    side = int(meta.get("image_max_side") or 768)
-    img = Image.open(photo).convert("RGB")
-    img.thumbnail((side, side), Image.Resampling.BICUBIC)
-    llm = llama_cpp.Llama(
-        str(d / "model.gguf"), n_ctx=512, n_threads=threads, verbose=False, vocab_only=False
-    )
-    params = mtmd_cpp.mtmd_context_params_default()
-    params.use_gpu, params.print_timings, params.n_threads, params.warmup = False, False, threads, False
-    ctx = mtmd_cpp.mtmd_init_from_file(str(d / "mmproj.gguf").encode(), llm.model, params)
-    try:
-        data = img.tobytes()
-        bmp = mtmd_cpp.mtmd_bitmap_init(
-            img.width, img.height, (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
-        )
-        text = mtmd_cpp.mtmd_input_text()
-        raw = mtmd_cpp.mtmd_default_marker()
-        text.text, text.text_len, text.add_special, text.parse_special = raw, len(raw), False, True
-        chunks = mtmd_cpp.mtmd_input_chunks_init()
-        arr = (mtmd_cpp.mtmd_bitmap_p_ctypes * 1)(bmp)
-        if mtmd_cpp.mtmd_tokenize(ctx, chunks, ctypes.byref(text), arr, 1) != 0:
-            raise RuntimeError("mtmd_tokenize failed")
-        n_img = n_tok = n_text = 0
-        for i in range(mtmd_cpp.mtmd_input_chunks_size(chunks)):
-            c = mtmd_cpp.mtmd_input_chunks_get(chunks, i)
-            if mtmd_cpp.mtmd_input_chunk_get_type(c) == mtmd_cpp.MTMD_INPUT_CHUNK_TYPE_IMAGE:
-                n_img += 1
-                n_tok += int(mtmd_cpp.mtmd_input_chunk_get_n_tokens(c))
-            else:
-                n_text += int(mtmd_cpp.mtmd_input_chunk_get_n_tokens(c))
-        mtmd_cpp.mtmd_input_chunks_free(chunks)
-        mtmd_cpp.mtmd_bitmap_free(bmp)
-        return {"image_max_side": side, "bitmap": [img.width, img.height], "image_chunks": n_img,
-                "image_tokens": n_tok, "wrapper_text_tokens": n_text}  # fmt: skip
-    finally:
-        mtmd_cpp.mtmd_free(ctx)
-        llm.close()
-
-
-def worker(model: str, threads: int, k: int, warmup: bool = True) -> dict:
+def layouts(d: Path, photo: Path) -> dict:
+    from retllm_desktop.models.llm.images import DETAIL_LEVELS
     from retllm_desktop.models.llm.scorer import MllmScorer
 
-    d = model_dir(model)
-    cands = photos(k + 1)
-    out: dict = {"model": model, "threads": threads}
-    t0 = time.perf_counter()
-    with MllmScorer(d, threads=threads, n_ctx=4096) as s:
-        s.load()
-        out["load_s"] = round(time.perf_counter() - t0, 2)
-        try:
-            if warmup:
-                s.score(cands[-1], text=Q1, ve="off")  # warm-up (first graph allocation), not counted
-            cold, warm = [], []
-            for p in cands[:k]:
-                t = time.perf_counter()
-                s.score(p, text=Q1, ve="off")
-                cold.append(time.perf_counter() - t)
-            for p in cands[:k]:
-                t = time.perf_counter()
-                s.score(p, text=Q2, ve="off")
-                warm.append(time.perf_counter() - t)
-            out["engine"] = "MllmScorer"
-        except Exception as e:  # noqa: BLE001 - report what a user would hit, then time the model without it
-            out["scorer_error"] = f"{type(e).__name__}: {e}"
-            cold, warm = _handler_cold(d, cands, threads, k, warmup), []
-            out["engine"] = "llama-cpp-python MTMDChatHandler (MllmScorer fails on this model)"
-    out["cold_s"] = [round(x, 2) for x in cold]
-    out["cold_mean_s"] = round(float(np.mean(cold)), 2)
-    if warm:
-        out["warm_s"] = [round(x, 3) for x in warm]
-        out["warm_mean_s"] = round(float(np.mean(warm)), 3)
-        out[f"rerank{k}_warm_s"] = round(float(np.sum(warm)), 2)
-    out[f"rerank{k}_cold_s"] = round(float(np.sum(cold)), 2)
-    out["peak_rss_mb"] = peak_rss_mb()
+    out = {}
+    for detail in DETAIL_LEVELS:
+        with MllmScorer(d, threads=2, detail=detail) as s:
+            chunks, tokens = s.image_layout(photo)
+        out[detail] = {"image_chunks": chunks, "image_tokens": tokens}
     return out
 
 
-def _handler_cold(d: Path, cands: list[Path], threads: int, k: int, warmup: bool) -> list[float]:
-    """Cold cost per candidate through llama-cpp-python's own pipeline (same prompt, one forward pass)."""
-    import base64
+def _times(fn, items) -> list[float]:
+    out = []
+    for x in items:
+        t = time.perf_counter()
+        fn(x)
+        out.append(time.perf_counter() - t)
+    return out
 
-    import llama_cpp
-    from llama_cpp.llama_chat_format import MTMDChatHandler
-    from PIL import Image
 
-    side = int(json.loads((d / "mllm.json").read_text()).get("image_max_side") or 768)
-    handler = MTMDChatHandler(clip_model_path=str(d / "mmproj.gguf"), verbose=False, use_gpu=False)
-    llm = llama_cpp.Llama(
-        str(d / "model.gguf"), n_ctx=4096, n_threads=threads, verbose=False, chat_handler=handler
-    )
-    times = []
-    try:
-        for i, p in enumerate(([cands[-1]] if warmup else []) + cands[:k], start=0 if warmup else 1):
-            img = Image.open(p).convert("RGB")
-            img.thumbnail((side, side), Image.Resampling.BICUBIC)
-            small = CACHE / "photos-replicas" / f"small-{side}-{p.stem}.png"
-            img.save(small)
-            uri = "data:image/png;base64," + base64.b64encode(small.read_bytes()).decode()
-            msg = [{"type": "image_url", "image_url": {"url": uri}},
-                   {"type": "text", "text": f"Does the image match the caption: {Q1}? Please directly output True or False"}]  # fmt: skip
-            llm.reset()
-            t = time.perf_counter()
-            llm.create_chat_completion(
-                messages=[{"role": "user", "content": msg}], max_tokens=1, temperature=0.0
-            )
-            if i:  # the first is the warm-up
-                times.append(time.perf_counter() - t)
-    finally:
-        llm.close()
-    return times
+def worker(model: str, size: str, threads: int, k: int, detail: str, flash: bool) -> dict:
+    from retllm_desktop.models.llm.scorer import MllmScorer
+
+    d = model_dir(model, size)
+    cands = photos(k + 1)
+    warmup, cands = cands[-1], cands[:k]
+    keys = [f"bench-{p.stem}" for p in cands]
+    out: dict = {"model": model, "size": size, "threads": threads, "detail": detail, "flash_attn": flash}
+    with tempfile.TemporaryDirectory() as tmp:
+        prep_dir = Path(tmp) / "prepared"
+        t0 = time.perf_counter()
+        with MllmScorer(d, threads=threads, detail=detail, flash_attn=flash, prepared_dir=prep_dir) as s:
+            s.load()
+            out["load_s"] = round(time.perf_counter() - t0, 2)
+            s.score(warmup, text=Q1, ve="off", candidate_key="warmup")  # first graph allocation, not counted
+            cold_p: list[float] = []
+            cold = _times(lambda i: cold_p.append(s.score(cands[i], text=Q1, ve="off", candidate_key=keys[i]).p_true), range(k))  # fmt: skip
+            warm = _times(lambda i: s.score(cands[i], text=Q2, ve="off", candidate_key=keys[i]), range(k))
+            sizes: list[int] = []
+            prep = _times(lambda i: sizes.append(s.prepare_photo(cands[i], keys[i])), range(k))
+            out["image_tokens"] = s.image_layout(cands[0])[1]
+        diffs = {}
+        for codec in ("f16", "i8"):
+            if codec == "i8":  # the same photos stored as int8 rows: re-encode from the fp16 store's rows
+                _recode(prep_dir, "i8")
+            with MllmScorer(d, threads=threads, detail=detail, flash_attn=flash, prepared_dir=prep_dir,
+                            prepared_codec=codec) as s2:  # fmt: skip
+                s2.load()
+                s2.score(warmup, text=Q2, ve="off", candidate_key="warmup")
+                got: list[float] = []
+                t = _times(lambda i, got=got: got.append(s2.score(cands[i], text=Q1, ve="off", candidate_key=keys[i]).p_true), range(k))  # fmt: skip
+                assert s2.stats["encode"] == 0, "prepared photos went through the vision tower"
+            diffs[codec] = round(float(np.max(np.abs(np.array(got) - np.array(cold_p)))), 5)
+            if codec == "f16":
+                prepared = t
+    out.update(
+        cold_s=[round(x, 2) for x in cold], cold_mean_s=round(float(np.mean(cold)), 2),
+        prepared_s=[round(x, 2) for x in prepared], prepared_mean_s=round(float(np.mean(prepared)), 2),
+        warm_s=[round(x, 3) for x in warm], warm_mean_s=round(float(np.mean(warm)), 3),
+        prepare_s=[round(x, 2) for x in prep], prepare_photos_per_hour=round(3600 / float(np.mean(prep))),
+        prepared_bytes_per_photo=int(np.mean(sizes)),
+        **{f"rerank{k}_cold_s": round(float(np.sum(cold)), 1), f"rerank{k}_prepared_s": round(float(np.sum(prepared)), 1),
+           f"rerank{k}_warm_s": round(float(np.sum(warm)), 2)},
+        first_verdict_prepared_s=round(prepared[0], 2),
+        p_true_max_abs_diff_prepared=diffs, p_true_cold=[round(x, 5) for x in cold_p],
+        peak_rss_mb=peak_rss_mb(),
+    )  # fmt: skip
+    return out
+
+
+def _recode(prep_dir: Path, codec: str) -> None:
+    import struct
+    import zlib
+
+    from retllm_desktop.models.llm.prepared import MAGIC, decode_rows, encode_rows
+
+    for p in prep_dir.glob("*/*/*.pemb"):
+        blob = p.read_bytes()
+        (hlen,) = struct.unpack_from("<I", blob, len(MAGIC))
+        off = len(MAGIC) + 4
+        head = json.loads(blob[off : off + hlen])
+        rows = decode_rows(blob[off + hlen :], head["rows"], head["dim"], head["codec"])
+        payload = encode_rows(rows, codec)
+        head.update(codec=codec, crc32=zlib.crc32(payload))
+        h = json.dumps(head).encode()
+        p.write_bytes(MAGIC + struct.pack("<I", len(h)) + h + payload)
+
+
+def wait_quiet(max_load: float, wait_s: float) -> tuple[bool, float]:
+    t0 = time.time()
+    while True:
+        load = os.getloadavg()[0]
+        if load <= max_load:
+            return True, load
+        if time.time() - t0 > wait_s:
+            return False, load
+        time.sleep(10)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="smolvlm-500m,qwen2.5-vl-3b")
+    ap.add_argument("--size", default="full", choices=["tiny", "full"])
     ap.add_argument("--k", type=int, default=10)
-    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--threads", default="2")
     ap.add_argument("--busy", default="0,1", help="0 = quiet, 1 = one core kept busy")
-    ap.add_argument(
-        "--warmup", type=int, default=1, help="1 = one uncounted candidate first (0: reduced runs)"
-    )
+    ap.add_argument("--details", default="quick")
+    ap.add_argument("--flash", default="0", help="0,1 = flash attention off and on")
+    ap.add_argument("--max-load", type=float, default=1.5)
+    ap.add_argument("--wait", type=float, default=120.0, help="seconds to wait for the load to drop")
+    ap.add_argument("--out", default="replicas")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         cfg = json.loads(args.worker)
-        res = image_tokens(model_dir(cfg["model"]), photos(1)[0], 2) if cfg.get("tokens") else worker(**cfg)
+        if cfg.pop("layouts", False):
+            res = layouts(model_dir(cfg["model"], cfg["size"]), photos(1)[0])
+        else:
+            res = worker(**cfg)
         print("RESULT " + json.dumps(res), flush=True)
         return 0
 
-    runs = []
+    runs, layout = [], {}
     for name in args.models.split(","):
-        model_dir(name)
-        tok = _spawn({"model": name, "tokens": True})
+        model_dir(name, args.size)
+        layout[name] = _spawn({"model": name, "size": args.size, "layouts": True})
         for busy in (int(b) for b in args.busy.split(",")):
             for threads in (int(t) for t in args.threads.split(",")):
-                spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
-                try:
-                    load0 = os.getloadavg()[0]
-                    res = _spawn(
-                        {"model": name, "threads": threads, "k": args.k, "warmup": bool(args.warmup)}
-                    )
-                    res["load_average_1min"] = [round(load0, 1), round(os.getloadavg()[0], 1)]
-                finally:
-                    if spinner is not None:
-                        spinner.kill()
-                        spinner.wait()
-                res.update(busy_core=bool(busy), preset=PRESETS.get(name), **tok)
-                print(json.dumps(res), flush=True)
-                runs.append(res)
-    best = {}
-    for name in args.models.split(","):
-        mine = [r for r in runs if r["model"] == name]
-        # the thread policy that wins in both conditions: lowest worst-case cold mean
-        by_threads: dict[int, float] = {}
-        for r in mine:
-            by_threads[r["threads"]] = max(by_threads.get(r["threads"], 0.0), r["cold_mean_s"])
-        best[name] = min(by_threads, key=by_threads.get) if by_threads else None
-    save("replicas", {"k": args.k, "warmup": bool(args.warmup), "runs": runs, "best_threads_worst_case": best,
-                      "note": "random weights at real size; timings on a 2-core machine shared with other jobs"})  # fmt: skip
+                for detail in args.details.split(","):
+                    for flash in (bool(int(f)) for f in args.flash.split(",")):
+                        ok, load0 = wait_quiet(args.max_load, args.wait)
+                        cfg = {"model": name, "size": args.size, "threads": threads, "k": args.k,
+                               "detail": detail, "flash": flash}  # fmt: skip
+                        if not ok:
+                            runs.append({**cfg, "refused": f"load average {load0:.2f} > {args.max_load}"})
+                            print(json.dumps(runs[-1]), flush=True)
+                            continue
+                        spinner = (
+                            subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
+                        )
+                        try:
+                            res = _spawn(cfg)
+                        finally:
+                            if spinner is not None:
+                                spinner.kill()
+                                spinner.wait()
+                        res.update(busy_core=bool(busy), preset=PRESETS.get(name),
+                                   load_average_1min=[round(load0, 2), round(os.getloadavg()[0], 2)])  # fmt: skip
+                        print(json.dumps(res), flush=True)
+                        runs.append(res)
+    save(args.out, {"k": args.k, "size": args.size, "max_load": args.max_load, "layouts": layout, "runs": runs,
+                    "note": "random weights at real size; 2-core machine; see load_average_1min per run"})  # fmt: skip
     return 0
 
 

@@ -67,6 +67,8 @@ class LibraryStatus:
     )  # catalog.PlaceCount as dicts, most photos first
     text: dict[str, int] = field(default_factory=dict)  # the text pass: read, with_text, failed, pending
     text_failed_files: list[dict[str, Any]] = field(default_factory=list)
+    prepared_photos: int = 0  # photos prepared ahead for the LLM (the prepare pass)
+    prepared_bytes: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -115,6 +117,8 @@ class Library:
         mllm_kv_cache_bytes: int = config.MLLM_KV_CACHE_BYTES,
         n_ctx: int = config.LLM_N_CTX,
         read_text: bool = True,
+        llm_detail: str = config.LLM_DETAIL,
+        prepare_budget_bytes: int = config.PREPARE_BUDGET_BYTES,
     ):
         self.path = config.library_dir(path)
         self.path.mkdir(parents=True, exist_ok=True)
@@ -140,6 +144,8 @@ class Library:
         self.mllm_cache_bytes = mllm_cache_bytes  # image embeddings of checked photos
         self.mllm_kv_cache_bytes = mllm_kv_cache_bytes  # LLM state after each checked photo (MBs per photo)
         self.n_ctx = n_ctx
+        self.llm_detail = llm_detail  # photo detail the LLM sees (models/llm/images.py DETAIL_LEVELS)
+        self.prepare_budget_bytes = prepare_budget_bytes  # disk for photos prepared ahead (prepare pass)
         self._model_lock = threading.RLock()
         self.today_override: date | None = None  # "today" for relative dates in queries (tests pin it)
         self.week_start: int | None = None  # 0 = Monday … 6 = Sunday; None: the locale's
@@ -708,6 +714,11 @@ class Library:
             coarse.message = f"reranking skipped: {coarse.llm_error}"
             yield coarse
             return
+        from .prepare_pass import TopkHits
+
+        lo = getattr(options, "offset", 0)
+        window = [r for r in coarse.results if not r.in_library][lo : lo + getattr(options, "k", 10)]
+        TopkHits(self.path / "cache" / "prepared" / "topk-hits.json").record(r.photo.hash for r in window)
         yield from rerank_updates(coarse, scorer, options, cancel)
 
     def _load_mllm(self, scorer: Any) -> None:
@@ -746,8 +757,31 @@ class Library:
                     n_ctx=self.n_ctx,
                     cache=cache,
                     state_disk_cache=kv_cache,
+                    detail=self.llm_detail,
+                    prepared_dir=self.path / "cache" / "prepared",
                 )
             return self._mllm
+
+    def prepare(self, progress: Progress | None = None, cancel: threading.Event | None = None):
+        """The prepare pass (prepare_pass.py): photos' image embeddings for the LLM, ahead of searches."""
+        from .prepare_pass import PreparePass, PrepareSummary, TopkHits
+
+        try:
+            scorer = self.mllm
+            self._load_mllm(scorer)
+        except RetllmError as e:
+            return PrepareSummary(error=_one_line(e))
+        hits = TopkHits(self.path / "cache" / "prepared" / "topk-hits.json")
+        return PreparePass(self.catalog, scorer, self.prepare_budget_bytes, hits).run(progress, cancel)
+
+    def prepared_usage(self) -> tuple[int, int]:
+        """(photos, bytes) prepared for the installed LLM at the current settings; (0, 0) without one."""
+        try:
+            store = self.mllm.prepared
+        except (RetllmError, OSError):
+            return 0, 0
+        u = store.usage() if store is not None else None
+        return (u.photos, u.bytes) if u else (0, 0)
 
     def require_mllm(self) -> None:
         """Raise ModelNotFoundError (what is missing, how to get it) unless a reranking LLM is installed."""
@@ -799,6 +833,7 @@ class Library:
             check_mllm_files(cfg.model_path, cfg.mmproj_path)
         except RetllmError as e:
             mllm_error = f"broken: {_one_line(e)}" if mllm_model else str(e)
+        prepared = self.prepared_usage() if mllm_model and not mllm_error else (0, 0)
         roots = []
         counts = self.catalog.root_photo_counts()
         for r in self.catalog.roots():
@@ -842,4 +877,6 @@ class Library:
             text_failed_files=[
                 {"path": p, "reason": r} for p, r in self.catalog.text_failures(failures_limit)
             ],
+            prepared_photos=prepared[0],
+            prepared_bytes=prepared[1],
         )

@@ -165,8 +165,13 @@ def rerank_stream(
     options: RerankOptions | None = None,
     cancel: threading.Event | None = None,
     prior: dict[int, FineScore] | None = None,
+    first: Callable[[T], bool] | None = None,
 ) -> Iterator[RerankUpdate[T]]:
     """Score the top-k ``candidates`` (given in coarse order) one by one, yielding a snapshot after each.
+
+    ``first(candidate)`` True marks candidates that are quick to check (prepared): they are checked
+    before the others (each group in coarse order), so the first verdicts come sooner; the final
+    ranking does not depend on the order of the checks.
 
     With ``options.offset`` the k candidates from that position are scored instead; ``prior`` (candidate
     index -> an earlier verdict) joins the ordering without being scored again.
@@ -186,6 +191,9 @@ def rerank_stream(
     cands = list(candidates)
     prior = {i: f for i, f in (prior or {}).items() if 0 <= i < len(cands)}
     window = [i for i in range(opts.offset, min(opts.offset + opts.k, len(cands))) if i not in prior]
+    if first is not None:
+        quick = {i for i in window if first(cands[i])}
+        window.sort(key=lambda i: i not in quick)
     total = len(window)
     scored: list[RankedItem[T]] = []
     if cancel is not None and cancel.is_set():

@@ -175,6 +175,7 @@ class SearchUpdate:
     understood: dict | None = None  # what the query was understood as (understand.Understanding.as_dict())
     llm_error: str | None = None  # the LLM could not be loaded: these are the coarse results (app: banner)
     llm_query: str | None = None  # the shortened query text the LLM saw, when the query was too long
+    eta_s: float | None = None  # the LLM's checks still to come: an estimate of their seconds (None: unknown)
 
     @property
     def visible(self) -> list[SearchResult]:
@@ -193,6 +194,7 @@ class SearchUpdate:
             "understood": self.understood,
             "llm_error": self.llm_error,
             "llm_query": self.llm_query,
+            "rerank_eta_s": None if self.eta_s is None else round(self.eta_s, 1),
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
         }
 
@@ -531,10 +533,17 @@ def rerank_updates(
 
     t0 = time.perf_counter()
     model_name = getattr(getattr(scorer, "config", None), "name", None)
+    ready = _readiness(scorer)
+    clock = _CheckClock(scorer)
     try:
         known = getattr(options, "known", None) or {}
         prior = {i: known[r.photo.id] for i, r in enumerate(reachable) if r.photo.id in known}
-        for upd in rerank_stream(reachable, score, options, cancel, prior=prior):
+        lo, k = getattr(options, "offset", 0), getattr(options, "k", 10)
+        window = [r for i, r in enumerate(reachable[lo : lo + k], lo) if i not in prior]
+        quick = {id(r): ready(r) for r in window}
+        for upd in rerank_stream(
+            reachable, score, options, cancel, prior=prior, first=lambda r: quick.get(id(r), False)
+        ):
             results = [r.judged() for r in pinned]
             results += [
                 it.candidate.judged(fine=it.fine, check_error=it.error, hidden=False) for it in upd.items
@@ -550,6 +559,10 @@ def rerank_updates(
             timings["rerank"] = (time.perf_counter() - t0) * 1000
             if upd.done:
                 timings["rerank_per_candidate"] = timings["rerank"] / upd.done
+            checked = {id(it.candidate) for it in upd.items if it.fine is not None or it.error}
+            checked |= {id(it.candidate) for it in upd.hidden}
+            clock.saw(upd, quick)
+            left = [quick[id(r)] for r in window if id(r) not in checked]
             yield SearchUpdate(
                 query=query,
                 results=results,
@@ -560,9 +573,60 @@ def rerank_updates(
                 model=model_name,
                 message=_rerank_message(upd, model_name, fitter.note),
                 llm_query=fitter.text if fitter.note else None,
+                eta_s=None if upd.finished else clock.estimate(left),
             )
     except CancelledError:
         return
+
+
+def _readiness(scorer: Any) -> Any:
+    """``ready(result)``: the LLM has this photo's image rows at hand (prepared or checked before)."""
+    probe = getattr(scorer, "ready", None)
+
+    def ready(r: SearchResult) -> bool:
+        if probe is None:
+            return False
+        try:
+            return bool(probe(r.photo.path, r.photo.hash or None))
+        except Exception:  # noqa: BLE001 - only an ordering hint
+            return False
+
+    return ready
+
+
+class _CheckClock:
+    """Seconds per check, separately for photos at hand and new ones: this search's so far, else the
+    scorer's last searches'. Gives "about N s left"."""
+
+    def __init__(self, scorer: Any):
+        self.history: dict[bool, float] = getattr(scorer, "check_seconds", {}) or {}
+        self.seen: dict[bool, list[float]] = {True: [], False: []}
+        self._counted: set[int] = set()
+
+    def saw(self, upd: Any, quick: dict[int, bool]) -> None:
+        for it in list(upd.items) + list(upd.hidden):
+            fine = it.fine
+            if fine is None or id(it.candidate) in self._counted or id(it.candidate) not in quick:
+                continue
+            self._counted.add(id(it.candidate))
+            self.seen[quick[id(it.candidate)]].append(float(fine.seconds))
+
+    def per(self, kind: bool) -> float | None:
+        got = self.seen[kind]
+        if got:
+            return sum(got) / len(got)
+        return self.history.get(kind)
+
+    def estimate(self, left: list[bool]) -> float | None:
+        total = 0.0
+        for kind in left:
+            t = self.per(kind)
+            if t is None:
+                t = self.per(not kind)
+            if t is None:
+                return None
+            total += t
+        return total
 
 
 def _rerank_message(upd: Any, model_name: str | None, note: str | None) -> str | None:

@@ -75,6 +75,7 @@ def open_library(args: argparse.Namespace, **extra: object) -> Library:
         mllm_model=getattr(args, "mllm_model", None),
         threads=args.threads,
         clip_int8=getattr(args, "int8", False),
+        **({"llm_detail": args.detail} if getattr(args, "detail", None) else {}),
         **extra,  # type: ignore[arg-type]
     )
 

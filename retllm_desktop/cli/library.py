@@ -29,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--failures", type=bounded(int, 0, 10**6), default=20, help="how many failed files to list"
     )
+    from .prepare import add_detail_arg
+
+    add_detail_arg(p)
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("rebuild", help="rebuild the vector index from the catalog (no re-embedding)")
@@ -143,6 +146,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(
         f"LLM for reranking: {st.mllm_model or 'not installed'}"
         + (f" — {st.mllm_error}" if st.mllm_error else "")
+        + (
+            f"; {st.prepared_photos} photos prepared ({st.prepared_bytes / 1024**2:.1f} MB)"
+            if st.mllm_ready
+            else ""
+        )
     )
     for f in st.failed_files:
         print(f"  failed: {one_line(f['path'])}: {one_line(f['reason'])}")

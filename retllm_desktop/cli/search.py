@@ -55,6 +55,9 @@ def add_rerank_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--no-rerank", dest="rerank", action="store_false")
     p.add_argument("--mllm-model", metavar="NAME", help="LLM name under <models>/mllm/")
+    from .prepare import add_detail_arg
+
+    add_detail_arg(p)
     p.add_argument(
         "--rerank-k", type=bounded(int, 0, 1000), default=10, help="how many top candidates the LLM checks"
     )

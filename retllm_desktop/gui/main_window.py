@@ -42,6 +42,7 @@ from .index_state import IndexState
 from .library_controller import LibraryController
 from .library_panel import LibraryPanel, format_eta
 from .places_panel import PlacesPanel
+from .prepare_controller import PrepareController, about_seconds
 from .preview import PreviewDialog
 from .qtcompat import emit
 from .results_model import ResultsModel, ThumbDelegate
@@ -121,6 +122,8 @@ class MainWindow(QMainWindow):
             None, threads=2, memory_items=self.settings.thumb_memory_items, parent=self
         )
         self.libraries = LibraryController(self.search_pool, self)
+        self.prepare = PrepareController(self)  # the prepare pass, in the background while idle
+        self.prepare.enabled = self.settings.prepare
 
         self._build_search_bar()
         self._build_grid()
@@ -282,6 +285,7 @@ class MainWindow(QMainWindow):
             sb.addPermanentWidget(w)
         for w in (self.rerank_label, self.next_btn, self.rerank_bar, self.index_label, self.index_bar):
             w.setVisible(False)
+        sb.addPermanentWidget(self.prepare.label)
 
     def _build_menus(self) -> None:
         def action(menu: QMenu, text: str, slot, shortcut: Any = None) -> QAction:
@@ -356,6 +360,7 @@ class MainWindow(QMainWindow):
     def reopen_library(self) -> None:
         """Close and open again with the current settings, on a worker: the window stays responsive."""
         self.cancel_search()
+        self.prepare.stop()
         self.searches.clear()
         self.thumbs.invalidate()
         self._status = None
@@ -424,6 +429,8 @@ class MainWindow(QMainWindow):
             if any(not r.get("photos") for r in st.roots) and not self.libraries.indexing():
                 QTimer.singleShot(0, lambda: self.index_folders(None))
         self._show_hint()
+        if self._mllm_ok and not self.libraries.indexing():
+            self.prepare.start(self.library)
         emit(self.status_refreshed, st)
 
     def _show_hint(self) -> None:
@@ -476,6 +483,7 @@ class MainWindow(QMainWindow):
             self.status_label.setText(f"Will add {', '.join(os.path.basename(p) for p in paths)} next")
 
     def _on_index_started(self) -> None:
+        self.prepare.stop()  # the CPU goes to the new photos first; the pass resumes after
         self._eta = ("", 0.0, 0)
         self.index_state.start()
         if self._status is not None:  # the folders being added show at once, and the grid says so
@@ -799,7 +807,8 @@ class MainWindow(QMainWindow):
             self.rerank_bar.setVisible(False)
         else:
             total = upd.total or min(rerank.k, len(upd.results))
-            self.rerank_label.setText(f"Checking {upd.done}/{total} with {model_name}…")
+            left = f", {about_seconds(upd.eta_s)} left" if upd.eta_s is not None else ""
+            self.rerank_label.setText(f"Checking {upd.done}/{total} with {model_name}{left}…")
             self.rerank_bar.setRange(0, max(total, 1))
             self.rerank_bar.setValue(upd.done)
             self.rerank_bar.setVisible(True)
@@ -1078,6 +1087,9 @@ class MainWindow(QMainWindow):
             reopen = d.apply()  # first: writes the dialog's values into the settings
             if self.library is not None:
                 self.library.read_text = self.settings.read_text
+            self.prepare.enabled = self.settings.prepare
+            if not self.settings.prepare:
+                self.prepare.stop()
             self.thumbs.set_memory_items(self.settings.thumb_memory_items)
             self.k_spin.blockSignals(True)  # one search below, not one per changed widget
             self.k_spin.setValue(self.settings.rerank_k)
@@ -1119,6 +1131,7 @@ class MainWindow(QMainWindow):
         # check ends after its candidate, indexing after its batch) so the catalog is closed cleanly.
         self.hide()
         self.misc_pool.cancel_all()
+        self.prepare.stop()
         self.thumbs.shutdown(5000)
-        self.libraries.shutdown([self.misc_pool])
+        self.libraries.shutdown([self.misc_pool, self.prepare.pool])
         event.accept()

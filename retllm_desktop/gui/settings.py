@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import config
+from ..models.llm.images import DETAIL_LEVELS
 from ..rerank import VE_BAND, VE_MODES, VE_THRESHOLD
 
 ENV_SETTINGS = "RETLLM_GUI_SETTINGS"
@@ -49,6 +50,9 @@ class Settings:
     ve_threshold: float = VE_THRESHOLD  # second look when the first look's entropy is above this
     ve_band: tuple[float, float] = VE_BAND  # ... or when its P(True) lies in this band
     thumb_memory_items: int = config.THUMB_MEMORY_ITEMS  # thumbnails kept decoded in memory
+    llm_detail: str = config.LLM_DETAIL  # how much of each photo the checking model sees
+    prepare: bool = True  # prepare photos for the checking model in the background
+    prepare_budget_bytes: int = config.PREPARE_BUDGET_BYTES  # disk space for prepared photos
     setup_done: bool = False
     geometry: str | None = None  # base64 of QMainWindow.saveGeometry()
     window_state: str | None = None
@@ -108,6 +112,9 @@ class Settings:
         except (TypeError, ValueError):
             self.ve_band = VE_BAND
         self.thumb_memory_items = max(100, int(self.thumb_memory_items))
+        if self.llm_detail not in DETAIL_LEVELS:
+            self.llm_detail = config.LLM_DETAIL
+        self.prepare_budget_bytes = max(0, int(self.prepare_budget_bytes))
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -44,6 +44,12 @@ def search_model_choices(models_dir: str) -> list[tuple[str, str]]:
     return out
 
 
+DETAIL_LABELS = {
+    "quick": "Quick (recommended)",
+    "standard": "Standard (a few tiles)",
+    "full": "Full (every tile, slowest)",
+}
+
 VE_LABELS = {
     "auto": "When unsure (recommended)",
     "off": "Never (faster)",
@@ -207,6 +213,29 @@ class SettingsDialog(QDialog):
         form.addRow("… or when P(True) is between:", band)
         self.thumbs = spin(100, 100_000, s.thumb_memory_items, "Thumbnails in memory", step=500)
         form.addRow("&Thumbnails kept in memory:", self.thumbs)
+        self.detail = QComboBox(box)
+        self.detail.setAccessibleName("Photo detail for checks")
+        for level, label in DETAIL_LABELS.items():
+            self.detail.addItem(label, level)
+        self.detail.setCurrentIndex(max(0, self.detail.findData(s.llm_detail)))
+        self.detail.setToolTip(
+            "How much of each photo the checking model looks at. Quick sees the whole photo at low "
+            "resolution (small details such as text or faces far away can be missed); Full sees it "
+            "tile by tile, several times slower for a photo it has not seen before"
+        )
+        form.addRow("Photo detail for &checks:", self.detail)
+        self.prepare = QCheckBox("&Prepare photos in the background for quick checks", box)
+        self.prepare.setChecked(s.prepare)
+        self.prepare.setToolTip(
+            "While the app is idle, the checking model looks at your photos ahead of time (newest "
+            "first), so double-checking them in a search is several times faster"
+        )
+        form.addRow(self.prepare)
+        self.prepare_space = dspin(
+            0.0, 1024.0, s.prepare_budget_bytes / GIB, "Space for prepared photos", 0.5, " GB"
+        )
+        form.addRow("Disk space for prepared &photos:", self.prepare_space)
+        self._shown_prepare = self.prepare_space.value()
         return box
 
     def _clip_choice(self) -> str | None:
@@ -224,6 +253,7 @@ class SettingsDialog(QDialog):
             return (
                 s.library, s.models_dir, s.clip_model, s.mllm_model, s.threads,
                 s.decode_workers, s.mllm_cache_bytes, s.mllm_kv_cache_bytes, s.n_ctx,
+                s.llm_detail, s.prepare_budget_bytes,
             )  # fmt: skip
 
         before = engine()
@@ -246,6 +276,10 @@ class SettingsDialog(QDialog):
         s.ve_threshold = self.ve_threshold.value()
         s.ve_band = (self.band_low.value(), self.band_high.value())
         s.thumb_memory_items = self.thumbs.value()
+        s.llm_detail = self.detail.currentData()
+        s.prepare = self.prepare.isChecked()
+        if self.prepare_space.value() != self._shown_prepare:
+            s.prepare_budget_bytes = int(self.prepare_space.value() * GIB)
         s.sanitize()
         s.save()
         return before != engine()

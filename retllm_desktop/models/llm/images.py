@@ -1,10 +1,30 @@
-"""Which pixels of a photo the LLM sees (whole photo or centre zoom, downscaled), and their cache name."""
+"""Which pixels of a photo the LLM sees (whole photo or centre zoom, downscaled), and their cache name.
+
+How much detail: ``DETAIL_LEVELS`` caps the image tokens mtmd makes of one photo (its
+``image_max_tokens``). What each projector does with the cap (llama.cpp's ``tools/mtmd``, as pinned):
+
+* idefics3 (SmolVLM): the photo becomes an overview tile plus a grid of 512-px tiles, 64 tokens each; the
+  grid is chosen so the tiles fit the cap (at least one tile), the overview is always added. "quick" =
+  overview + 1 tile (128 tokens), the fewest the architecture allows; without a cap the grid follows the
+  mmproj's ``clip.vision.preproc_image_size`` (up to 4 x 4 tiles + overview, 1088 tokens).
+* qwen2.5vl_merger (Qwen2.5-VL): one chunk, the photo resized to at most the cap's pixels (28 px/token).
+* gemma3 (896 px, 256 tokens) and mlp (LLaVA-1.5, 336 px, 576 tokens): fixed, the cap changes nothing.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 from pathlib import Path
+
+# image-token cap per photo; 0 = the projector's own rule ("full")
+DETAIL_LEVELS: dict[str, int] = {"quick": 64, "standard": 256, "full": 0}
+
+
+def detail_tokens(detail: str) -> int:
+    if detail not in DETAIL_LEVELS:
+        raise ValueError(f"detail must be one of {tuple(DETAIL_LEVELS)}, got {detail!r}")
+    return DETAIL_LEVELS[detail]
 
 
 @dataclass(frozen=True)
@@ -16,12 +36,15 @@ class ImageRef:
     view: str  # "whole" | "zoom"
     max_side: int
     zoom_fraction: float = 1.0
+    max_tokens: int = 0  # mtmd's image-token cap (DETAIL_LEVELS); 0 = none
 
     @property
     def variant(self) -> str:
         """Everything besides the content that changes the pixels fed to the vision encoder."""
         v = f"{self.view}-{self.max_side}"
-        return v + f"-z{self.zoom_fraction:.3f}" if self.view == "zoom" else v
+        if self.view == "zoom":
+            v += f"-z{self.zoom_fraction:.3f}"
+        return v + f"-t{self.max_tokens}" if self.max_tokens else v
 
 
 def prepare_image(ref: ImageRef):  # -> PIL.Image.Image

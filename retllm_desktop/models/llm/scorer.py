@@ -22,6 +22,7 @@ none of them changes the numbers (tests check this).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -31,21 +32,23 @@ from typing import Any
 
 import numpy as np
 
-from ...config import LLM_N_CTX, default_threads
+from ...config import LLM_DETAIL, LLM_N_CTX, default_threads
 from ...errors import CancelledError, ImageError, ModelLoadError, RetllmError
 from .answer import VE_BAND, VE_THRESHOLD, SecondLook, answer_stats, combine_passes, vocab_entropy
 from .cache import EmbeddingCache
 from .fine_score import VE_MODES, FineScore
-from .images import ImageRef, prepare_image
+from .images import ImageRef, detail_tokens, prepare_image
 from .model_files import HANDLERS, MllmConfig, file_fingerprint, find_mllm_model
+from .prepared import PreparedStore, namespace_of
 from .prompting import build_parts, load_prompts, query_kind, render_prompt
 from .retrace import RetraceParams, RetraceResult
-from .session import ImageInput, LlamaSession, Prompt, llama_cpp_version
+from .session import EncodeInterrupted, ImageInput, LlamaSession, Prompt, llama_cpp_version
 from .stores import ImageEmbeddings, KvSnapshots
 from .text_stream import Utf8Stream
 
 __all__ = [
     "HANDLERS",
+    "EncodeInterrupted",
     "VE_MODES",
     "FineScore",
     "MllmConfig",
@@ -90,8 +93,14 @@ class MllmScorer:
         memory_embeddings_bytes: int = 64 * 1024**2,
         state_disk_cache: EmbeddingCache | None = None,
         prompts_path: Path | None = None,
+        detail: str = LLM_DETAIL,
+        flash_attn: bool = False,
+        prepared_dir: Path | None = None,
+        prepared_codec: str = "f16",
     ):
         self.config = MllmConfig.from_dir(model_dir)
+        self.detail = detail
+        self.max_image_tokens = detail_tokens(detail)  # mtmd's cap per photo (images.DETAIL_LEVELS)
         self.threads = int(threads or default_threads())
         self.n_ctx = int(n_ctx)
         self.default_second_look = SecondLook("auto", float(ve_threshold), ambiguous_band)
@@ -114,6 +123,7 @@ class MllmScorer:
             "state_restore_failures": 0,
             "tokens_evaluated": 0,
             "images_decoded": 0,
+            "prepared_hits": 0,
         }
         self.session = LlamaSession(
             self.config.model_path,
@@ -122,8 +132,16 @@ class MllmScorer:
             n_batch=int(n_batch),
             threads=self.threads,
             stats=self.stats,
+            image_max_tokens=self.max_image_tokens,
+            flash_attn=flash_attn,
         )
         self.embeddings = ImageEmbeddings(int(memory_embeddings_bytes), cache, self.stats)
+        self._prepared_dir = Path(prepared_dir) if prepared_dir is not None else None
+        self._prepared_codec = prepared_codec
+        self._prepared: PreparedStore | None = None
+        self._waiters = 0  # score() calls waiting for or holding the lock: the prepare pass gives way
+        self._waiters_lock = threading.Lock()
+        self.check_seconds: dict[bool, float] = {}  # recent seconds per check: photo at hand / new
         self._state_cache_bytes = int(state_cache_bytes)
         self._states: KvSnapshots | None = None  # needs the model fingerprints: made on load
         self._lock = threading.RLock()
@@ -167,7 +185,8 @@ class MllmScorer:
         under the same name), the llama.cpp build that wrote the bytes, and the context size.
         """
         text_model = file_fingerprint(self.config.model_path)
-        return f"{self.model_id}|{text_model}|llama-cpp-python {llama_cpp_version()}|{self.n_ctx}"
+        fa = "|flash" if self.session.flash_attn else ""
+        return f"{self.model_id}|{text_model}|llama-cpp-python {llama_cpp_version()}|{self.n_ctx}{fa}"
 
     def load(self) -> None:
         with self._lock:
@@ -181,6 +200,7 @@ class MllmScorer:
         s = self.session
         s.load()
         self.embeddings.n_embd = s.n_embd
+        _ = self.prepared  # attach the prepared store to the embedding lookups
         self._states = KvSnapshots(
             self._state_cache_bytes, self.state_disk_cache, self.state_namespace(), self.stats
         )
@@ -233,13 +253,89 @@ class MllmScorer:
         flight (between llama.cpp graph nodes) with :class:`CancelledError`; the context is left clean.
         """
         policy = self._policy(ve, ve_threshold)
-        with self._lock, self.session.watching(cancel):  # the flag belongs to the lock holder
+        with self._foreground(), self._lock, self.session.watching(cancel):  # the flag: the lock holder's
             try:
-                return self._score(candidate_path, text, query_image, candidate_key, query_key, policy)
+                res = self._score(candidate_path, text, query_image, candidate_key, query_key, policy)
             except (RetllmError, RuntimeError) as e:
                 if cancel is not None and cancel.is_set():
                     raise CancelledError("Scoring cancelled.") from e
                 raise
+            old = self.check_seconds.get(res.cache_hit)  # running mean for "about N s left"
+            self.check_seconds[res.cache_hit] = res.seconds if old is None else 0.7 * old + 0.3 * res.seconds
+            return res
+
+    @contextlib.contextmanager
+    def _foreground(self) -> Iterator[None]:
+        with self._waiters_lock:
+            self._waiters += 1
+        try:
+            yield
+        finally:
+            with self._waiters_lock:
+                self._waiters -= 1
+
+    @property
+    def busy(self) -> bool:
+        """A check (search) is waiting for or using the model: background work should give way."""
+        return self._waiters > 0
+
+    # -- photos prepared ahead (the prepare pass, prepare_pass.py) --------------------------------
+    def prepared_namespace(self) -> str:
+        """What prepared rows depend on: the mmproj file, how a photo is shown to it, the llama.cpp build."""
+        probe = ImageRef(Path("."), "", "whole", self.image_max_side, 1.0, self.max_image_tokens)
+        return namespace_of(self.model_id, probe.variant, llama_cpp_version())
+
+    @property
+    def prepared(self) -> PreparedStore | None:
+        """The store of photos prepared ahead (None without a folder for it)."""
+        if self._prepared is None and self._prepared_dir is not None:
+            self._prepared = PreparedStore(
+                self._prepared_dir, self.prepared_namespace(), self._prepared_codec
+            )
+            self.embeddings.prepared = self._prepared
+        return self._prepared
+
+    def prepared_key(self, path: str | os.PathLike[str], content_key: str) -> str:
+        return self._emb_key(self._ref(path, content_key, "whole"))
+
+    def ready(self, path: str | os.PathLike[str], content_key: str | None) -> bool:
+        """Whether this photo's image rows are at hand (memory, checked-photo cache or prepared):
+        checking it then skips the vision tower."""
+        if not content_key:
+            return False
+        key = self.prepared_key(path, content_key)
+        store = self.prepared
+        return (
+            key in self.embeddings.memory
+            or (self.cache is not None and key in self.cache)
+            or (store is not None and store.has(key))
+        )
+
+    def prepare_photo(
+        self, path: str | os.PathLike[str], content_key: str, cancel: threading.Event | None = None
+    ) -> int:
+        """Encode one photo through the vision tower into the prepared store; bytes written (0: had it).
+
+        Gives way between image chunks when a check is waiting (:class:`EncodeInterrupted`); the caller
+        retries the photo later.
+        """
+        store = self.prepared
+        if store is None:
+            raise RetllmError("This scorer has no folder for prepared photos.")
+        with self._lock, self.session.watching(cancel):
+            self._ensure_loaded()
+            ref = self._ref(path, content_key, "whole")
+            key = self._emb_key(ref)
+            if store.has(key):
+                return 0
+            img = prepare_image(ref)
+
+            def stop() -> bool:
+                return self.busy or (cancel is not None and cancel.is_set())
+
+            emb = self.session.encode_image(ImageInput(key, img.width, img.height, img.tobytes()), stop)
+            self.stats["encode"] += 1
+            return store.put(key, emb, img.width, img.height)
 
     def _policy(self, ve: str | SecondLook, ve_threshold: float | None) -> SecondLook:
         if isinstance(ve, SecondLook):
@@ -404,6 +500,13 @@ class MllmScorer:
             with self._lock:
                 self.session.free(prompt)
 
+    def image_layout(self, path: str | os.PathLike[str]) -> tuple[int, int]:
+        """(image chunks, image tokens) the model makes of this photo at this scorer's detail."""
+        with self._lock:
+            self._ensure_loaded()
+            img = prepare_image(self._ref(path, None, "whole"))
+            return self.session.image_layout(ImageInput("layout", img.width, img.height, img.tobytes()))
+
     def clear_state_cache(self) -> None:
         """Drop in-memory KV snapshots and embeddings (e.g. to measure the disk-cache-only path)."""
         with self._lock:
@@ -426,7 +529,8 @@ class MllmScorer:
 
                 key = file_hash(p)
                 self._content_keys[memo] = key
-        return ImageRef(p, key, view, self.image_max_side, self.zoom_fraction if view == "zoom" else 1.0)
+        zoom = self.zoom_fraction if view == "zoom" else 1.0
+        return ImageRef(p, key, view, self.image_max_side, zoom, self.max_image_tokens)
 
     def _emb_key(self, ref: ImageRef) -> str:
         return f"{self.model_id}|{ref.content_key}|{ref.variant}"

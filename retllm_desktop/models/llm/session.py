@@ -64,6 +64,10 @@ def _silence_native_logs() -> None:
                     pass
 
 
+class EncodeInterrupted(RetllmError):
+    """An image encode stopped between chunks because something more urgent (a search) is waiting."""
+
+
 class _AbortFlag:
     """The cancel event of the call in flight, read by llama.cpp's abort callback (from its threads)."""
 
@@ -144,9 +148,18 @@ class LlamaSession:
         n_batch: int,
         threads: int,
         stats: dict[str, int],
+        image_max_tokens: int = 0,
+        flash_attn: bool = False,
     ):
         self.model_path, self.mmproj_path = Path(model_path), Path(mmproj_path)
         self.n_ctx, self.n_batch, self.threads = int(n_ctx), int(n_batch), int(threads)
+        # mtmd's cap on a photo's image tokens (0: the projector's own rule). Tiling projectors (idefics3)
+        # then cut fewer tiles, dynamic-resolution ones (Qwen2.5-VL) shrink the photo; fixed-size ones
+        # (Gemma 3, LLaVA-1.5) ignore it. See images.py's DETAIL_LEVELS.
+        self.image_max_tokens = max(0, int(image_max_tokens))
+        self.flash_attn = bool(flash_attn)
+        self._vision_cb: Any = None
+        self._vision_stop: Any = None  # while set, a callable: True stops the vision tower mid-chunk
         self.stats = stats
         self._llm: Any = None
         self._mtmd: Any = None
@@ -189,6 +202,7 @@ class LlamaSession:
                 n_threads_batch=self.threads,
                 n_gpu_layers=gpu_layers,
                 logits_all=False,
+                flash_attn=self.flash_attn,
                 verbose=False,
             )
         except (ValueError, RuntimeError, OSError, AssertionError) as e:
@@ -198,6 +212,21 @@ class LlamaSession:
         params.print_timings = False
         params.n_threads = self.threads
         params.warmup = False
+        if self.image_max_tokens > 0:
+            params.image_max_tokens = self.image_max_tokens
+        # The vision tower has no abort callback of its own: its graph scheduler's eval callback asks to
+        # stop every 32 nodes (a few ms of work), so a new query or a waiting search never waits for a
+        # whole image chunk (seconds).
+        nodes = [0]
+
+        def vision_cb(_tensor: int, ask: bool, _user: Any) -> bool:
+            if ask:
+                nodes[0] += 1
+                return nodes[0] % 32 == 0
+            return not self._vision_stopped()
+
+        self._vision_cb = llama_cpp.ggml_backend_sched_eval_callback(vision_cb)
+        params.cb_eval = self._vision_cb
         # same rule as llama-cpp-python's chat handlers (numerics of the vision encoder depend on it)
         params.flash_attn_type = (
             llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
@@ -368,6 +397,37 @@ class LlamaSession:
             else:
                 raise RetllmError("Unsupported (audio) chunk in the prompt.")
 
+    def image_layout(self, image: ImageInput) -> tuple[int, int]:
+        """(image chunks, image tokens) mtmd makes of one photo (tiles + overview for idefics3)."""
+        prompt = self.tokenize(self.marker, [image])
+        try:
+            return sum(1 for s in prompt.segments if s[0] == "image"), prompt.image_tokens.get(image.key, 0)
+        finally:
+            self.free(prompt)
+
+    def encode_image(self, image: ImageInput, should_stop: Any = None) -> np.ndarray:
+        """All embedding rows of one photo (every chunk, in mtmd's order), without touching the KV cache.
+
+        ``should_stop()`` is asked while the vision tower runs (the prepare pass gives way to a search);
+        when it says so, :class:`EncodeInterrupted` is raised within milliseconds and nothing is kept.
+        """
+        prompt = self.tokenize(self.marker, [image])
+        self._vision_stop = should_stop
+        try:
+            rows = []
+            for kind, chunk, part, _first in prompt.segments:
+                if kind != "image":
+                    continue
+                if self._vision_stopped():
+                    raise EncodeInterrupted("The vision encoder was stopped.")
+                rows.append(self._encode(chunk, part[2]))
+            if not rows:
+                raise RetllmError("mtmd made no image chunk of the photo.")
+            return np.concatenate(rows) if len(rows) > 1 else rows[0]
+        finally:
+            self._vision_stop = None
+            self.free(prompt)
+
     def free(self, prompt: Prompt) -> None:
         if prompt.chunks is not None and self._mtmd is not None:
             self._mc.mtmd_input_chunks_free(prompt.chunks)
@@ -508,8 +568,15 @@ class LlamaSession:
             self._kv_ids.extend(ids[lo:])
             self._kv_pos.extend(pos_after[lo:])
 
+    def _vision_stopped(self) -> bool:
+        stop = self._vision_stop
+        return self._abort_flag.is_set() or (stop is not None and bool(stop()))
+
     def _encode(self, chunk: Any, n_tok: int) -> np.ndarray:
-        if self._mc.mtmd_encode_chunk(self._mtmd, chunk) != 0:
+        res = self._mc.mtmd_encode_chunk(self._mtmd, chunk)
+        if self._vision_stopped():  # stopped mid-graph: the output is incomplete, never keep it
+            raise EncodeInterrupted("The vision encoder was stopped.")
+        if res != 0:
             raise RetllmError("The vision encoder failed on an image.")
         out = self._mc.mtmd_get_output_embd(self._mtmd)
         return np.ctypeslib.as_array(out, shape=(n_tok * self.n_embd,)).reshape(n_tok, self.n_embd).copy()

@@ -9,6 +9,8 @@ Neither changes any number: a hit gives exactly what recomputing would (tests ch
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .cache import EmbeddingCache
@@ -23,17 +25,16 @@ class ImageEmbeddings:
         self.disk = disk
         self.stats = stats
         self.n_embd: int | None = None  # set once the model is loaded; other widths read as misses
+        self.prepared: Any = None  # prepared.PreparedStore: photos the prepare pass encoded ahead
 
     def lookup(self, key: str) -> tuple[np.ndarray, int, int] | None:
         hit = self.memory.get(key)
         if hit is not None:
             self.stats["embedding_memory_hits"] += 1
             return hit
-        if self.disk is None:
-            return None
-        entry = self.disk.get(key)
+        entry = self.disk.get(key) if self.disk is not None else None
         if entry is None:
-            return None
+            return self._prepared(key)
         try:
             w, h = int(entry.meta["nx"]), int(entry.meta["ny"])
         except (KeyError, TypeError, ValueError):
@@ -45,6 +46,19 @@ class ImageEmbeddings:
         self.stats["embedding_disk_hits"] += 1
         self.memory.put(key, (entry.array, w, h))
         return entry.array, w, h
+
+    def _prepared(self, key: str) -> tuple[np.ndarray, int, int] | None:
+        if self.prepared is None:
+            return None
+        hit = self.prepared.get(key)
+        if hit is None:
+            return None
+        if hit[0].ndim != 2 or (self.n_embd is not None and hit[0].shape[1] != self.n_embd):
+            self.prepared.remove(key)
+            return None
+        self.stats["prepared_hits"] += 1
+        self.memory.put(key, hit)
+        return hit
 
     def get(self, key: str) -> np.ndarray | None:
         hit = self.lookup(key)
@@ -59,6 +73,8 @@ class ImageEmbeddings:
         self.memory.pop(key)
         if self.disk is not None:
             self.disk.delete(key)
+        if self.prepared is not None:
+            self.prepared.remove(key)
 
 
 class KvSnapshots:

@@ -1,0 +1,112 @@
+"""The prepare pass in the app: runs in the background while the window is idle, shows what is ready.
+
+It starts when a library is open and its checking model is installed (and again after indexing added
+photos), pauses while indexing runs (the CPU goes to the new photos first) and stops at once when the
+library closes. Searches never wait for it longer than one image chunk: the engine makes it give way.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtWidgets import QLabel, QWidget
+
+from .qtcompat import emit
+from .workers import Worker, WorkerPool
+
+if TYPE_CHECKING:
+    from ..library import Library
+
+
+class PrepareWorker(Worker):
+    def __init__(self, library: Library) -> None:
+        super().__init__()
+        self.library = library
+        self._last = 0.0
+
+    def _progress(self, stage: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self._last < 0.5 and done not in (0, total):
+            return
+        self._last = now
+        try:
+            emit(self.signals.progress, stage, done, total)
+        except RuntimeError:
+            pass
+
+    def work(self) -> Any:
+        return self.library.prepare(progress=self._progress, cancel=self.cancel)
+
+
+def about_seconds(seconds: float) -> str:
+    """ "about 20 s" / "about 3 min": an estimate, rounded the way people say it."""
+    if seconds < 60:
+        return f"about {max(1, round(seconds / 5) * 5 if seconds >= 10 else round(seconds))} s"
+    return f"about {round(seconds / 60)} min"
+
+
+def ready_text(photos: int, total: int | None = None) -> str:
+    if total:
+        return f"Preparing photos for quick checks: {photos:,} of {total:,}"
+    return f"{photos:,} photo{'s' if photos != 1 else ''} ready for quick checks"
+
+
+class PrepareController(QObject):
+    """Owns the background prepare worker and its status-bar label."""
+
+    finished = Signal(object)  # PrepareSummary or None (cancelled / failed)
+
+    def __init__(self, parent: QWidget) -> None:
+        super().__init__(parent)
+        self.pool = WorkerPool(1, self)
+        self.label = QLabel("", parent)
+        self.label.setAccessibleName("Photos ready for quick checks")
+        self.label.setToolTip(
+            "Photos the checking model has looked at ahead of time: checking them in a search is "
+            "several times faster. Turn this off in Settings."
+        )
+        self.label.setVisible(False)
+        self.enabled = True
+        self._worker: PrepareWorker | None = None
+        self._base = 0  # photos already prepared when the running pass started
+
+    @property
+    def running(self) -> bool:
+        return self._worker is not None and not self._worker.done.is_set()
+
+    def start(self, library: Library | None) -> None:
+        """Start a pass (no-op when one is running, when turned off or without a library)."""
+        if not self.enabled or library is None or self.running:
+            return
+        w = PrepareWorker(library)
+        w.signals.progress.connect(self._on_progress)
+        w.signals.finished.connect(self._on_finished)
+        w.signals.failed.connect(lambda _msg: self._on_finished(None))
+        self._worker = w
+        self.pool.start(w, priority=-1)
+
+    def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel.set()
+
+    def _on_progress(self, _stage: str, done: int, total: int) -> None:
+        if total:
+            self.label.setText(ready_text(done, total))
+            self.label.setVisible(True)
+
+    def _on_finished(self, summary: Any) -> None:
+        self._worker = None
+        if summary is not None and getattr(summary, "error", None) is None:
+            self.label.setText(ready_text(summary.photos))
+            self.label.setToolTip(
+                f"{summary.photos:,} photos ready for quick checks ({summary.bytes / 1024**2:,.0f} MB)"
+                + (
+                    f"; {summary.over_budget:,} more do not fit the disk space set in Settings"
+                    if summary.over_budget
+                    else ""
+                )  # fmt: skip
+            )
+            self.label.setVisible(summary.photos > 0)
+        emit(self.finished, summary)

@@ -1,0 +1,77 @@
+"""How much of a photo the LLM sees (issue 18): mtmd's image-token cap really changes the tiles/tokens.
+
+Real llama.cpp calls on the tiny replicas of the registry's models (real projector types and
+preprocessing keys): SmolVLM's idefics3 tiling, Qwen2.5-VL's dynamic resolution, Gemma 3's fixed size.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from retllm_desktop.models.llm.images import DETAIL_LEVELS, ImageRef, detail_tokens
+from retllm_desktop.models.llm.scorer import MllmScorer
+from tests.test_replicas import mllm_sources, replica  # noqa: F401 - the fixture
+
+pytestmark = pytest.mark.usefixtures("mllm_sources")
+Q = "a dog on the beach"
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory) -> Path:
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    p = tmp_path_factory.mktemp("detail") / "photo.jpg"
+    Image.fromarray(rng.integers(0, 255, (1536, 2048, 3), dtype=np.uint8)).save(p, quality=90)
+    return p
+
+
+def _layout(name: str, detail: str, photo: Path) -> tuple[int, int]:
+    with MllmScorer(replica(name), threads=2, detail=detail) as s:
+        return s.image_layout(photo)
+
+
+def test_smolvlm_quick_is_the_overview_and_one_tile(photo):
+    """idefics3: overview + 4x3 tiles of 64 tokens by default (preproc_image_size 2048 at 1024 px), one
+    tile + overview when capped: the fewest chunks the architecture allows."""
+    full = _layout("smolvlm-500m", "full", photo)
+    quick = _layout("smolvlm-500m", "quick", photo)
+    standard = _layout("smolvlm-500m", "standard", photo)
+    assert full == (13, 13 * 64)
+    assert quick == (2, 128)
+    assert quick[1] < standard[1] < full[1] and standard[0] == standard[1] // 64
+
+
+def test_qwen_quick_caps_the_tokens_and_gemma_is_fixed(photo):
+    qwen_full = _layout("qwen2.5-vl-3b", "full", photo)
+    qwen_quick = _layout("qwen2.5-vl-3b", "quick", photo)
+    assert qwen_full == (1, 192)  # 448 x 336 px at 28 px per token
+    assert qwen_quick[0] == 1 and qwen_quick[1] <= DETAIL_LEVELS["quick"] < qwen_full[1]
+    assert _layout("gemma-3-4b", "quick", photo) == _layout("gemma-3-4b", "full", photo) == (1, 256)
+
+
+def test_scoring_works_at_every_detail_and_the_caches_keep_them_apart(photo, tmp_path):
+    from retllm_desktop.models.llm.cache import EmbeddingCache
+
+    cache = EmbeddingCache(tmp_path / "emb")
+    scores = {}
+    for detail in ("quick", "full", "quick"):
+        with MllmScorer(replica("smolvlm-500m"), threads=2, detail=detail, cache=cache) as s:
+            f = s.score(photo, text=Q, ve="off", candidate_key="k1")
+            assert 0.0 <= f.p_true <= 1.0 and np.isfinite(f.entropy)
+            scores.setdefault(detail, []).append((f.p_true, s.stats["encode"]))
+    (quick1, enc1), (quick2, enc2) = scores["quick"]
+    assert enc1 == 1 and enc2 == 0  # the second quick run read its own cached rows...
+    assert quick2 == pytest.approx(quick1, abs=1e-6)  # ... and they are the quick ones, not full's
+    assert scores["full"][0][1] == 1  # full never took quick's rows
+
+
+def test_detail_names_the_cache_variant():
+    a = ImageRef(Path("x"), "h", "whole", 1024, 1.0, detail_tokens("quick"))
+    b = ImageRef(Path("x"), "h", "whole", 1024, 1.0, detail_tokens("full"))
+    assert a.variant != b.variant and b.variant == "whole-1024"
+    with pytest.raises(ValueError):
+        detail_tokens("huge")
