@@ -44,8 +44,8 @@ def folder_texts(w: MainWindow) -> list[str]:
 
 def test_while_the_first_index_runs_every_label_says_so(qtbot, window, tmp_path):
     w = window
-    write_demo_photos(tmp_path / "photos", n=40, size=(200, 150))
-    w.library.batch_size = 4  # several batches, so progress is seen mid-way
+    write_demo_photos(tmp_path / "photos", n=120, size=(320, 240))
+    w.library.batch_size = 4  # 30 batches: progress (throttled to ~12 a second) is seen mid-way
     seen: list[dict] = []
 
     def snapshot(stage: str, done: int, total: int) -> None:
@@ -69,25 +69,26 @@ def test_while_the_first_index_runs_every_label_says_so(qtbot, window, tmp_path)
         assert not s["count"].startswith("0 photos") and ("adding" in s["count"] or "added" in s["count"]), s
         assert s["status"] != "Ready" and s["status"], s
         assert "Add your photos" not in s["grid"], s
-    assert any(s["status"].startswith("Adding ") and " of 40 photos" in s["status"] for s in seen), seen
+    assert any(s["status"].startswith("Adding ") and " of 120 photos" in s["status"] for s in seen), seen
     # done: the fresh status takes over
-    qtbot.waitUntil(lambda: w.count_label.text() == "40 photos", timeout=WAIT)
-    assert folder_texts(w) == ["photos  —  40 photos"]
+    qtbot.waitUntil(lambda: w.count_label.text() == "120 photos", timeout=WAIT)
+    assert folder_texts(w) == ["photos  —  120 photos"]
 
 
 def test_the_indexed_line_is_replaced_once_the_library_changes(qtbot, window, tmp_path):
     w = window
-    root = tmp_path / "photos"
     for i in range(3):
-        make_photo(root / f"p{i}.jpg", seed=i)
+        make_photo(tmp_path / "a" / f"p{i}.jpg", seed=i)
+    for i in range(2):
+        make_photo(tmp_path / "b" / f"q{i}.jpg", seed=10 + i)
     with qtbot.waitSignal(w.index_finished, timeout=WAIT):
-        w.index_folders([str(root)])
-    assert w.panel.stage.text().startswith("Indexed: 3 added")
-    qtbot.waitUntil(lambda: w.libraries.watcher is not None, timeout=WAIT)
-    make_photo(root / "new.jpg", seed=99)  # the watcher picks it up: "3 added" is history now
-    qtbot.waitUntil(lambda: w.panel.stage.text() == "Up to date — 4 photos", timeout=WAIT)
+        w.index_folders([str(tmp_path / "a"), str(tmp_path / "b")])
+    assert w.panel.stage.text().startswith("Indexed: 5 added")
+    # later work changes the library: "5 added" is history now, and the panel says what holds
+    w.remove_folder(str(tmp_path / "b"), confirm=False)
+    qtbot.waitUntil(lambda: w.panel.stage.text() == "Up to date — 3 photos", timeout=WAIT)
     assert not w.status_label.text().startswith("Indexed:")
-    assert w.count_label.text() == "4 photos"
+    assert w.count_label.text() == "3 photos"
 
 
 def test_the_preview_names_the_place_and_keeps_coordinates_for_hover(qtbot, window, tmp_path):
