@@ -81,7 +81,7 @@ def test_top_level_help_lists_the_global_options(capsys) -> None:
     for option in (
         "--library DIR",
         "--models DIR",
-        "--threads THREADS",
+        "--threads N",
         "--int8",
         "--clip-model NAME",
         "--json",

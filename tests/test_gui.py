@@ -530,7 +530,11 @@ def test_watching_and_removing_a_folder(qtbot, tmp_path, settings, models_dir, p
     assert w.libraries.watcher is not None
     with qtbot.waitSignal(w.status_refreshed, timeout=WAIT, check_params_cb=lambda st: st.photos == 0):
         w.remove_folder(str(photos), confirm=False)
-    assert w.status_label.text() == f"Removed {photos} (16 photos left the library)"
+    # (a status refresh already in flight can report the emptied catalog before the removal's own line)
+    qtbot.waitUntil(
+        lambda: w.status_label.text() == f"Removed {photos} (16 photos left the library)", timeout=WAIT
+    )
+    qtbot.waitUntil(lambda: "No folders yet" in w.panel.folders.item(0).text(), timeout=WAIT)
     assert w.panel.folders.count() == 1 and "No folders yet" in w.panel.folders.item(0).text()
     assert photos.is_dir() and len(list(photos.glob("*.jpg"))) == 16  # the photos themselves are untouched
     close_window(w)

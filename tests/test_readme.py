@@ -110,8 +110,7 @@ def test_documented_search_json_keys_exist(search_json: dict) -> None:
 
 
 def test_documented_index_json_keys_exist(search_json: dict) -> None:
-    start = README.index("`index --json` prints the counts `")
-    sentence = README[start : README.index("\n\n", start)]
-    keys = set(re.findall(r"`?([a-z_]+)[,`]", sentence.split("counts", 1)[1]))
+    start = README.index("`index --json` prints the counts `") + len("`index --json` prints the counts `")
+    keys = set(re.findall(r"[a-z_]+", README[start : README.index("`", start)]))  # up to the closing backtick
     assert {"added", "total", "seconds"} <= keys
     assert keys <= set(search_json["index"]), sorted(keys - set(search_json["index"]))

@@ -57,6 +57,7 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clip-model", metavar="NAME", help="CLIP model name under <models>/clip/")
     p.add_argument(
         "--threads",
+        metavar="N",
         type=bounded(int, 1, max_threads()),
         help=f"CPU threads for the models (default: all cores; at most {max_threads()})",
     )

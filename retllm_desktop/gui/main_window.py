@@ -103,9 +103,10 @@ class MainWindow(QMainWindow):
         self.last_index_summary: IndexSummary | None = None
         self.index_state = IndexState()  # what a running index is doing (labels must not say "0 photos")
         self._status_asked_at = 0.0
-        self._activity_shown = ""
+        self._activity_shown = ""  # the indexing line last put in the status bar (replaced as it moves)
         self._index_message = ""  # the last "Indexed: …" line, replaced once later work changes the library
-        self._library_changed = False  # the indexing line last put in the status bar (replaced as it moves)
+        self._index_photos: int | None = None  # the library's size that line was about
+        self._removing = False  # a folder removal is running (its own line comes when it ends)
 
         self.setObjectName("mainWindow")
         self.setWindowTitle("RetLLM Desktop")
@@ -340,7 +341,7 @@ class MainWindow(QMainWindow):
         lc.index_progress.connect(self._on_index_progress)
         lc.index_done.connect(self._on_index_done)
         lc.removed.connect(self._on_removed)
-        lc.remove_failed.connect(lambda p, msg: self.status_label.setText(f"Could not remove {p}: {msg}"))
+        lc.remove_failed.connect(self._on_remove_failed)
         lc.watch_changed.connect(self._on_watch_changed)
         lc.watch_batch.connect(self._on_library_changed)
         self.searches.updated.connect(self._on_search_update)
@@ -393,13 +394,16 @@ class MainWindow(QMainWindow):
         self._clip_ok = st.clip_error is None
         self._clip_error = st.clip_error
         self._mllm_ok, self._mllm_msg = llm_state(st)
-        if self._library_changed and not self.index_state.running and self._index_message:
-            now = f"Up to date — {st.photos:,} photo{'s' if st.photos != 1 else ''}"
-            if self.panel.stage.text() == self._index_message:
-                self.panel.set_message(now)
-            if self.status_label.text() == self._index_message:
-                self.status_label.setText(now)
-            self._index_message, self._library_changed = "", False
+        if self._index_message and not self.index_state.running:
+            if self._index_photos is None:
+                self._index_photos = st.photos  # the first status after the run: what "Indexed" describes
+            elif st.photos != self._index_photos:  # photos came or went since: that line is history
+                now = f"Up to date — {st.photos:,} photo{'s' if st.photos != 1 else ''}"
+                if self.panel.stage.text() == self._index_message:
+                    self.panel.set_message(now)
+                if self.status_label.text() == self._index_message and not self._removing:
+                    self.status_label.setText(now)
+                self._index_message, self._index_photos = "", None
         known = [r["path"] for r in st.roots]
         self.panel.set_status(st, adding=self.index_state.pending_folders(known))
         self.places_panel.set_places(st.places)
@@ -557,7 +561,7 @@ class MainWindow(QMainWindow):
                 text = f"Indexed: {', '.join(parts)} in {summary.seconds:.1f}s"
             self.panel.set_message(text)
             self.status_label.setText(text)
-            self._index_message, self._library_changed = text, False
+            self._index_message, self._index_photos = text, None
         self.refresh_status()
         emit(self.index_finished, summary)
         more = bool(self.libraries.pending) and not paused
@@ -583,18 +587,23 @@ class MainWindow(QMainWindow):
             )
             if answer != QMessageBox.StandardButton.Yes:
                 return
+        self._removing = True
         self.libraries.remove_folder(path)
 
     def _on_library_changed(self) -> None:
-        """Photos came or went after the last index: its "Indexed: …" line no longer holds."""
-        self._library_changed = True
+        """Photos may have come or gone (the watcher, a removal): fresh counts and lines."""
         self.refresh_status()
 
     def _on_removed(self, path: str, n: int) -> None:
-        self._on_library_changed()
+        self._removing = False
         self.status_label.setText(f"Removed {path} ({n:,} photos left the library)")
+        self._on_library_changed()
         if self.searches.query is not None:
             self.run_search()
+
+    def _on_remove_failed(self, path: str, message: str) -> None:
+        self._removing = False
+        self.status_label.setText(f"Could not remove {path}: {message}")
 
     def _on_watch_changed(self, label: str, tooltip: str) -> None:
         self.watch_label.setText(label)
