@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .catalog import Catalog
+from .catalog.backup import check_file, salvage_roots
 from .errors import RetllmError
 from .locking import WriterLock
 
@@ -91,7 +92,7 @@ def _move_aside(db: Path) -> Path:
 def _restore(library_dir: Path, db: Path) -> Path | None:
     """Copy the newest backup that passes its check to ``db``; None when there is none."""
     for b in backup_paths(library_dir):
-        why = Catalog.check_file(b)
+        why = check_file(b)
         if why is None:
             tmp = db.with_name(db.name + ".restore")
             shutil.copyfile(b, tmp)
@@ -124,13 +125,13 @@ def repair_library(
     restored: Path | None = None
     salvaged: list[str] = []
     try:
-        damage = Catalog.check_file(db, readonly=False) if db.exists() else "missing"
+        damage = check_file(db, readonly=False) if db.exists() else "missing"
         report = RepairReport(catalog=str(db), damage=damage)
         if damage is None and not force:
             if not folders:
                 return report
         else:
-            salvaged = Catalog.salvage_roots(db) if db.exists() else []
+            salvaged = salvage_roots(db) if db.exists() else []
             if db.exists():
                 report.moved_to = str(_move_aside(db))
             restored = _restore(library_dir, db)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import sqlite_utils
 
-from retllm_desktop import catalog
-from retllm_desktop.catalog import MIGRATIONS, SCHEMA_VERSION, Catalog, CatalogError, Photo, _schema
+from retllm_desktop.catalog import Catalog, CatalogError, Photo, schema
+from retllm_desktop.catalog.schema import MIGRATIONS, SCHEMA_VERSION, schema_db
 
 
 def test_new_catalog_is_current_and_in_wal_mode(tmp_path: Path) -> None:
@@ -116,10 +116,10 @@ def test_a_fault_after_a_sqlite_utils_migration_step_leaves_the_old_schema(
 
     def places_then_crash(db: object) -> None:
         places_step(db)
-        assert "photos_gps" in {i.name for i in _schema(db).table("photos").indexes}  # the step did run
+        assert "photos_gps" in {i.name for i in schema_db(db).table("photos").indexes}  # the step did run
         raise OSError("power cut mid-migration")
 
-    monkeypatch.setattr(catalog, "MIGRATIONS", [*MIGRATIONS[:2], places_then_crash, *MIGRATIONS[3:]])
+    monkeypatch.setattr(schema, "MIGRATIONS", [*MIGRATIONS[:2], places_then_crash, *MIGRATIONS[3:]])
     with pytest.raises(OSError, match="power cut"):
         Catalog(path)
     on_disk = sqlite_utils.Database(sqlite3.connect(path), recursive_triggers=False)  # what was committed
@@ -130,7 +130,7 @@ def test_a_fault_after_a_sqlite_utils_migration_step_leaves_the_old_schema(
     monkeypatch.undo()
     cat = Catalog(path)  # the next start migrates for real
     assert cat.get_meta("schema_version") == str(SCHEMA_VERSION)
-    indexes = {i.name: i.columns for i in _schema(cat._conn).table("photo_places").indexes}
+    indexes = {i.name: i.columns for i in schema_db(cat._conn).table("photo_places").indexes}
     assert indexes["photo_places_city"] == ["city_id"] and indexes["photo_places_country"] == ["country_code"]
     cat.close()
 
@@ -141,7 +141,7 @@ def test_sqlite_utils_helpers_that_commit_on_their_own_are_refused(tmp_path: Pat
     wrap ``with conn:`` (commits on exit). On the catalog's connection they fail and the transaction rolls
     back whole, instead of committing its first half."""
     cat = Catalog(tmp_path / "c.db")
-    db = _schema(cat._conn)
+    db = schema_db(cat._conn)
     calls = {
         "enable_fts": lambda: db.table("roots").enable_fts(["path"]),
         "insert_all": lambda: db.table("roots").insert_all([{"path": "/b", "added_at": 0.0}]),
