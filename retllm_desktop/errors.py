@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 
+def first_line(e: object) -> str:
+    """The first line of an error's message (its type's name when it has none), for a one-line notice."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 class RetllmError(Exception):
     """Base class: a problem the user can act on; ``str(err)`` is the message to show."""
 

@@ -160,6 +160,11 @@ class ClipModel:
             self._key = embedding_key(self.name, fp)
         return self._key
 
+    def use_key(self, key: str | None) -> None:
+        """Store and read this model's vectors under ``key``: the plain name while legacy vectors are used in
+        place, or a key already worked out for unchanged files; None works it out from the files again."""
+        self._key = key
+
     @property
     def embed_dim(self) -> int:
         return self._config.embed_dim

@@ -1,0 +1,104 @@
+"""Query planning: the dates and places a query names become filters (allowed photo ids) before search.
+
+"beach in Lisbon last summer" searches "beach" among the photos taken in Lisbon in that date range; when
+the filters leave no photo at all, the words are searched as typed and the result says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+from .catalog import Catalog
+from .search import Query
+
+if TYPE_CHECKING:
+    from .understand import Understanding
+
+log = logging.getLogger(__name__)
+
+
+def _chips_text(u: Understanding) -> str:
+    return " / ".join(c.label for c in u.chips)
+
+
+def understand_query(
+    catalog: Catalog,
+    text: str,
+    today: date,
+    week_start: int | None,
+    ignore: tuple[str, ...] | list[str] = (),
+) -> Understanding:
+    """Dates and places in ``text``; places resolve to where the library has photos. Without a usable
+    gazetteer only dates are understood."""
+    from .understand import understand
+
+    try:
+        from .places import gazetteer
+
+        gaz = gazetteer()
+    except Exception as e:  # optional data: dates still work
+        log.warning("place names not available: %s", e)
+        gaz = None
+    counts = {c.key: c.photos for c in catalog.place_counts()} if gaz is not None else {}
+    return understand(text, gaz, today=today, week_start=week_start, library_places=counts, ignore=ignore)
+
+
+def place_ids(catalog: Catalog, places: list[Any]) -> set[int]:
+    """Photos from any of ``places`` (keys or places.PlaceName): the stored place, and for a city also
+    every fix within the distance at which that city names a photo (so "Manhattan" finds photos labelled
+    "New York City")."""
+    from .places import absorb_km, haversine_km
+
+    ids: set[int] = set()
+    for p in places:
+        key = p if isinstance(p, str) else p.key
+        ids |= catalog.ids_in_place(key)
+        if isinstance(p, str) or p.kind != "city" or p.lat is None:
+            continue
+        km = float(absorb_km(p.population))
+        dlat = km / 111.0
+        dlon = km / (111.0 * max(math.cos(math.radians(p.lat)), 0.01))
+        near = catalog.gps_in_box(p.lat - dlat, p.lat + dlat, p.lon - dlon, p.lon + dlon)
+        for pid, lat, lon in near:
+            if haversine_km(p.lat, p.lon, lat, lon) <= km:
+                ids.add(pid)
+    return ids
+
+
+def apply_understanding(
+    catalog: Catalog, query: Query, understood: Understanding | None
+) -> tuple[Query, set[int] | None, dict | None]:
+    """The query with its dates and places turned into filters, the allowed ids, and what was understood.
+
+    ``understood`` is what ``understand_query`` made of the query's text (None for a literal query or one
+    without text). When the filters leave no photo at all, the literal text is searched instead (and the
+    result says so).
+    """
+    explicit = place_ids(catalog, list(query.places)) if query.places else None
+    if understood is None:
+        return query, explicit, None
+    u = understood
+    info = u.as_dict()
+    info["literal"] = False
+    if not u.changed:
+        return query, explicit, info
+    date_from = max(filter(None, [query.date_from, u.date_from and u.date_from.isoformat()]), default=None)
+    date_to = min(filter(None, [query.date_to, u.date_to and u.date_to.isoformat()]), default=None)
+    allowed = explicit
+    if u.places:
+        found = place_ids(catalog, u.places)
+        allowed = found if allowed is None else allowed & found
+    candidates = allowed
+    if date_from or date_to:
+        dated = catalog.ids_in_date_range(date_from, date_to)
+        candidates = dated if candidates is None else candidates & dated
+    if not candidates:
+        info.update(literal=True, message=f"no photos from {_chips_text(u)}; searched for the words as typed")
+        return query, explicit, info
+    text = u.text or query.text  # nothing left but filters: the whole phrase still guides the ranking
+    new = dataclasses.replace(query, text=text, date_from=date_from, date_to=date_to)
+    return new, allowed, info
