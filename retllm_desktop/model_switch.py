@@ -2,7 +2,7 @@
 
 Embeddings are stored per model (``models.clip.identity``), so a switch never touches the old vectors:
 search keeps using the old model until the new one covers every photo, then uses the new one (the choice
-is made per search in ``Library._search_models``). The new vectors are written by the normal, resumable
+is made per search in ``IndexKeeper.search_models``). The new vectors are written by the normal, resumable
 ``index`` path; this module only answers the two questions around it.
 """
 

@@ -71,7 +71,7 @@ def _migration_1(db: sqlite3.Connection) -> None:
 
 
 def _migration_2(db: sqlite3.Connection) -> None:
-    # Vectors written since the model's index file was last saved (see Library._load_index).
+    # Vectors written since the model's index file was last saved (see IndexKeeper._load_index).
     db.execute(
         "CREATE TABLE index_journal (photo_id INTEGER NOT NULL, model TEXT NOT NULL, "
         "PRIMARY KEY (photo_id, model)) WITHOUT ROWID"
