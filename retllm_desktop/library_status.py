@@ -41,6 +41,8 @@ class LibraryStatus:
     )  # catalog.PlaceCount as dicts, most photos first
     text: dict[str, int] = field(default_factory=dict)  # the text pass: read, with_text, failed, pending
     text_failed_files: list[dict[str, Any]] = field(default_factory=list)
+    prepared_photos: int = 0  # photos prepared ahead for the LLM (the prepare pass)
+    prepared_bytes: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -75,6 +77,7 @@ def collect_status(lib: Library, failures_limit: int = 50) -> LibraryStatus:
         check_mllm_files(cfg.model_path, cfg.mmproj_path)
     except RetllmError as e:
         mllm_error = f"broken: {first_line(e)}" if mllm_model else str(e)
+    prepared = lib.prepared_usage() if mllm_model and not mllm_error else (0, 0)
     roots = []
     counts = lib.catalog.root_photo_counts()
     for r in lib.catalog.roots():
@@ -114,4 +117,6 @@ def collect_status(lib: Library, failures_limit: int = 50) -> LibraryStatus:
         places=[asdict(p) for p in lib.catalog.place_counts()],
         text=lib.catalog.text_counts(),
         text_failed_files=[{"path": p, "reason": r} for p, r in lib.catalog.text_failures(failures_limit)],
+        prepared_photos=prepared[0],
+        prepared_bytes=prepared[1],
     )

@@ -6,16 +6,13 @@ A part of ``MainWindow`` (mixed into it; the widgets are the window's).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from PySide6.QtCore import QSize
 
 from .preview import PreviewDialog
 from .qtcompat import emit
 from .workers import CallWorker
-
-if TYPE_CHECKING:
-    pass
 
 
 class GridActions:

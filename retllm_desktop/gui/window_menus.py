@@ -6,7 +6,7 @@ A part of ``MainWindow`` (mixed into it; the widgets are the window's).
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from PySide6.QtCore import QModelIndex
 from PySide6.QtGui import QAction, QKeySequence
@@ -16,9 +16,6 @@ from PySide6.QtWidgets import (
 )
 
 from .selection_actions import add_selection_actions
-
-if TYPE_CHECKING:
-    pass
 
 
 class MenuActions:
