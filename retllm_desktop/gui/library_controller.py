@@ -107,13 +107,19 @@ class LibraryController(QObject):
             return
         emit(self.opened, self.library)
 
-    def reopen(self, library_path: str, models_path: str, settings: Settings) -> None:
-        """Close the library and open it again with new settings, on a worker (the UI stays responsive)."""
+    def reopen(
+        self, library_path: str, models_path: str, settings: Settings, pools: list[WorkerPool] | None = None
+    ) -> None:
+        """Close the library and open it again with new settings, on a worker (the UI stays responsive).
+
+        ``pools``: the window's other pools whose workers use the library (the prepare pass, previews):
+        they are drained too, so the catalog is never closed under a query that is still running on it.
+        """
         old, self.library = self.library, None
         self.reopening = True
         watcher, self.watcher = self.watcher, None
         emit(self.watch_changed, "", "")
-        pools = [self._search_pool, self.pool]
+        pools = [self._search_pool, self.pool, *(pools or [])]
 
         def work(worker: Worker) -> Library:
             if watcher is not None:

@@ -327,7 +327,9 @@ class MainWindow(SearchActions, StatusPresenter, GridActions, MenuActions, QMain
         self._status = None
         self._show_empty("Closing the library…")
         self.status_label.setText("Closing the library…")
-        self.libraries.reopen(self.library_path(), self.models_path(), self.settings)
+        self.libraries.reopen(
+            self.library_path(), self.models_path(), self.settings, [self.misc_pool, self.prepare.pool]
+        )
 
     # ------------------------------------------------------------------------------------------------
     # indexing
