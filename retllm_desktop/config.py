@@ -69,7 +69,8 @@ def models_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
 # The engine's tunable sizes: the one default of each (Library's keyword arguments and the app's Settings).
 MLLM_CACHE_BYTES = 2 * 1024**3  # image embeddings of checked photos, per library (disk LRU)
 MLLM_KV_CACHE_BYTES = 2 * 1024**3  # the LLM's state after each checked photo (several MB per photo)
-LLM_DETAIL = "quick"  # photo detail the LLM sees: quick | standard | full (models/llm/images.py)
+LLM_DETAIL = "auto"  # photo detail the LLM sees: auto | quick | standard | full (models/llm/images.py)
+PREPARE_IDLE_SECONDS = 60.0  # the app starts the prepare pass after this long without searches or indexing
 PREPARE_BUDGET_BYTES = 2 * 1024**3  # disk for photos prepared ahead for the LLM (the prepare pass)
 LLM_N_CTX = 4096  # the LLM's context window in tokens: image tokens + prompt + answer (+ a second look)
 THUMB_MEMORY_ITEMS = 2500  # thumbnails the app keeps decoded in memory

@@ -36,12 +36,18 @@ def test_the_background_pass_prepares_and_says_so(qtbot, tmp_path, clip_models_d
         make_photo(tmp_path / "photos" / f"p{i}.jpg", seed=i, size=(320, 240))
     host = QWidget()
     qtbot.addWidget(host)
-    pc = PrepareController(host)
+    pc = PrepareController(host, idle_seconds=0.3)
     with Library(tmp_path / "lib", models_dir=models, threads=2) as lib:
         lib.index_roots([str(tmp_path / "photos")], text=False)
+        pc.start(lib)
+        assert pc.pending and not pc.running  # not at once: after the app stayed idle a while
+        pc.stop()  # e.g. indexing started
+        qtbot.wait(700)
+        assert not pc.pending and not pc.running and lib.status().prepared_photos == 0
         with qtbot.waitSignal(pc.finished, timeout=120_000) as got:
             pc.start(lib)
-            pc.start(lib)  # a second start while one runs is a no-op
+            pc.poke()  # a search pushes the start back; it still comes
+            pc.start(lib)  # a second start while one waits (or runs) is a no-op
         assert got.args[0].photos == 3
         assert pc.label.text() == "3 photos ready for quick checks" and not pc.label.isHidden()
         assert lib.status().prepared_photos == 3
@@ -59,7 +65,7 @@ def test_settings_keep_detail_and_budget(tmp_path):
     assert (back.llm_detail, back.prepare, back.prepare_budget_bytes) == ("full", False, 123)
     (tmp_path / "bad.json").write_text('{"llm_detail": "huge", "prepare_budget_bytes": -5}')
     bad = Settings.load(tmp_path / "bad.json")
-    assert bad.llm_detail == "quick" and bad.prepare_budget_bytes == 0
+    assert bad.llm_detail == "auto" and bad.prepare_budget_bytes == 0
 
 
 def test_settings_dialog_detail_change_reopens_the_library(qtbot, tmp_path):

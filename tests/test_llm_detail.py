@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retllm_desktop.models.llm.images import DETAIL_LEVELS, ImageRef, detail_tokens
+from retllm_desktop.models.llm.images import DETAIL_LEVELS, ImageRef, detail_tokens, resolve_detail
 from retllm_desktop.models.llm.scorer import MllmScorer
 from tests.test_replicas import mllm_sources, replica  # noqa: F401 - the fixture
 
@@ -51,6 +51,26 @@ def test_qwen_quick_caps_the_tokens_and_gemma_is_fixed(photo):
     assert qwen_full == (1, 192)  # 448 x 336 px at 28 px per token
     assert qwen_quick[0] == 1 and qwen_quick[1] <= DETAIL_LEVELS["quick"] < qwen_full[1]
     assert _layout("gemma-3-4b", "quick", photo) == _layout("gemma-3-4b", "full", photo) == (1, 256)
+
+
+def test_auto_detail_is_per_projector(photo):
+    """The default: SmolVLM's fewest tiles, Qwen2.5-VL's whole 448-px photo (not quick's ~250 px)."""
+    with MllmScorer(replica("smolvlm-500m"), threads=2) as s:  # default detail
+        assert (s.projector, s.detail) == ("idefics3", "quick")
+        assert s.image_layout(photo) == (2, 128)
+    with MllmScorer(replica("qwen2.5-vl-3b"), threads=2, detail="auto") as s:
+        assert (s.projector, s.detail) == ("qwen2.5vl_merger", "standard")
+        assert s.image_layout(photo) == _layout("qwen2.5-vl-3b", "full", photo) == (1, 192)
+    with MllmScorer(replica("gemma-3-4b"), threads=2, detail="auto") as s:
+        assert (s.projector, s.detail) == ("gemma3", "full")
+
+
+def test_resolve_detail_keeps_a_chosen_level():
+    assert resolve_detail("quick", "qwen2.5vl_merger") == "quick"  # a choice is never overridden
+    assert resolve_detail("auto", "some_future_projector") == "standard"
+    assert resolve_detail("auto", None) == "standard"
+    with pytest.raises(ValueError):
+        resolve_detail("huge", "idefics3")
 
 
 def test_scoring_works_at_every_detail_and_the_caches_keep_them_apart(photo, tmp_path):

@@ -8,7 +8,7 @@ import sys
 import threading
 
 from .. import config
-from ..models.llm.images import DETAIL_LEVELS
+from ..models.llm.images import DETAIL_CHOICES
 from ..progress import ProgressBar
 from .common import EXIT_CANCELLED, EXIT_OK, add_common_args, bounded, open_library, print_json
 
@@ -18,10 +18,11 @@ MB = 1024**2
 def add_detail_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--detail",
-        choices=list(DETAIL_LEVELS),
+        choices=list(DETAIL_CHOICES),
         default=config.LLM_DETAIL,
-        help="how much of each photo the LLM sees: quick (fewest image tokens, default), standard, "
-        "full (the model's own tiling; several times slower per new photo)",
+        help="how much of each photo the LLM sees: auto (default: quick for SmolVLM, standard for "
+        "Qwen2.5-VL), quick (fewest image tokens), standard, full (the model's own tiling; several "
+        "times slower per new photo)",
     )
 
 

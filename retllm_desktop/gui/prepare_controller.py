@@ -1,8 +1,11 @@
 """The prepare pass in the app: runs in the background while the window is idle, shows what is ready.
 
-It starts when a library is open and its checking model is installed (and again after indexing added
-photos), pauses while indexing runs (the CPU goes to the new photos first) and stops at once when the
-library closes. Searches never wait for it longer than one image chunk: the engine makes it give way.
+It starts once the app has been idle for a while (``config.PREPARE_IDLE_SECONDS``: no search, no
+indexing) with a library open and its checking model installed, and again after indexing added photos.
+Not at launch: someone who opens the app to find one photo should not meet a fan spinning up and a
+multi-GB model loading before they have typed anything. Each search pushes a pending start back; a
+running pass pauses while indexing runs (the CPU goes to the new photos first) and stops at once when
+the library closes. Searches never wait for it longer than one image chunk: the engine makes it give way.
 """
 
 from __future__ import annotations
@@ -10,9 +13,10 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtWidgets import QLabel, QWidget
 
+from .. import config
 from .qtcompat import emit
 from .workers import Worker, WorkerPool
 
@@ -58,9 +62,14 @@ class PrepareController(QObject):
 
     finished = Signal(object)  # PrepareSummary or None (cancelled / failed)
 
-    def __init__(self, parent: QWidget) -> None:
+    def __init__(self, parent: QWidget, idle_seconds: float = config.PREPARE_IDLE_SECONDS) -> None:
         super().__init__(parent)
         self.pool = WorkerPool(1, self)
+        self._idle = QTimer(self)  # the pending start: fires after idle_seconds without activity
+        self._idle.setSingleShot(True)
+        self._idle.setInterval(max(0, round(idle_seconds * 1000)))
+        self._idle.timeout.connect(self._start_now)
+        self._library: Library | None = None
         self.label = QLabel("", parent)
         self.label.setAccessibleName("Photos ready for quick checks")
         self.label.setToolTip(
@@ -76,8 +85,30 @@ class PrepareController(QObject):
     def running(self) -> bool:
         return self._worker is not None and not self._worker.done.is_set()
 
+    @property
+    def pending(self) -> bool:
+        """A start is waiting for the app to stay idle."""
+        return self._idle.isActive()
+
     def start(self, library: Library | None) -> None:
-        """Start a pass (no-op when one is running, when turned off or without a library)."""
+        """Start a pass once the app has been idle for a while (no-op when one is running or pending,
+        when turned off or without a library). Status refreshes call this often: they do not push the
+        start back, only :meth:`poke` (a search) does."""
+        if not self.enabled or library is None or self.running:
+            return
+        if self._library is not library:
+            self._idle.stop()
+        self._library = library
+        if not self._idle.isActive():
+            self._idle.start()
+
+    def poke(self) -> None:
+        """The user is doing something (a search): a pending start waits for the next idle stretch."""
+        if self._idle.isActive():
+            self._idle.start()
+
+    def _start_now(self) -> None:
+        library, self._library = self._library, None
         if not self.enabled or library is None or self.running:
             return
         w = PrepareWorker(library)
@@ -88,6 +119,9 @@ class PrepareController(QObject):
         self.pool.start(w, priority=-1)
 
     def stop(self) -> None:
+        """Cancel a pending start and stop a running pass (indexing starts, the library closes)."""
+        self._idle.stop()
+        self._library = None
         if self._worker is not None:
             self._worker.cancel.set()
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import config
-from ..models.llm.images import DETAIL_LEVELS
+from ..models.llm.images import DETAIL_CHOICES
 from ..rerank import VE_BAND, VE_MODES, VE_THRESHOLD
 
 ENV_SETTINGS = "RETLLM_GUI_SETTINGS"
@@ -112,7 +112,7 @@ class Settings:
         except (TypeError, ValueError):
             self.ve_band = VE_BAND
         self.thumb_memory_items = max(100, int(self.thumb_memory_items))
-        if self.llm_detail not in DETAIL_LEVELS:
+        if self.llm_detail not in DETAIL_CHOICES:
             self.llm_detail = config.LLM_DETAIL
         self.prepare_budget_bytes = max(0, int(self.prepare_budget_bytes))
 

@@ -45,7 +45,8 @@ def search_model_choices(models_dir: str) -> list[tuple[str, str]]:
 
 
 DETAIL_LABELS = {
-    "quick": "Quick (recommended)",
+    "auto": "Automatic (recommended)",
+    "quick": "Quick (lowest resolution)",
     "standard": "Standard (a few tiles)",
     "full": "Full (every tile, slowest)",
 }
@@ -219,9 +220,11 @@ class SettingsDialog(QDialog):
             self.detail.addItem(label, level)
         self.detail.setCurrentIndex(max(0, self.detail.findData(s.llm_detail)))
         self.detail.setToolTip(
-            "How much of each photo the checking model looks at. Quick sees the whole photo at low "
-            "resolution (small details such as text or faces far away can be missed); Full sees it "
-            "tile by tile, several times slower for a photo it has not seen before"
+            "How much of each photo the checking model looks at. Automatic picks what suits the "
+            "installed model (Fast: the quickest look; Balanced and Best: the whole photo at the size "
+            "they were made for). Quick sees the whole photo at low resolution (small details such as "
+            "text or faces far away can be missed); Full sees it tile by tile, several times slower "
+            "for a photo it has not seen before"
         )
         form.addRow("Photo detail for &checks:", self.detail)
         self.prepare = QCheckBox("&Prepare photos in the background for quick checks", box)

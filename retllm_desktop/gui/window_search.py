@@ -106,6 +106,7 @@ class SearchActions:
     def run_search(self) -> None:
         if self._closing:
             return
+        self.prepare.poke()  # someone is searching: the background pass waits for an idle stretch
         text = self.search_edit.text().strip()
         if not text and not self._query_image and not self._place_filter:
             self.clear_search()

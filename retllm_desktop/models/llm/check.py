@@ -163,3 +163,16 @@ def check_mllm_files(model_path: str | os.PathLike[str], mmproj_path: str | os.P
             f"{Path(mmproj_path).name} does not belong to {Path(model_path).name}: it projects images to "
             f"{proj} dimensions, the text model works in {n_embd}"
         )
+
+
+def projector_type(mmproj_path: str | os.PathLike[str]) -> str | None:
+    """The mmproj's ``clip.projector_type`` (llama.cpp's name for it), None when it is not readable.
+
+    Only the header is read. A damaged file is reported when the session loads it, not here.
+    """
+    try:
+        meta = read_gguf(mmproj_path, "mmproj file").metadata
+    except (GGUFError, OSError):
+        return None
+    value = meta.get("clip.projector_type") or meta.get("clip.vision.projector_type")
+    return str(value) if value else None

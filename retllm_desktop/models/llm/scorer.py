@@ -36,8 +36,9 @@ from ...config import LLM_DETAIL, LLM_N_CTX, default_threads
 from ...errors import CancelledError, ImageError, ModelLoadError, RetllmError
 from .answer import VE_BAND, VE_THRESHOLD, SecondLook, answer_stats, combine_passes, vocab_entropy
 from .cache import EmbeddingCache
+from .check import projector_type
 from .fine_score import VE_MODES, FineScore
-from .images import ImageRef, detail_tokens, prepare_image
+from .images import ImageRef, detail_tokens, prepare_image, resolve_detail
 from .model_files import HANDLERS, MllmConfig, file_fingerprint, find_mllm_model
 from .prepared import PreparedStore, namespace_of
 from .prompting import build_parts, load_prompts, query_kind, render_prompt
@@ -99,8 +100,9 @@ class MllmScorer:
         prepared_codec: str = "f16",
     ):
         self.config = MllmConfig.from_dir(model_dir)
-        self.detail = detail
-        self.max_image_tokens = detail_tokens(detail)  # mtmd's cap per photo (images.DETAIL_LEVELS)
+        self.projector = projector_type(self.config.mmproj_path)
+        self.detail = resolve_detail(detail, self.projector)  # "auto" becomes this projector's level
+        self.max_image_tokens = detail_tokens(self.detail)  # mtmd's cap per photo (images.DETAIL_LEVELS)
         self.threads = int(threads or default_threads())
         self.n_ctx = int(n_ctx)
         self.default_second_look = SecondLook("auto", float(ve_threshold), ambiguous_band)
