@@ -194,3 +194,27 @@ def test_attention_mask_leaves_out_the_tokenizers_padding(tmp_path, sources):
     ref = np.stack([table[row[row != 1]].sum(axis=0) for row in ids])
     ref /= np.linalg.norm(ref, axis=1, keepdims=True)
     np.testing.assert_allclose(got, ref, atol=1e-5)
+
+
+def test_registry_siglip2_ids_are_text_and_one_eos_whatever_the_post_processor(gemma_file, tmp_path):
+    """SigLIP 2 was trained on text + <eos>, no <bos>. Gemma's usual tokenizer.json post-processor adds
+    <bos>; the registry's spec skips the file's specials, so that file gives the same ids as one without."""
+    from retllm_desktop.models.hub.registry import load_registry
+
+    spec = TokenizerSpec.from_dict(load_registry().get("siglip2-b16").config["tokenizer"])
+    data = json.loads(gemma_file.read_text(encoding="utf-8"))
+    data["post_processor"] = {
+        "type": "TemplateProcessing",
+        "single": [{"SpecialToken": {"id": "<bos>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+        "pair": [{"SpecialToken": {"id": "<bos>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+        "special_tokens": {"<bos>": {"id": "<bos>", "ids": [2], "tokens": ["<bos>"]}},
+    }
+    bos_file = tmp_path / "tokenizer.json"
+    bos_file.write_text(json.dumps(data), encoding="utf-8")
+    texts = ["A dog on the beach", "chien sur la plage"]
+    got = HFTokenizer(bos_file, spec, context_length=64)(texts)
+    np.testing.assert_array_equal(got, HFTokenizer(gemma_file, spec, context_length=64)(texts))
+    n = int((got[0] != 0).sum())
+    assert got[0, 0] != 2 and got[0, n - 1] == 1 and list(got[0]).count(1) == 1
+    with_specials = TokenizerSpec.from_dict({**spec.to_dict(), "add_special_tokens": True})
+    assert HFTokenizer(bos_file, with_specials, context_length=64)(texts)[0, 0] == 2  # what it avoids
