@@ -20,7 +20,7 @@ The 1-minute load average is recorded before and after every run; a run does not
 ``--max-load`` (it waits up to ``--wait`` seconds, then is recorded as refused).
 
     python bench/bench_replicas.py [--models smolvlm-500m,qwen2.5-vl-3b] [--k 10] [--threads 2]
-        [--busy 0,1] [--details quick] [--flash 0,1] [--max-load 1.5] [--out replicas]
+        [--busy 0,1] [--details auto] [--flash 0,1] [--max-load 1.5] [--out replicas]
 """
 
 from __future__ import annotations
@@ -110,6 +110,7 @@ def worker(model: str, size: str, threads: int, k: int, detail: str, flash: bool
         with MllmScorer(d, threads=threads, detail=detail, flash_attn=flash, prepared_dir=prep_dir) as s:
             s.load()
             out["load_s"] = round(time.perf_counter() - t0, 2)
+            out["detail_used"] = s.detail  # what "auto" became for this projector
             s.score(warmup, text=Q1, ve="off", candidate_key="warmup")  # first graph allocation, not counted
             cold_p: list[float] = []
             cold = _times(lambda i: cold_p.append(s.score(cands[i], text=Q1, ve="off", candidate_key=keys[i]).p_true), range(k))  # fmt: skip
@@ -183,7 +184,7 @@ def main() -> int:
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--threads", default="2")
     ap.add_argument("--busy", default="0,1", help="0 = quiet, 1 = one core kept busy")
-    ap.add_argument("--details", default="quick")
+    ap.add_argument("--details", default="auto", help="photo detail(s); auto = the app's default per model")
     ap.add_argument("--flash", default="0", help="0,1 = flash attention off and on")
     ap.add_argument("--max-load", type=float, default=1.5)
     ap.add_argument("--wait", type=float, default=120.0, help="seconds to wait for the load to drop")
