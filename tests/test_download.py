@@ -29,19 +29,16 @@ from retllm_desktop import cli
 from retllm_desktop.errors import CancelledError, RetllmError
 from retllm_desktop.models.clip.towers import ClipModel, find_clip_model, list_clip_models
 from retllm_desktop.models.hub import download as dl
-from retllm_desktop.models.hub.download import (
-    DiskFullError,
-    DownloadError,
-    IntegrityError,
-    OfflineError,
+from retllm_desktop.models.hub.download import DiskFullError, DownloadError, IntegrityError, download_model
+from retllm_desktop.models.hub.installed import (
     add_local_clip,
     add_local_mllm,
-    download_model,
     installed_models,
     remove_model,
     verify_models,
 )
 from retllm_desktop.models.hub.registry import FileSpec, ModelEntry
+from retllm_desktop.models.hub.transport import OfflineError
 
 REPO = "test-org/tiny-clip"
 

@@ -119,7 +119,7 @@ def _mb(n: float | None) -> str:
 
 
 def cmd_list(args) -> int:
-    from ..models.hub.download import installed_models
+    from ..models.hub.installed import installed_models
 
     reg = _registry(args)
     mdir = _models_dir(args)
@@ -248,7 +248,7 @@ def cmd_download(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from ..models.hub.download import verify_models
+    from ..models.hub.installed import verify_models
 
     try:
         registry = _registry(args)
@@ -269,7 +269,7 @@ def cmd_verify(args) -> int:
 
 
 def cmd_remove(args) -> int:
-    from ..models.hub.download import remove_model
+    from ..models.hub.installed import remove_model
 
     path = remove_model(_models_dir(args), args.name, role=args.role)
     if args.json:
@@ -289,7 +289,7 @@ def cmd_path(args) -> int:
 
 
 def cmd_add(args) -> int:
-    from ..models.hub.download import add_local_clip, add_local_mllm
+    from ..models.hub.installed import add_local_clip, add_local_mllm
 
     if not args.clip and not args.mllm:
         raise RetllmError("say what to add: --clip DIR, or --mllm GGUF --mmproj GGUF")
@@ -310,7 +310,7 @@ def cmd_add(args) -> int:
 
 
 def cmd_export_clip(args) -> int:
-    from ..models.hub.download import is_offline, raise_offline
+    from ..models.hub.transport import is_offline, raise_offline
 
     if args.pretrained and is_offline():  # open_clip would fetch the pretrained weights
         raise_offline(f"cannot fetch the {args.arch} / {args.pretrained} weights that export-clip converts")

@@ -1,4 +1,5 @@
-"""Download, verify, list, remove and register models (plain HTTP(S) via urllib, no hub client).
+"""Download models (plain HTTP(S) via urllib, no hub client); listing, verifying, removing and adding local
+models are in ``installed.py``, the manifest helpers both use in ``manifest.py``.
 
 Download protocol for one registry entry (:func:`download_model`):
 
@@ -27,9 +28,7 @@ host (gated repos) but not to the hosts it redirects to.
 from __future__ import annotations
 
 import errno
-import hashlib
 import http.client
-import json
 import os
 import shutil
 import socket
@@ -44,13 +43,10 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import CancelledError
+from .manifest import CHUNK, MANIFEST, PART_SUFFIX, read_json, sha256_file, write_json
 from .registry import FileSpec, ModelEntry
 from .transport import (
-    DEFAULT_ENDPOINT,
-    ENV_ENDPOINT,
-    OFFLINE_ENVS,
     DownloadError,
-    OfflineError,
     _host,
     _http_error,
     _open,
@@ -58,14 +54,10 @@ from .transport import (
     _remote_meta,
     _unreachable,
     file_url,
-    hf_endpoint,
     is_offline,
     raise_offline,
 )
 
-MANIFEST = "retllm-manifest.json"
-PART_SUFFIX = ".part"
-CHUNK = 1 << 20
 PROGRESS_INTERVAL_S = 0.05  # progress callbacks are throttled to this interval (plus one per file)
 
 ProgressCb = Callable[[int, int], None]
@@ -93,16 +85,6 @@ def model_dir(
         return Path(models_dir) / entry_or_role.role / entry_or_role.name
     assert name is not None
     return Path(models_dir) / entry_or_role / name
-
-
-def sha256_file(path: Path, cancel: threading.Event | None = None) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            if cancel is not None and cancel.is_set():
-                raise CancelledError("verification cancelled")
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _write_chunk(f, data: bytes) -> None:
@@ -158,11 +140,11 @@ class _Part:
         return self.path.stat().st_size if self.path.exists() else 0
 
     def validator(self) -> str | None:
-        data = _read_json(self.meta) or {}
+        data = read_json(self.meta) or {}
         return data.get("validator") if data.get("url") == self.url else None
 
     def remember(self, remote: _Remote) -> None:
-        _write_json(self.meta, {"url": self.url, "validator": remote.validator, "total": remote.total})
+        write_json(self.meta, {"url": self.url, "validator": remote.validator, "total": remote.total})
 
     def drop(self) -> None:
         self.path.unlink(missing_ok=True)
@@ -384,12 +366,12 @@ def download_model(
     dest = model_dir(models_dir, entry)
     cfg_path = dest / entry.config_filename
     manifest_path = dest / MANIFEST
-    old_manifest = _read_json(manifest_path) or {}
+    old_manifest = read_json(manifest_path) or {}
     have = old_manifest.get("files", {}) if old_manifest.get("hf_repo") == entry.hf_repo else {}
     todo = [s for s in entry.files if not _installed_ok(dest / s.name, s, have.get(s.name), verify_existing)]
     if not todo and cfg_path.is_file():
         if _mark_pinned(old_manifest.get("files") or {}, entry):  # checked before the pins existed
-            _write_json(manifest_path, old_manifest)
+            write_json(manifest_path, old_manifest)
         if progress:
             progress(entry.approx_bytes, entry.approx_bytes)
         return dest
@@ -430,8 +412,8 @@ def download_model(
         "installed_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "files": records,
     }
-    _write_json(manifest_path, manifest)
-    _write_json(cfg_path, entry.config_data())
+    write_json(manifest_path, manifest)
+    write_json(cfg_path, entry.config_data())
     return dest
 
 
@@ -463,53 +445,3 @@ def _installed_ok(path: Path, spec: FileSpec, record: dict | None, rehash: bool 
     if rehash and want_sha:
         return sha256_file(path) == want_sha
     return True
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
-# Kept importable from here (they were defined in this module before it was split).
-from .installed import (  # noqa: E402
-    InstalledModel,
-    VerifyResult,
-    add_local_clip,
-    add_local_mllm,
-    installed_models,
-    remove_model,
-    verify_models,
-)
-
-__all__ = [
-    "DEFAULT_ENDPOINT",
-    "ENV_ENDPOINT",
-    "OFFLINE_ENVS",
-    "file_url",
-    "hf_endpoint",
-    "sha256_file",
-    "DiskFullError",
-    "DownloadError",
-    "IntegrityError",
-    "InstalledModel",
-    "OfflineError",
-    "UnverifiedError",
-    "VerifyResult",
-    "add_local_clip",
-    "add_local_mllm",
-    "download_model",
-    "installed_models",
-    "is_offline",
-    "raise_offline",
-    "remove_model",
-    "verify_models",
-]

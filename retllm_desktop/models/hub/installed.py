@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import ModelNotFoundError, RetllmError
-from .download import MANIFEST, PART_SUFFIX, _read_json, _write_json, sha256_file
+from .manifest import MANIFEST, PART_SUFFIX, read_json, sha256_file, write_json
 from .registry import CONFIG_FILES, ROLES, Registry
 
 GGUF_MAGIC = b"GGUF"
@@ -61,8 +61,8 @@ def installed_models(models_dir: str | os.PathLike[str]) -> list[InstalledModel]
         if not root.is_dir():
             continue
         for d in sorted(p for p in root.iterdir() if p.is_dir()):
-            cfg = _read_json(d / CONFIG_FILES[role])
-            manifest = _read_json(d / MANIFEST)
+            cfg = read_json(d / CONFIG_FILES[role])
+            manifest = read_json(d / MANIFEST)
             if cfg is None and manifest is None and not any(d.glob("*" + PART_SUFFIX)):
                 continue
             src = (cfg or {}).get("source")
@@ -141,8 +141,8 @@ def verify_models(
                 VerifyResult(m.name, m.role, "partial", "unfinished download: run `models download` again")
             )
             continue
-        cfg = _read_json(d / CONFIG_FILES[m.role]) or {}
-        manifest = _read_json(d / MANIFEST) or {}
+        cfg = read_json(d / CONFIG_FILES[m.role]) or {}
+        manifest = read_json(d / MANIFEST) or {}
         recorded: dict[str, dict] = manifest.get("files", {}) or {}
         pins = _pins_for(registry, m.role, m.name, manifest)
         states = {
@@ -265,7 +265,7 @@ def add_local_clip(
     data["name"] = name
     data.setdefault("source", {"kind": "local", "path": str(src)})
     ClipConfig.from_dict(data)  # still valid
-    _write_json(dest / "clip.json", data)
+    write_json(dest / "clip.json", data)
     return dest
 
 
@@ -307,5 +307,5 @@ def add_local_mllm(
         except (OSError, NotImplementedError):
             meta[key] = str(src)
     meta["source"] = {"kind": "local", "model": str(g), "mmproj": str(mp)}
-    _write_json(dest / "mllm.json", meta)
+    write_json(dest / "mllm.json", meta)
     return dest
