@@ -346,10 +346,6 @@ class Gazetteer:
         out.sort(key=lambda p: (p.kind != "country", -p.population))
         return out
 
-    def city_row(self, geonameid: int) -> int | None:
-        hits = np.flatnonzero(self.geonameid == geonameid)
-        return int(hits[0]) if len(hits) else None
-
     def describe(self, p: PlaceName) -> str:
         """ "Paris, France" / "Paris, Texas, United States": what a chip or a message shows."""
         if p.kind == "country":

@@ -105,11 +105,3 @@ class TextTables(CatalogConnection):
             for r in self._conn.execute(q, chunk):
                 out[r[0]] = (r[1], r[2])
         return out
-
-    def text_bytes(self) -> int:
-        """Bytes the text tables and their FTS index take in the catalog (dbstat when available)."""
-        try:
-            q = "SELECT sum(pgsize) FROM dbstat WHERE name LIKE 'photo_text%' OR name LIKE 'text_failures%'"
-            return int(self._conn.execute(q).fetchone()[0] or 0)
-        except sqlite3.OperationalError:
-            return 0

@@ -9,7 +9,6 @@ import sys
 from collections.abc import Callable
 
 from ..config import max_threads
-from ..errors import RetllmError
 from ..library import Library
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
@@ -67,8 +66,6 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
 
 def open_library(args: argparse.Namespace, **extra: object) -> Library:
     """The library the common options name (bad numbers are a one-line error, not a traceback)."""
-    if args.threads is not None and args.threads < 1:
-        raise RetllmError("--threads must be at least 1")
     return Library(
         args.library,
         models_dir=args.models,

@@ -58,10 +58,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    if args.batch_size < 1:
-        raise RetllmError("--batch-size must be at least 1")
-    if args.workers is not None and args.workers < 1:
-        raise RetllmError("--workers must be at least 1")
     for p in args.paths:
         if not Path(p).exists():
             raise RetllmError(f"folder not found: {p}")

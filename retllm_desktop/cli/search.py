@@ -90,10 +90,6 @@ def add_rerank_args(p: argparse.ArgumentParser) -> None:
 
 
 def rerank_options(args: argparse.Namespace) -> RerankOptions:
-    if args.rerank_k < 0:
-        raise RetllmError("--rerank-k must be 0 or more")
-    if args.min_match is not None and not 0.0 <= args.min_match <= 1.0:
-        raise RetllmError("--min-match must be between 0 and 1")
     offset = getattr(args, "rerank_offset", 0)
     if offset < 0:
         raise RetllmError("--rerank-offset must be 0 or more")
@@ -118,8 +114,6 @@ def cmd_search(args: argparse.Namespace) -> int:
         literal=args.literal,
         use_text=not args.no_text,
     )
-    if args.top < 1:
-        raise RetllmError("--top must be at least 1")
     with open_library(args) as lib:
         rerank = None
         if args.rerank is not False:

@@ -75,12 +75,6 @@ def read_registry(paths: Sequence[Path] | None = None) -> tuple[Registry | None,
         return None, f"the model list could not be read: {e}"
 
 
-def registry_entries(paths: Sequence[Path] | None = None) -> tuple[list[ModelEntry], str | None]:
-    """(entries, None) from the model registry, or ([], why not) when its files cannot be read."""
-    reg, why_not = read_registry(paths)
-    return (list(reg), None) if reg is not None else ([], why_not)
-
-
 def _installed_states(models_dir: str) -> dict[tuple[str, str], str]:
     """(role, name) -> "installed" / "installed, unverified" (a download no registry pin vouches for)."""
     try:
