@@ -129,7 +129,7 @@ def _open(path: str | Path, data: bytes | None = None) -> Image.Image:
         raise ImageError(f"image too large (decompression bomb guard, > {MAX_PIXELS:,} pixels)") from e
     except UnidentifiedImageError as e:
         raise ImageError("not a recognised image") from e
-    except Exception as e:  # noqa: BLE001 - Pillow plugins raise anything
+    except Exception as e:  # Pillow plugins raise anything
         raise ImageError(f"cannot open image: {e}") from e
     if img.width * img.height > MAX_PIXELS:
         raise ImageError(f"image too large (decompression bomb guard, > {MAX_PIXELS:,} pixels)")
@@ -139,7 +139,7 @@ def _open(path: str | Path, data: bytes | None = None) -> Image.Image:
 def _exif_orientation(img: Image.Image) -> int:
     try:
         value = int(img.getexif().get(_TAG_ORIENTATION, 1))
-    except Exception:  # noqa: BLE001 - corrupt EXIF must not stop us
+    except Exception:  # corrupt EXIF must not stop us
         return 1
     return value if 1 <= value <= 8 else 1
 
@@ -160,7 +160,7 @@ def _parse_exif_datetime(value: object) -> str | None:
 def _gps_to_degrees(values: object, ref: object) -> float | None:
     try:
         d, m, s = (float(v) for v in values)  # type: ignore[union-attr]
-    except Exception:  # noqa: BLE001
+    except Exception:
         return None
     deg = d + m / 60.0 + s / 3600.0
     if isinstance(ref, bytes):
@@ -208,7 +208,7 @@ def _metadata(img: Image.Image) -> PhotoMeta:
         w, h = h, w
     try:
         fields = _exif_fields(img.getexif())
-    except Exception:  # noqa: BLE001 - corrupt EXIF: keep the pixels, drop the metadata
+    except Exception:  # corrupt EXIF: keep the pixels, drop the metadata
         fields = {}
     return PhotoMeta(width=w, height=h, format=img.format, orientation=orientation, **fields)
 
@@ -226,7 +226,7 @@ def _exif_fields(exif: Image.Exif) -> dict:
         gps = exif.get_ifd(_IFD_GPS)
         if gps and 2 in gps and 4 in gps:
             fields["gps_lat"], fields["gps_lon"] = _gps_fix(gps)
-    except Exception:  # noqa: BLE001 - corrupt EXIF: keep what was read so far
+    except Exception:  # corrupt EXIF: keep what was read so far
         pass
     return fields
 
@@ -308,7 +308,7 @@ def _decode(img: Image.Image, min_side: int | None) -> Image.Image:
         try:
             img.seek(0)
             img.load()
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             raise ImageError(f"cannot decode image: {e}") from e
         if img.width < 1 or img.height < 1:
             raise ImageError("image has no pixels")
@@ -363,7 +363,7 @@ def _raw_load(
         try:
             raw.open_buffer(io.BytesIO(data))
             sizes = raw.sizes
-        except Exception as e:  # noqa: BLE001 - LibRaw raises its own error classes, all "cannot read"
+        except Exception as e:  # LibRaw raises its own error classes, all "cannot read"
             raise ImageError(f"cannot read RAW file: {_libraw_reason(e)}") from e
         orientation = _LIBRAW_FLIP_TO_ORIENTATION.get(int(sizes.flip), 1)
         w, h = int(sizes.width), int(sizes.height)
@@ -394,7 +394,7 @@ def _libraw_reason(e: Exception) -> str:
 def _raw_timestamp(raw: object) -> str | None:
     try:
         ts = raw.other.timestamp  # type: ignore[attr-defined]
-    except Exception:  # noqa: BLE001
+    except Exception:
         return None
     if not ts or ts.year < 1980:  # LibRaw reports 0 (the epoch) when the file has no date
         return None
@@ -426,7 +426,7 @@ def _raw_exif(data: bytes) -> dict:
                 exif = Image.Exif()
                 exif.load(block)
                 found = _exif_fields(exif)
-        except Exception:  # noqa: BLE001 - a chance match of the magic bytes, or a damaged block
+        except Exception:  # a chance match of the magic bytes, or a damaged block
             continue
         for key, value in found.items():
             if value is not None and fields.get(key) is None:
@@ -451,7 +451,7 @@ def _raw_pixels(raw: object, min_side: int | None, orientation: int) -> Image.Im
         if preview is not None:  # too large to demosaic here, but a usable (small) preview
             return _apply_orientation(preview, orientation)
         raise
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         if preview is not None:  # undecodable sensor data but a usable (small) preview
             return _apply_orientation(preview, orientation)
         raise ImageError(f"cannot decode RAW file: {_libraw_reason(e)}") from e
@@ -471,7 +471,7 @@ def raw_demosaic_peak_bytes(sizes: object) -> int:
 def _raw_preview(raw: object) -> Image.Image | None:
     try:
         thumb = raw.extract_thumb()  # type: ignore[attr-defined]
-    except Exception:  # noqa: BLE001 - no preview, or one LibRaw cannot extract
+    except Exception:  # no preview, or one LibRaw cannot extract
         return None
     try:
         if thumb.format == rawpy.ThumbFormat.JPEG:
@@ -482,6 +482,6 @@ def _raw_preview(raw: object) -> Image.Image | None:
         arr = np.asarray(thumb.data)
         if arr.ndim == 3 and arr.shape[2] >= 3:
             return Image.fromarray(np.ascontiguousarray(arr[..., :3]).astype(np.uint8), "RGB")
-    except Exception:  # noqa: BLE001 - a damaged preview: demosaic instead
+    except Exception:  # a damaged preview: demosaic instead
         return None
     return None

@@ -133,7 +133,7 @@ class Indexer:
             return _Prepared(fs, error=str(e))
         except MemoryError:
             return _Prepared(fs, error="image too large to decode in memory")
-        except Exception as e:  # noqa: BLE001 - one bad file never stops a run
+        except Exception as e:  # one bad file never stops a run
             return _Prepared(fs, error=f"unexpected error: {type(e).__name__}: {e}")
 
     def _reuse_by_hash(

@@ -251,7 +251,7 @@ class Library:
         """GPS → place for photos that lack one; fails soft (a broken gazetteer never fails indexing)."""
         try:
             summary.places = self.update_places(progress=progress, cancel=cancel)
-        except Exception as e:  # noqa: BLE001 - optional pass: report, keep what was indexed
+        except Exception as e:  # optional pass: report, keep what was indexed
             summary.places_error = f"places not updated: {e}"
 
     def update_places(self, progress: Progress | None = None, cancel: threading.Event | None = None) -> int:

@@ -206,7 +206,7 @@ def rerank_stream(
             scored.append(RankedItem(cands[i], score_fn(cands[i]), i))
         except CancelledError:
             raise
-        except Exception as e:  # noqa: BLE001 - one bad candidate must not take the others down
+        except Exception as e:  # one bad candidate must not take the others down
             if cancel is not None and cancel.is_set():
                 raise CancelledError("Rerank cancelled.") from e
             log.warning("could not check candidate %d: %s", i, e, exc_info=not isinstance(e, RetllmError))

@@ -588,7 +588,7 @@ def _readiness(scorer: Any) -> Any:
             return False
         try:
             return bool(probe(r.photo.path, r.photo.hash or None))
-        except Exception:  # noqa: BLE001 - only an ordering hint
+        except Exception:  # only an ordering hint
             return False
 
     return ready

@@ -86,7 +86,7 @@ class TextPass:
             return _Decoded(content_hash, path, error="file not found")
         except MemoryError:
             return _Decoded(content_hash, path, error="image too large to decode in memory")
-        except Exception as e:  # noqa: BLE001 - one bad file never stops a run
+        except Exception as e:  # one bad file never stops a run
             return _Decoded(content_hash, path, error=f"cannot open: {type(e).__name__}: {e}")
 
     def _read(self, item: _Decoded) -> tuple[str, str, str] | str:
@@ -97,7 +97,7 @@ class TextPass:
             result = self.reader.read(item.image)
         except MemoryError:
             return "out of memory while reading text"
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             return f"text reading failed: {type(e).__name__}: {e}"
         finally:
             item.image = None

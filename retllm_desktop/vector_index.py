@@ -86,7 +86,7 @@ class VectorIndex:
                 self._active = {int(x) for x in idx.get_ids_list()} - self._deleted
                 self.loaded_from_disk = True
                 return idx
-            except Exception:  # noqa: BLE001 - a corrupt index is rebuilt from the catalog by reconcile()
+            except Exception:  # a corrupt index is rebuilt from the catalog by reconcile()
                 self._deleted, self._active = set(), set()
         return self._new()
 

@@ -163,7 +163,7 @@ class LibraryWatcher:
             try:
                 self._observer.stop()
                 self._observer.join(timeout=5)
-            except Exception:  # noqa: BLE001 - stopping must not raise
+            except Exception:  # stopping must not raise
                 log.debug("observer stop failed", exc_info=True)
             self._observer = None
         self._watches.clear()
@@ -215,7 +215,7 @@ class LibraryWatcher:
                 self._observer = self._new_observer(False)
                 self.mode = "native"
                 return
-            except Exception as e:  # noqa: BLE001 - no native backend on this platform
+            except Exception as e:  # no native backend on this platform
                 self._fall_back(f"native watching unavailable ({e})")
                 return
         self._observer = self._new_observer(True)
@@ -230,7 +230,7 @@ class LibraryWatcher:
             try:
                 old.stop()
                 old.join(timeout=5)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 pass
         self._watches.clear()
         self._observer = self._new_observer(True)
@@ -257,7 +257,7 @@ class LibraryWatcher:
         if watch is not None and self._observer is not None:
             try:
                 self._observer.unschedule(watch)
-            except Exception:  # noqa: BLE001 - the watch may already be gone with its folder
+            except Exception:  # the watch may already be gone with its folder
                 pass
 
     def _sync_roots(self, initial: bool = False) -> list[tuple[str, str]]:
@@ -301,14 +301,14 @@ class LibraryWatcher:
             if self.on_status:
                 try:
                     self.on_status(text)
-                except Exception:  # noqa: BLE001 - a callback bug must not stop watching
+                except Exception:  # a callback bug must not stop watching
                     log.exception("on_status callback failed")
 
     # -- worker ----------------------------------------------------------------------------------
     def _run(self) -> None:
         try:  # recursive native watches of a big tree take a while: never on the caller's (UI) thread
             self._sync_roots(initial=True)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             log.exception("cannot watch library folders")
             self._report_error(f"cannot watch library folders: {e}")
         next_check = time.monotonic() + self.debounce_s
@@ -369,7 +369,7 @@ class LibraryWatcher:
     def _absorb_safely(self, item: tuple[str, bool, str, str]) -> None:
         try:
             self._absorb(item)
-        except Exception:  # noqa: BLE001 - one odd event (a vanished folder, a strange name) is skipped
+        except Exception:  # one odd event (a vanished folder, a strange name) is skipped
             log.exception("cannot handle file-system event %r", item)
 
     def _absorb(self, item: tuple[str, bool, str, str]) -> None:
@@ -446,7 +446,7 @@ class LibraryWatcher:
     def _check_roots(self) -> None:
         try:
             changes = self._sync_roots()
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             self._report_error(f"cannot watch library folders: {e}")
             return
         for root, change in changes:
@@ -471,7 +471,7 @@ class LibraryWatcher:
         except RetllmError as e:
             self._report_error(str(e))
             return False
-        except Exception as e:  # noqa: BLE001 - the watcher thread must survive anything
+        except Exception as e:  # the watcher thread must survive anything
             log.exception("watcher batch failed")
             self._report_error(f"{type(e).__name__}: {e}")
             return False
@@ -484,7 +484,7 @@ class LibraryWatcher:
         if self.on_update:
             try:
                 self.on_update(summary)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("on_update callback failed")
         return True
 

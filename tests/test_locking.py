@@ -160,7 +160,7 @@ def test_threads_of_one_process_take_turns(tmp_path, models, monkeypatch):
         def run(paths):
             try:
                 lib.index_roots(only_paths=paths)
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 errors.append(e)
 
         threads = [threading.Thread(target=run, args=({str(p) for p in r.iterdir()},)) for r in roots * 2]

@@ -101,7 +101,7 @@ class LibraryController(QObject):
         """Open at once (the catalog is quick to open; the window shows the result)."""
         try:
             self.library = open_engine(library_path, models_path, settings)
-        except Exception as e:  # noqa: BLE001 - e.g. a corrupt catalog: say so, don't crash
+        except Exception as e:  # e.g. a corrupt catalog: say so, don't crash
             self.library = None
             emit(self.open_failed, str(e))
             return
@@ -264,7 +264,7 @@ class LibraryController(QObject):
                 on_status=lambda text: emit(self._watcher_status, str(text or "")),
             )
             self.watcher.start()
-        except Exception as e:  # noqa: BLE001 - watching is a convenience: say why it is off, go on
+        except Exception as e:  # watching is a convenience: say why it is off, go on
             self.watcher = None
             emit(self.watch_changed, "Not watching folders", str(e))
             return

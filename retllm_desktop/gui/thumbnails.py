@@ -83,7 +83,7 @@ class _Job(QRunnable):
                     except OSError:
                         pass
                 img = pil_to_qimage(pil)
-        except Exception as e:  # noqa: BLE001 - unreadable photo: show a broken placeholder
+        except Exception as e:  # unreadable photo: show a broken placeholder
             return str(e) or type(e).__name__
         try:
             emit(signals.ready, self.key, img)

@@ -54,7 +54,7 @@ class Worker(QRunnable):
             result = None
         except RetllmError as e:
             self.error = str(e)
-        except Exception as e:  # noqa: BLE001 - a bug must become a message, not a dead thread
+        except Exception as e:  # a bug must become a message, not a dead thread
             traceback.print_exc()
             self.error = f"{type(e).__name__}: {e}"
         try:
@@ -113,7 +113,7 @@ class IndexWorker(Worker):
                 self.library.add_root(p)
             except RetllmError as e:
                 self.error = str(e)
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 self.error = f"{type(e).__name__}: {e}"
         if self.error is not None:
             try:
@@ -155,7 +155,7 @@ class SearchWorker(Worker):
             if got_coarse:
                 return f"Not double-checked: {e}"
             raise
-        except Exception as e:  # noqa: BLE001 - e.g. the rerank module is mid-development
+        except Exception as e:  # e.g. the rerank module is mid-development
             if got_coarse:
                 traceback.print_exc()
                 return f"Not double-checked: {type(e).__name__}: {e}"

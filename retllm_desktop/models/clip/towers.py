@@ -217,11 +217,11 @@ class ClipModel:
         if len(providers) > 1:  # CoreML on a Mac; a model it cannot compile falls back to the CPU
             try:
                 return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 log.warning("CoreML could not load %s (%s); using the CPU", path.name, e)
         try:
             return ort.InferenceSession(str(path), sess_options=opts, providers=[CPU])
-        except Exception as e:  # noqa: BLE001 - onnxruntime raises several unrelated types
+        except Exception as e:  # onnxruntime raises several unrelated types
             raise ModelLoadError(f"cannot load CLIP model file {path}: {e}") from e
 
     def _image(self):
@@ -432,7 +432,7 @@ def quantize_dynamic_int8(model_dir: str | Path, weight_type: str = "qint8") -> 
                 op_types_to_quantize=["MatMul", "Gather"],
                 per_channel=False,
             )
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             tmp.unlink(missing_ok=True)
             raise ModelLoadError(f"int8 quantization of {src} failed: {e}") from e
         finally:
