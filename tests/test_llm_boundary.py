@@ -38,9 +38,64 @@ def test_only_the_session_module_touches_llama_internals():
     assert offenders == []
 
 
-def test_scorer_imports_kept_for_other_modules():
-    from retllm_desktop.models.llm.cache import EmbeddingCache  # noqa: F401
-    from retllm_desktop.models.llm.scorer import MllmConfig, MllmScorer, find_mllm_model  # noqa: F401
+def _imported_modules(source: str, module: str):
+    """(line, absolute module) for every import in ``source``, the code of ``module`` (dotted name, an
+    ``__init__`` named by its package); relative imports are resolved against it."""
+    package = module.split(".")[:-1]  # "a.b.c" lives in a.b; "a.b.__init__" is a.b itself
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                yield node.lineno, a.name
+        elif isinstance(node, ast.ImportFrom):
+            base = ".".join(package[: len(package) - node.level + 1]) if node.level else ""
+            if node.module:
+                yield node.lineno, f"{base}.{node.module}" if base else node.module
+            else:
+                for a in node.names:
+                    yield node.lineno, f"{base}.{a.name}"
+
+
+def test_the_model_rooms_never_reach_back_up():
+    """Data flows one way (scan → embed → index → search → rerank → view): the models (CLIP, OCR, LLM, the
+    hub) know nothing of the catalog, search, rerank or the shells; they use config, errors, imaging and
+    each other."""
+    allowed = {
+        "retllm_desktop",
+        "retllm_desktop.__version__",
+        "retllm_desktop.config",
+        "retllm_desktop.errors",
+    }
+    allowed.add("retllm_desktop.imaging")
+    offenders = []
+    for path in sorted((PKG / "models").rglob("*.py")):
+        module = ".".join(("retllm_desktop", *path.relative_to(PKG).with_suffix("").parts))
+        for n, target in _imported_modules(path.read_text(encoding="utf-8"), module):
+            inside = target == "retllm_desktop.models" or target.startswith("retllm_desktop.models.")
+            if target.startswith("retllm_desktop") and not inside and target not in allowed:
+                offenders.append(f"{path.relative_to(PKG).as_posix()}:{n}: {target}")
+    assert offenders == []
+
+
+def test_the_import_reading_resolves_relative_imports():
+    """The check above is only as good as its reading of relative imports: a reach-back is seen as one."""
+    source = (
+        "from ...search import Query\nfrom ..clip import towers\nfrom ... import config, library\nimport os\n"
+    )
+    found = [m for _, m in _imported_modules(source, "retllm_desktop.models.llm.scorer")]
+    assert found == [
+        "retllm_desktop.search",
+        "retllm_desktop.models.clip",
+        "retllm_desktop.config",
+        "retllm_desktop.library",
+        "os",
+    ]
+    found = [
+        m
+        for _, m in _imported_modules(
+            "from .towers import ClipModel\n", "retllm_desktop.models.clip.__init__"
+        )
+    ]
+    assert found == ["retllm_desktop.models.clip.towers"]
 
 
 def test_byte_lru_evicts_least_recent_by_bytes():
