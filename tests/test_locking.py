@@ -24,18 +24,22 @@ from tests.helpers_watch import (
     write_photo,
 )
 
-# Indexes slowly (a sleeping model) and prints "started" once it holds the write lock.
+# Prints "started" once it holds the write lock, then waits before its first CLIP batch until the test
+# writes a line to its stdin: it is still indexing for as long as the test needs, however loaded the machine.
 WRITER = textwrap.dedent(
     """
-    import sys, time
+    import sys
     from retllm_desktop.library import Library
     lib_dir, models, root = sys.argv[1:4]
     lib = Library(lib_dir, models_dir=models, threads=1, decode_workers=1, batch_size=2)
     enc = lib.clip.encode_images
-    def slow(batch):
-        time.sleep(0.3)  # still indexing after the reader's two CLI runs on a busy 2-core machine
+    held = []
+    def held_until_released(batch):
+        if not held:
+            held.append(1)
+            sys.stdin.readline()  # the test's "go"
         return enc(batch)
-    lib.clip.encode_images = slow
+    lib.clip.encode_images = held_until_released
     said = []
     def progress(stage, done, total):
         if not said:
@@ -55,7 +59,8 @@ def models(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def busy_library(tmp_path, models):
-    """A library that another process is indexing (~6 s), with 10 photos already searchable."""
+    """A library that another process is indexing (until the test writes "go" to it), with 10 photos
+    already searchable."""
     root = tmp_path / "photos"
     for i in range(10):
         write_photo(root / "old" / f"p{i}.jpg", i)
@@ -68,6 +73,7 @@ def busy_library(tmp_path, models):
     script.write_text(WRITER)
     proc = subprocess.Popen(
         [sys.executable, str(script), str(lib_dir), str(models), str(root)],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -100,7 +106,7 @@ def test_second_writer_gets_a_clear_error_while_readers_keep_working(busy_librar
     assert r.returncode == 0, r.stderr
     assert len(json.loads(r.stdout)["results"]) >= 5
     assert proc.poll() is None, "the first writer was still indexing during all of this"
-    out, err = proc.communicate(timeout=60)
+    out, err = proc.communicate(input="go\n", timeout=60)
     assert proc.returncode == 0 and out.strip() == "done 40", err
     with open_library(lib_dir, models) as lib:
         check_consistent(lib)
@@ -120,7 +126,7 @@ def test_watcher_waits_for_the_other_writer_and_then_catches_up(busy_library, mo
             assert "another RetLLM Desktop process" in w.last_error
             assert any("another RetLLM Desktop process" in s for s in statuses)
             write_photo(root / "during.jpg", 999)  # an event while the library is locked: kept, retried
-            proc.communicate(timeout=60)
+            proc.communicate(input="go\n", timeout=60)
             assert wait_for(lambda: lib.catalog.photo_by_path(str(root / "during.jpg")) is not None, 20)
             assert w.wait_idle(20, settle_s=0.5)
             assert w.last_error is None
@@ -132,8 +138,6 @@ def test_watcher_waits_for_the_other_writer_and_then_catches_up(busy_library, mo
 
 def test_threads_of_one_process_take_turns(tmp_path, models, monkeypatch):
     """GUI-triggered indexing and the watcher share one Library: their runs must not interleave."""
-    import time
-
     from retllm_desktop.scanner import Scanner
 
     roots = [tmp_path / "a", tmp_path / "b"]
@@ -141,12 +145,18 @@ def test_threads_of_one_process_take_turns(tmp_path, models, monkeypatch):
         for i in range(20):
             write_photo(r / f"p{i}.jpg", 1000 * n + i)
     overlaps, active = [], threading.Semaphore(1)
+    someone_else_entered = threading.Event()
     real_plan = Scanner.plan
 
-    def plan(self, *a, **k):  # a slow scan: without the lock, the other threads would enter meanwhile
-        overlaps.append(not active.acquire(blocking=False))
+    def plan(self, *a, **k):
+        # Inside a run, wait for another run to enter too: without the lock one does at once (an overlap);
+        # with it none can, and the wait ends after its timeout.
+        if not active.acquire(blocking=False):
+            overlaps.append(True)
+            someone_else_entered.set()
+            return real_plan(self, *a, **k)
         try:
-            time.sleep(0.2)
+            someone_else_entered.wait(0.5)
             return real_plan(self, *a, **k)
         finally:
             active.release()
@@ -156,9 +166,12 @@ def test_threads_of_one_process_take_turns(tmp_path, models, monkeypatch):
     with open_library(tmp_path / "lib", models) as lib:
         for r in roots:
             lib.add_root(r)
+        threads_n = 2 * len(roots)
+        start = threading.Barrier(threads_n)
 
         def run(paths):
             try:
+                start.wait(30)  # all runs ask for the library at the same moment
                 lib.index_roots(only_paths=paths)
             except Exception as e:
                 errors.append(e)
@@ -168,6 +181,6 @@ def test_threads_of_one_process_take_turns(tmp_path, models, monkeypatch):
             t.start()
         for t in threads:
             t.join(60)
-        assert not errors and not any(overlaps), (errors, overlaps)
+        assert not errors and not overlaps, (errors, overlaps)
         assert lib.catalog.count_photos() == 40
         check_consistent(lib)
