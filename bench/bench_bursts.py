@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench._common import save, synthetic_models  # noqa: E402
+from bench._common import quiet_start, save, synthetic_models  # noqa: E402
 from retllm_desktop import near_duplicates  # noqa: E402
 from retllm_desktop.devtools.bursts import shot_set  # noqa: E402
 from retllm_desktop.models.clip.towers import ClipModel, find_clip_model  # noqa: E402
@@ -248,6 +248,7 @@ def main() -> None:
     ap.add_argument("--burst", type=int, default=6, help="shots per burst")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    quiet_start()
     shots = shot_set(seed=args.seed, burst_size=args.burst)
     if not shots:
         sys.exit("scikit-image is needed for the real photographs: pip install -e '.[dev]'")

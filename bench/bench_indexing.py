@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import CACHE, peak_rss_mb, save, synthetic_models  # noqa: E402
+from _common import CACHE, peak_rss_mb, quiet_start, save, synthetic_models  # noqa: E402
 
 from retllm_desktop.imaging import load_rgb  # noqa: E402
 from retllm_desktop.library import Library  # noqa: E402
@@ -79,6 +79,7 @@ def main() -> None:
     ap.add_argument("--size", default="realistic")
     ap.add_argument("--batch", type=int, default=16)
     args = ap.parse_args()
+    quiet_start()
     cores = os.cpu_count() or 1
     models = synthetic_models(args.size)
     photos = make_12mp_jpegs(CACHE / "photos-12mp", args.photos)

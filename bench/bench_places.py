@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import RESULTS, machine, save  # noqa: E402
+from bench._common import RESULTS, machine, quiet_start, save  # noqa: E402
 
 LOAD = """
 import json, sys, time
@@ -143,6 +143,7 @@ def main() -> None:
     ap.add_argument("--photos", type=int, default=20_000)
     ap.add_argument("--out", default=str(RESULTS / "places.json"))
     args = ap.parse_args()
+    quiet_start()
     repo = Path(__file__).resolve().parents[1]
     result = {
         "machine": machine(),

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import percentiles, save, synthetic_models  # noqa: E402
+from _common import percentiles, quiet_start, save, synthetic_models  # noqa: E402
 
 from retllm_desktop.models.clip.towers import ClipModel, find_clip_model  # noqa: E402
 from retllm_desktop.vector_index import VectorIndex  # noqa: E402
@@ -51,6 +51,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="10000,100000,1000000")
     ap.add_argument("--queries", type=int, default=200)
     args = ap.parse_args()
+    quiet_start()
     cores = os.cpu_count() or 1
     clip = ClipModel(find_clip_model(synthetic_models("realistic")), threads=cores)
     dim = clip.embed_dim

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import CACHE, peak_rss_mb, save  # noqa: E402
+from _common import CACHE, peak_rss_mb, quiet_start, save  # noqa: E402
 
 Q1 = "a dog running on the beach at sunset"
 Q2 = "a red car parked in front of a blue house"
@@ -191,6 +191,7 @@ def main() -> int:
     ap.add_argument("--out", default="replicas")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    quiet_start()
     if args.worker:
         cfg = json.loads(args.worker)
         if cfg.pop("layouts", False):

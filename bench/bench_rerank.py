@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import CACHE, peak_rss_mb, percentiles, save  # noqa: E402
+from _common import CACHE, peak_rss_mb, percentiles, quiet_start, save  # noqa: E402
 
 from retllm_desktop.config import default_threads  # noqa: E402
 from retllm_desktop.devtools.synthetic_mllm import write_synthetic_mllm  # noqa: E402
@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=default_threads())
     ap.add_argument("--ve", default="off", choices=["off", "auto", "always"])
     args = ap.parse_args(argv)
+    quiet_start()
     ks = [int(x) for x in args.ks.split(",")]
 
     models = CACHE / "models-realistic"

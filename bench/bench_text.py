@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import CACHE, machine, peak_rss_mb, percentiles, save, synthetic_models  # noqa: E402
+from _common import CACHE, machine, peak_rss_mb, percentiles, quiet_start, save, synthetic_models  # noqa: E402
 from PIL import Image, ImageDraw, ImageFilter, ImageFont  # noqa: E402
 
 from retllm_desktop.library import Library  # noqa: E402
@@ -395,6 +395,7 @@ def main() -> None:
     ap.add_argument("--photos", type=int, default=300, help="photos with text (as many again without)")
     ap.add_argument("--det-side", type=int, default=640, help="longer side the text detector sees")
     args = ap.parse_args()
+    quiet_start()
     result = run(args)
     path = save("text", result)
     tq, nt, tp = result["text_queries"], result["non_text_queries"], result["text_pass"]

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import CACHE, peak_rss_mb, percentiles, save  # noqa: E402
+from _common import CACHE, peak_rss_mb, percentiles, quiet_start, save  # noqa: E402
 from bench_rerank import Q1, Q2, photos  # noqa: E402
 
 from retllm_desktop.config import default_threads  # noqa: E402
@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=8, help="photos per mode")
     ap.add_argument("--threads", type=int, default=default_threads())
     args = ap.parse_args(argv)
+    quiet_start()
     models = CACHE / "models-realistic"
     write_synthetic_mllm(models, "realistic")
     model_dir = find_mllm_model(models, "synthetic-realistic")

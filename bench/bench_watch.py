@@ -27,6 +27,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import load_average, quiet_start  # noqa: E402
+
 from retllm_desktop.catalog import Photo  # noqa: E402
 from retllm_desktop.library import Library  # noqa: E402
 from retllm_desktop.watcher import LibraryWatcher  # noqa: E402
@@ -150,6 +152,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "watch.json"))
     ap.add_argument("--workdir", default=None)
     args = ap.parse_args()
+    start_load = quiet_start()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench_watch_"))
     models = make_models(work / "models")
     result = {
@@ -166,6 +169,7 @@ def main() -> None:
         ),
         "catch_up": bench_catch_up(work, models, args.files),
     }
+    result["load_average"] = {"start": start_load, "end": load_average()}
     print(json.dumps(result, indent=2))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
