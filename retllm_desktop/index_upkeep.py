@@ -74,11 +74,10 @@ class IndexKeeper:
         """Whether the current model's index is in memory (a removal must then update it)."""
         return self._index is not None
 
-    def close_fallback(self) -> None:
-        """Close the fallback model (call under the library's model lock)."""
-        if self._fallback is not None:
-            self._fallback[0].close()
-        self._fallback = None
+    def take_fallback(self) -> ClipModel | None:
+        """The fallback model, forgotten here: the caller closes it (under the library's model lock)."""
+        fallback, self._fallback = self._fallback, None
+        return fallback[0] if fallback is not None else None
 
     # -- adopting vectors stored under the plain model name --------------------------------------------
     def adopt_legacy_embeddings(self, clip: ClipModel) -> None:

@@ -38,7 +38,10 @@ from .text_pass import TextPass, TextSummary
 from .vector_index import VectorIndex
 
 if TYPE_CHECKING:
+    from .models.base import Model
     from .models.clip.towers import ClipModel
+    from .models.llm.scorer import MllmScorer
+    from .models.ocr import OcrModel
     from .understand import Understanding
 
 log = logging.getLogger(__name__)
@@ -79,8 +82,8 @@ class Library:
         self.catalog = Catalog(self.path / "catalog.db")
         self.lock = WriterLock(self.path / "write.lock")
         self._clip: ClipModel | None = None
-        self._mllm = None
-        self._ocr = None
+        self._mllm: MllmScorer | None = None
+        self._ocr: OcrModel | None = None
         self.read_text = read_text  # run the text pass (OCR) after the CLIP pass
         self.mllm_cache_bytes = mllm_cache_bytes  # image embeddings of checked photos
         self.mllm_kv_cache_bytes = mllm_kv_cache_bytes  # LLM state after each checked photo (MBs per photo)
@@ -108,12 +111,15 @@ class Library:
 
     def close(self) -> None:
         with self._model_lock:  # a repaired in-memory index is saved by the next writer, never by a reader
-            for m in (self._clip, self._mllm):
+            held: tuple[Model | None, ...] = (
+                self._clip,
+                self._mllm,
+                self._indexes.take_fallback(),
+                self._ocr,
+            )
+            for m in held:
                 if m is not None:
                     m.close()
-            self._indexes.close_fallback()
-            if self._ocr is not None:
-                self._ocr.close()
             self._clip = self._mllm = self._ocr = None
         self.catalog.close()
 
@@ -311,7 +317,7 @@ class Library:
         return ", ".join(dict.fromkeys(parts)) or None
 
     @property
-    def ocr(self):
+    def ocr(self) -> OcrModel:
         """The OCR model of the text pass (its weights ship in the rapidocr-onnxruntime wheel; lazy)."""
         with self._model_lock:
             if self._ocr is None:
@@ -445,7 +451,7 @@ class Library:
 
     # -- the fine stage (multimodal LLM) ---------------------------------------------------------
     @property
-    def mllm(self):
+    def mllm(self) -> MllmScorer:
         """The reranking LLM (loaded lazily, kept warm; its image embeddings cached per library)."""
         with self._model_lock:
             if self._mllm is None:

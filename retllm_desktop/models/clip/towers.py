@@ -305,6 +305,11 @@ class ClipModel:
         self._text_batch = _fixed_batch(shape)
         return inp.name, out.name, dtypes[inp.type]
 
+    @property
+    def loaded(self) -> bool:
+        """Whether a tower's session is in memory (search needs only the text tower, indexing the image one)."""
+        return self._image_session is not None or self._text_session is not None
+
     def load(self) -> ClipModel:
         """Create both sessions now (otherwise they are created on first use)."""
         self._image()

@@ -139,6 +139,15 @@ class OcrModel:
         if self.model_dir is None:
             bundled_model_dir()
 
+    @property
+    def loaded(self) -> bool:
+        return self._det is not None
+
+    def load(self) -> None:
+        """Create the three sessions now (otherwise the first ``read`` does)."""
+        with self._lock:
+            self._load()
+
     def _load(self) -> None:
         if self._det is not None:
             return
