@@ -35,7 +35,7 @@ def search_model_choices(models_dir: str) -> list[tuple[str, str]]:
     for d in list_clip_models(models_dir):
         try:
             cfg = ClipConfig.load(d)
-        except Exception:  # noqa: BLE001 - a broken folder is simply not offered
+        except Exception:  # a broken folder is simply not offered
             continue
         label = d.name
         if cfg.extra.get("multilingual") or "multilingual" in d.name:

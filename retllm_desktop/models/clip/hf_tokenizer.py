@@ -75,7 +75,7 @@ class HFTokenizer:
             raise ModelNotFoundError(f"tokenizer file not found: {self.path}")
         try:
             self._tok = Tokenizer.from_file(str(self.path))
-        except Exception as e:  # noqa: BLE001 - the Rust side raises plain Exception
+        except Exception as e:  # the Rust side raises plain Exception
             raise ModelLoadError(f"cannot read tokenizer {self.path}: {e}") from e
         self._tok.no_padding()
         self._tok.no_truncation()
