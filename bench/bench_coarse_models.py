@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import CACHE, peak_rss_mb, percentiles, save  # noqa: E402
+from _common import CACHE, MAX_LOAD, peak_rss_mb, percentiles, quiet_start, save  # noqa: E402
 
 BASELINE = "clip-vit-b32"
 QUERIES = [
@@ -105,6 +105,7 @@ def main() -> None:
     if args.worker:
         print("RESULT " + json.dumps(worker(args.worker, args.size, args.photos, args.queries, args.threads)))
         return
+    quiet_start(args.max_load or MAX_LOAD, args.wait)
     from retllm_desktop.devtools.replicas import registry_names
 
     names = [n for n in (args.names.split(",") if args.names else registry_names("clip")) if n]

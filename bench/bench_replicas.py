@@ -191,7 +191,6 @@ def main() -> int:
     ap.add_argument("--out", default="replicas")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    quiet_start()
     if args.worker:
         cfg = json.loads(args.worker)
         if cfg.pop("layouts", False):
@@ -201,6 +200,7 @@ def main() -> int:
         print("RESULT " + json.dumps(res), flush=True)
         return 0
 
+    quiet_start(args.max_load, args.wait)  # the parent only: a worker may run beside the busy core on purpose
     runs, layout = [], {}
     for name in args.models.split(","):
         model_dir(name, args.size)

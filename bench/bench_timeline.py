@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-from bench._common import peak_rss_mb, percentiles, save  # noqa: E402
+from bench._common import peak_rss_mb, percentiles, quiet_start, save  # noqa: E402
 from retllm_desktop.catalog import Photo  # noqa: E402
 from retllm_desktop.library import Library  # noqa: E402
 
@@ -125,6 +125,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="1000,100000")
     args = ap.parse_args()
+    quiet_start()
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         runs = [measure(int(n), Path(tmp)) for n in args.sizes.split(",")]
