@@ -13,11 +13,9 @@ by processes using the same directory. A truncated/corrupt entry is deleted and 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import struct
-import tempfile
 import threading
 import time
 import zlib
@@ -28,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ...config import MLLM_CACHE_BYTES
+from .blob_files import key_path, pack, unpack, write_atomic
 
 _MAGIC = b"RLEMB1\n"
 _SUFFIX = ".emb"
@@ -54,8 +53,7 @@ class EmbeddingCache:
 
     # -- paths / index ---------------------------------------------------------------------------
     def _path(self, key: str) -> Path:
-        h = hashlib.sha256(key.encode("utf-8")).hexdigest()
-        return self.dir / h[:2] / (h + _SUFFIX)
+        return key_path(self.dir, key, _SUFFIX)
 
     def _index(self) -> dict[Path, int]:
         if self._sizes is None:
@@ -125,14 +123,7 @@ class EmbeddingCache:
     @staticmethod
     def _decode(blob: bytes, key: str) -> CacheEntry | None:
         try:
-            if not blob.startswith(_MAGIC):
-                return None
-            off = len(_MAGIC)
-            (hlen,) = struct.unpack_from("<I", blob, off)
-            off += 4
-            header = json.loads(blob[off : off + hlen].decode("utf-8"))
-            off += hlen
-            data = blob[off:]
+            header, data = unpack(blob, _MAGIC)
             shape = tuple(int(x) for x in header["shape"])
             if header.get("key") != key or header.get("dtype") != "<f4":
                 return None
@@ -149,31 +140,18 @@ class EmbeddingCache:
     def put(self, key: str, array: np.ndarray, meta: dict[str, Any] | None = None) -> None:
         arr = np.ascontiguousarray(array, dtype="<f4")
         data = arr.tobytes()
-        header = json.dumps(
-            {
-                "key": key,
-                "shape": list(arr.shape),
-                "dtype": "<f4",
-                "crc32": zlib.crc32(data),
-                "meta": meta or {},
-            }
-        ).encode("utf-8")
-        blob = _MAGIC + struct.pack("<I", len(header)) + header + data
+        header = {
+            "key": key,
+            "shape": list(arr.shape),
+            "dtype": "<f4",
+            "crc32": zlib.crc32(data),
+            "meta": meta or {},
+        }
+        blob = pack(_MAGIC, header, data)
         if len(blob) > self.max_bytes:
             return  # would evict everything else and still not fit
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(blob)
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        write_atomic(path, blob, fsync=False)
         with self._lock:
             self._index()[path] = len(blob)
             self._evict_locked(keep=path)

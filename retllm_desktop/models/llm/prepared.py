@@ -22,16 +22,16 @@ deleted.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import struct
-import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .blob_files import TEMP_PREFIX, TEMP_SUFFIX, key_path, pack, unpack, write_atomic
 
 MAGIC = b"RLPREP1\n"
 SUFFIX = ".pemb"
@@ -86,8 +86,7 @@ class PreparedStore:
         self.codec = codec
 
     def _path(self, key: str) -> Path:
-        h = hashlib.sha256(key.encode("utf-8")).hexdigest()
-        return self.dir / h[:2] / (h + SUFFIX)
+        return key_path(self.dir, key, SUFFIX)
 
     def has(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -100,13 +99,7 @@ class PreparedStore:
         except OSError:
             return None
         try:
-            if not blob.startswith(MAGIC):
-                raise ValueError("magic")
-            off = len(MAGIC)
-            (hlen,) = struct.unpack_from("<I", blob, off)
-            off += 4
-            head = json.loads(blob[off : off + hlen].decode("utf-8"))
-            payload = blob[off + hlen :]
+            head, payload = unpack(blob, MAGIC)
             if head["key"] != key or zlib.crc32(payload) != head["crc32"]:
                 raise ValueError("key or crc")
             arr = decode_rows(payload, int(head["rows"]), int(head["dim"]), head["codec"])
@@ -118,30 +111,10 @@ class PreparedStore:
     def put(self, key: str, emb: np.ndarray, width: int, height: int) -> int:
         """Store one photo atomically; returns the bytes written. ``OSError`` (disk full) leaves nothing."""
         payload = encode_rows(emb, self.codec)
-        head = json.dumps(
-            {
-                "key": key,
-                "rows": int(emb.shape[0]),
-                "dim": int(emb.shape[1]),
-                "codec": self.codec,
-                "nx": int(width),
-                "ny": int(height),
-                "crc32": zlib.crc32(payload),
-            }  # fmt: skip
-        ).encode("utf-8")
-        blob = MAGIC + struct.pack("<I", len(head)) + head + payload
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(blob)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            self._unlink(Path(tmp))
-            raise
+        head = {"key": key, "rows": int(emb.shape[0]), "dim": int(emb.shape[1]), "codec": self.codec,
+                "nx": int(width), "ny": int(height), "crc32": zlib.crc32(payload)}  # fmt: skip
+        blob = pack(MAGIC, head, payload)
+        write_atomic(self._path(key), blob, fsync=True)
         return len(blob)
 
     def remove(self, key: str) -> int:
@@ -194,7 +167,7 @@ class PreparedStore:
         """Delete temp files a killed writer left behind; returns how many."""
         n = 0
         if self.dir.is_dir():
-            for p in self.dir.glob("*/.tmp-*.part"):
+            for p in self.dir.glob(f"*/{TEMP_PREFIX}*{TEMP_SUFFIX}"):
                 self._unlink(p)
                 n += 1
         return n
