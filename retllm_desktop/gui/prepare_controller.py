@@ -10,7 +10,6 @@ the library closes. Searches never wait for it longer than one image chunk: the 
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
@@ -25,23 +24,14 @@ if TYPE_CHECKING:
 
 
 class PrepareWorker(Worker):
+    progress_interval_s = 0.5  # a slow pass: the label need not change more often
+
     def __init__(self, library: Library) -> None:
         super().__init__()
         self.library = library
-        self._last = 0.0
-
-    def _progress(self, stage: str, done: int, total: int) -> None:
-        now = time.monotonic()
-        if now - self._last < 0.5 and done not in (0, total):
-            return
-        self._last = now
-        try:
-            emit(self.signals.progress, stage, done, total)
-        except RuntimeError:
-            pass
 
     def work(self) -> Any:
-        return self.library.prepare(progress=self._progress, cancel=self.cancel)
+        return self.library.prepare(progress=self.report_progress, cancel=self.cancel)
 
 
 def about_seconds(seconds: float) -> str:

@@ -34,6 +34,8 @@ class WorkerSignals(QObject):
 class Worker(QRunnable):
     """Base: subclasses implement :meth:`work` and return its result."""
 
+    progress_interval_s = 0.08  # report_progress passes on one step per interval (and 0, total)
+
     def __init__(self) -> None:
         super().__init__()
         self.setAutoDelete(False)  # Python keeps the reference (see WorkerPool)
@@ -41,6 +43,18 @@ class Worker(QRunnable):
         self.cancel = threading.Event()
         self.done = threading.Event()
         self.error: str | None = None
+        self._last_progress = 0.0
+
+    def report_progress(self, stage: str, done: int, total: int) -> None:
+        """An engine ``progress`` callback: throttled, so a fast loop does not flood the UI thread."""
+        now = time.monotonic()
+        if now - self._last_progress < self.progress_interval_s and done not in (0, total):
+            return
+        self._last_progress = now
+        try:
+            emit(self.signals.progress, stage, done, total)
+        except RuntimeError:  # the receiver side was torn down while we ran
+            pass
 
     def work(self) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -93,17 +107,6 @@ class IndexWorker(Worker):
     def __init__(self, library: Library, paths: list[str] | None = None) -> None:
         super().__init__()
         self.library, self.paths = library, paths
-        self._last = 0.0
-
-    def _progress(self, stage: str, done: int, total: int) -> None:
-        now = time.monotonic()
-        if now - self._last < 0.08 and done != total and done != 0:
-            return
-        self._last = now
-        try:
-            emit(self.signals.progress, stage, done, total)
-        except RuntimeError:
-            pass
 
     def run(self) -> None:
         # The folders are remembered even when indexing is cancelled before it starts (e.g. the window is
@@ -125,7 +128,7 @@ class IndexWorker(Worker):
         super().run()
 
     def work(self) -> Any:
-        return self.library.index_roots(None, progress=self._progress, cancel=self.cancel)
+        return self.library.index_roots(None, progress=self.report_progress, cancel=self.cancel)
 
 
 class SearchWorker(Worker):
