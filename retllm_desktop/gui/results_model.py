@@ -8,6 +8,7 @@ change (selection and current item follow their photos); a different set resets 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -72,11 +73,56 @@ def fine_of(result: SearchResult) -> FineScore | None:
     return getattr(result, "fine", None)
 
 
-class ResultsModel(QAbstractListModel):
-    def __init__(self, thumbs: ThumbnailLoader, parent=None) -> None:
+def _thumbnail(m: PhotoTilesModel, r: SearchResult) -> Any:
+    return m.thumbs.pixmap(r.photo.path, r.photo.hash, m.thumb_px)
+
+
+def _broken(m: PhotoTilesModel, r: SearchResult) -> bool:
+    return m.thumbs.is_broken(r.photo.hash or r.photo.path, m.thumb_px)
+
+
+# The roles every photo tile answers the same way, in the results grid and in the timeline.
+TILE_ROLES: dict[int, Callable[[PhotoTilesModel, SearchResult], Any]] = {
+    Qt.ItemDataRole.DisplayRole: lambda m, r: os.path.basename(r.photo.path),
+    Qt.ItemDataRole.DecorationRole: _thumbnail,
+    ResultRole: lambda m, r: r,
+    PathRole: lambda m, r: r.photo.path,
+    KeyRole: lambda m, r: m.thumb_key(r),
+    BrokenRole: _broken,
+}
+
+
+class PhotoTilesModel(QAbstractListModel):
+    """What the results grid and the timeline share: thumbnails from one loader, the tile roles
+    (:data:`TILE_ROLES`) and photos dragged out as files. A subclass says which result a row shows."""
+
+    def __init__(self, thumbs: ThumbnailLoader, parent: Any = None) -> None:
         super().__init__(parent)
         self.thumbs = thumbs
         self.thumb_px = 160  # device pixels requested from the loader
+
+    def result(self, row: int) -> SearchResult | None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def thumb_key(self, r: SearchResult) -> str:
+        return ThumbnailLoader.key(r.photo.hash or r.photo.path, self.thumb_px)
+
+    def mimeTypes(self) -> list[str]:
+        return ["text/uri-list"]
+
+    def mimeData(self, indexes: list[QModelIndex]) -> QMimeData:
+        md = QMimeData()
+        results = (self.result(i.row()) for i in indexes if i.isValid())
+        md.setUrls([QUrl.fromLocalFile(r.photo.path) for r in results if r is not None])
+        return md
+
+    def supportedDragActions(self) -> Qt.DropAction:
+        return Qt.DropAction.CopyAction
+
+
+class ResultsModel(PhotoTilesModel):
+    def __init__(self, thumbs: ThumbnailLoader, parent=None) -> None:
+        super().__init__(thumbs, parent)
         self.sort_mode = "relevance"
         self._engine: list[SearchResult] = []  # results in the engine's order
         self._rows: list[SearchResult] = []  # results in display order
@@ -95,9 +141,6 @@ class ResultsModel(QAbstractListModel):
 
     def results(self) -> list[SearchResult]:
         return list(self._rows)
-
-    def _key(self, r: SearchResult) -> str:
-        return ThumbnailLoader.key(r.photo.hash or r.photo.path, self.thumb_px)
 
     def _sorted(self, results: list[SearchResult]) -> list[SearchResult]:
         if self.sort_mode == "relevance":
@@ -155,7 +198,7 @@ class ResultsModel(QAbstractListModel):
     def _reindex(self) -> None:
         self._rows_by_key = {}
         for i, r in enumerate(self._rows):
-            self._rows_by_key.setdefault(self._key(r), []).append(i)
+            self._rows_by_key.setdefault(self.thumb_key(r), []).append(i)
 
     def set_results(self, results: list[SearchResult], same_query: bool = False) -> None:
         """Show ``results`` (engine order). ``same_query``: a rerank step of the list already shown."""
@@ -219,18 +262,9 @@ class ResultsModel(QAbstractListModel):
             return None
         r = self._rows[index.row()]
         p = r.photo
-        if role == Qt.ItemDataRole.DisplayRole:
-            return os.path.basename(p.path)
-        if role == Qt.ItemDataRole.DecorationRole:
-            return self.thumbs.pixmap(p.path, p.hash, self.thumb_px)
-        if role == ResultRole:
-            return r
-        if role == PathRole:
-            return p.path
-        if role == KeyRole:
-            return self._key(r)
-        if role == BrokenRole:
-            return self.thumbs.is_broken(p.hash or p.path, self.thumb_px)
+        shared = TILE_ROLES.get(role)
+        if shared is not None:
+            return shared(self, r)
         if role == GroupRole:
             if p.id in self._members:
                 return None
@@ -268,16 +302,6 @@ class ResultsModel(QAbstractListModel):
         return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemIsDragEnabled
 
     # Dragging results out gives file URLs (other apps, or back onto the window as an image query).
-    def mimeTypes(self) -> list[str]:
-        return ["text/uri-list"]
-
-    def mimeData(self, indexes: list[QModelIndex]) -> QMimeData:
-        md = QMimeData()
-        md.setUrls([QUrl.fromLocalFile(self._rows[i.row()].photo.path) for i in indexes if i.isValid()])
-        return md
-
-    def supportedDragActions(self) -> Qt.DropAction:
-        return Qt.DropAction.CopyAction
 
 
 class ThumbDelegate(QStyledItemDelegate):

@@ -15,20 +15,12 @@ from collections.abc import Callable
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QAbstractListModel, QMimeData, QModelIndex, QRect, Qt, QUrl
+from PySide6.QtCore import QModelIndex, QRect, Qt
 from PySide6.QtGui import QFont, QPainter, QPalette
 from PySide6.QtWidgets import QStyle, QStyleOptionViewItem
 
 from ..search import SearchResult
-from .results_model import (
-    BrokenRole,
-    GroupRole,
-    KeyRole,
-    PathRole,
-    ResultRole,
-    ThumbDelegate,
-    describe_date,
-)
+from .results_model import TILE_ROLES, BrokenRole, GroupRole, PhotoTilesModel, ThumbDelegate, describe_date
 from .thumbnails import ThumbnailLoader
 
 if TYPE_CHECKING:
@@ -55,16 +47,14 @@ def day_title(day: str) -> str:
     return f"{d.strftime('%A')}, {d.day} {d.strftime('%B %Y')}"
 
 
-class TimelineModel(QAbstractListModel):
+class TimelineModel(PhotoTilesModel):
     """Rows: headers and photos of ``rows`` ((id, day), newest first); photos fetched a page at a time."""
 
     def __init__(
         self, thumbs: ThumbnailLoader, fetch: Callable[[list[int]], dict[int, Photo]], parent: Any = None
     ) -> None:
-        super().__init__(parent)
-        self.thumbs = thumbs
+        super().__init__(thumbs, parent)
         self.fetch = fetch
-        self.thumb_px = 160
         self._ids: list[int] = []  # photo ids in timeline order
         self._entries: list[int] = []  # per row: index into _ids (>= 0) or -(header number + 1)
         self._n = 0  # len(_entries)
@@ -149,7 +139,7 @@ class TimelineModel(QAbstractListModel):
         for k, r in enumerate(ids):
             res = page.get(r)
             if res is not None:
-                self._rows_by_key[self._key(res)] = self._photo_row[page_no * PAGE + k]
+                self._rows_by_key[self.thumb_key(res)] = self._photo_row[page_no * PAGE + k]
         return page
 
     # The preview walks photos, not rows: photo number i (0-based, headers not counted).
@@ -171,9 +161,6 @@ class TimelineModel(QAbstractListModel):
                 return row
             row += step
         return -1
-
-    def _key(self, r: SearchResult) -> str:
-        return ThumbnailLoader.key(r.photo.hash or r.photo.path, self.thumb_px)
 
     def set_thumb_px(self, px: int) -> None:
         if px != self.thumb_px:
@@ -206,18 +193,9 @@ class TimelineModel(QAbstractListModel):
         if r is None:
             return None
         p = r.photo
-        if role == Qt.ItemDataRole.DisplayRole:
-            return os.path.basename(p.path)
-        if role == Qt.ItemDataRole.DecorationRole:
-            return self.thumbs.pixmap(p.path, p.hash, self.thumb_px)
-        if role == ResultRole:
-            return r
-        if role == PathRole:
-            return p.path
-        if role == KeyRole:
-            return self._key(r)
-        if role == BrokenRole:
-            return self.thumbs.is_broken(p.hash or p.path, self.thumb_px)
+        shared = TILE_ROLES.get(role)
+        if shared is not None:
+            return shared(self, r)
         if role == GroupRole:
             return None
         if role in (Qt.ItemDataRole.ToolTipRole, Qt.ItemDataRole.AccessibleTextRole):
@@ -235,22 +213,6 @@ class TimelineModel(QAbstractListModel):
         if self.header(index.row()) is not None:
             return Qt.ItemFlag.ItemIsEnabled
         return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemIsDragEnabled
-
-    def mimeTypes(self) -> list[str]:
-        return ["text/uri-list"]
-
-    def mimeData(self, indexes: list[QModelIndex]) -> QMimeData:
-        md = QMimeData()
-        urls = []
-        for i in indexes:
-            r = self.result(i.row())
-            if r is not None:
-                urls.append(QUrl.fromLocalFile(r.photo.path))
-        md.setUrls(urls)
-        return md
-
-    def supportedDragActions(self) -> Qt.DropAction:
-        return Qt.DropAction.CopyAction
 
 
 class TimelineDelegate(ThumbDelegate):
