@@ -1,4 +1,8 @@
-"""hnswlib wrapper: add, delete, search, persist atomically, reconcile with the catalog.
+"""The vector index: add, delete, search, persist atomically, reconcile with the catalog.
+
+Up to ``compact_threshold`` photos it is hnswlib holding float32 vectors (searched exactly up to
+``exact_threshold``); above it, a CompactIndex (8-bit codes + exact fp16 rescoring, compact_index.py),
+because hnswlib needs 2.3 GB and reaches recall@10 0.91 at 1M × 512-d (bench/bench_ann.py).
 
 The index is derived data: the catalog's ``embeddings`` table holds every vector, so a missing,
 stale or corrupt index file is repaired from it, never trusted over it. Labels are photo ids.
@@ -18,13 +22,15 @@ from pathlib import Path
 import hnswlib
 import numpy as np
 
+from .compact_index import CompactIndex, partitions_for
 from .errors import RetllmError
 
 VectorChunks = Iterator[tuple[np.ndarray, np.ndarray]]
+NPROBE_SHARE = 16  # compact search probes 1/16 of the partitions (bench/bench_ann.py: recall@10 ≥ 0.99)
 
 
 class VectorIndex:
-    """Approximate (HNSW) search for large libraries, exact numpy search for small ones."""
+    """Exact numpy search for small libraries, HNSW above, compact codes + rescoring for big ones."""
 
     def __init__(
         self,
@@ -35,6 +41,7 @@ class VectorIndex:
         ef_construction: int = 200,
         ef_search: int = 256,
         exact_threshold: int = 100_000,
+        compact_threshold: int | None = None,
         threads: int = 1,
     ):
         self.path = Path(path)
@@ -44,6 +51,9 @@ class VectorIndex:
         self.ef_construction = ef_construction
         self.ef_search = ef_search
         self.exact_threshold = exact_threshold
+        self.compact_threshold = exact_threshold if compact_threshold is None else compact_threshold
+        self._compact: CompactIndex | None = None
+        self._trained_for = 0  # library size the compact index's partitions were chosen for
         self.threads = max(1, threads)
         self._lock = threading.RLock()
         self._deleted: set[int] = set()
@@ -69,11 +79,13 @@ class VectorIndex:
         return idx
 
     def _load_or_new(self) -> hnswlib.Index:
-        if self.path.exists() and self.meta_path.exists():
+        if self.meta_path.exists():
             try:
                 meta = json.loads(self.meta_path.read_text())
                 if int(meta["dim"]) != self.dim:
                     raise ValueError("dimension changed")
+                if meta.get("backend") == "compact":
+                    return self._load_compact(meta)
                 if "index_bytes" in meta and self.path.stat().st_size != int(meta["index_bytes"]):
                     raise ValueError("index file and sidecar do not belong together")
                 idx = hnswlib.Index(space="ip", dim=self.dim)
@@ -85,10 +97,39 @@ class VectorIndex:
                 self._deleted = {int(x) for x in meta.get("deleted", [])}
                 self._active = {int(x) for x in idx.get_ids_list()} - self._deleted
                 self.loaded_from_disk = True
-                return idx
+                self._index = idx
+                if len(self._active) > self.compact_threshold:
+                    self._to_compact()  # an index saved before compact indexes existed
+                return self._index
             except Exception:  # a corrupt index is rebuilt from the catalog by reconcile()
-                self._deleted, self._active = set(), set()
+                self._deleted, self._active, self._compact = set(), set(), None
         return self._new()
+
+    def _load_compact(self, meta: dict) -> hnswlib.Index:
+        self._compact = CompactIndex.load(self.path, self.dim, meta)
+        labels = self._compact.row_label
+        self._active = {int(x) for x in labels[labels >= 0]}
+        self._trained_for = int(meta.get("trained_for", len(self._active)))
+        self.loaded_from_disk = True
+        return self._new()  # an empty placeholder: the compact index holds the vectors
+
+    def _to_compact(self, chunk: int = 50_000) -> None:
+        """Move every vector into a new compact index (the library grew past the threshold)."""
+        labels = np.array(sorted(self._active), dtype=np.int64)
+
+        def vectors(lab: np.ndarray) -> np.ndarray:
+            if self._compact is not None:
+                return self._compact.items(lab)
+            return np.asarray(self._index.get_items(lab, return_type="numpy"), dtype=np.float32)
+
+        n = len(labels)
+        want = min(n, 40 * partitions_for(n))
+        sample = np.sort(np.random.default_rng(0).choice(n, want, replace=False))
+        compact = CompactIndex.trained(self.path, self.dim, vectors(labels[sample]), n, self.threads)
+        for s in range(0, n, chunk):
+            compact.add(labels[s : s + chunk], vectors(labels[s : s + chunk]))
+        self._compact, self._trained_for = compact, n
+        self._index, self._deleted, self._dense, self._dirty = self._new(), set(), None, True
 
     def save(self) -> None:
         """Write index + sidecar via temp files and rename, so a crash keeps the previous good pair."""
@@ -97,24 +138,19 @@ class VectorIndex:
             tmp = self.path.with_name(self.path.name + ".tmp")
             tmp_meta = self.meta_path.with_name(self.meta_path.name + ".tmp")
             try:
-                self._index.save_index(str(tmp))
-                # hnswlib does not report short writes (disk full): check the size it meant to write.
-                expected = self._index.index_file_size()
-                if tmp.stat().st_size != expected:
-                    raise OSError(errno.ENOSPC, "short write (disk full?)")
-                meta = {
-                    "dim": self.dim,
-                    "capacity": self._index.get_max_elements(),
-                    "count": len(self._active),
-                    "deleted": sorted(self._deleted),
-                    "index_bytes": expected,
-                }
-                tmp_meta.write_text(json.dumps(meta))
-                for f in (tmp, tmp_meta):
-                    with open(f, "rb") as fh:
+                if self._compact is not None:
+                    facts = self._compact.save()  # a new generation of files, named by the sidecar
+                    meta = {"dim": self.dim, "backend": "compact", "count": len(self._active),
+                            "trained_for": self._trained_for, **facts}  # fmt: skip
+                    tmp_meta.write_text(json.dumps(meta))
+                    with open(tmp_meta, "rb") as fh:
                         os.fsync(fh.fileno())
-                os.replace(tmp, self.path)
-                os.replace(tmp_meta, self.meta_path)
+                    os.replace(tmp_meta, self.meta_path)  # the commit
+                    self._compact.committed(facts)
+                    with contextlib.suppress(OSError):
+                        self.path.unlink()  # an hnswlib file from before the library grew
+                else:
+                    self._save_hnsw(tmp, tmp_meta)
             except (OSError, RuntimeError) as e:
                 for f in (tmp, tmp_meta):
                     with contextlib.suppress(OSError):
@@ -130,6 +166,29 @@ class VectorIndex:
             self._dirty = False
             if self.on_saved is not None:
                 self.on_saved()
+
+    def _save_hnsw(self, tmp: Path, tmp_meta: Path) -> None:
+        self._index.save_index(str(tmp))
+        # hnswlib does not report short writes (disk full): check the size it meant to write.
+        expected = self._index.index_file_size()
+        if tmp.stat().st_size != expected:
+            raise OSError(errno.ENOSPC, "short write (disk full?)")
+        meta = {
+            "dim": self.dim,
+            "capacity": self._index.get_max_elements(),
+            "count": len(self._active),
+            "deleted": sorted(self._deleted),
+            "index_bytes": expected,
+        }
+        tmp_meta.write_text(json.dumps(meta))
+        for f in (tmp, tmp_meta):
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+        os.replace(tmp_meta, self.meta_path)
+        for f in self.path.parent.glob(f"{self.path.name}.[cs]*"):  # a compact index's, before a rebuild
+            with contextlib.suppress(OSError):
+                f.unlink()
 
     @property
     def dirty(self) -> bool:
@@ -162,6 +221,13 @@ class VectorIndex:
             return
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(ids), self.dim)
         with self._lock:
+            if self._compact is not None:
+                self._compact.add(ids, vectors)
+                self._active.update(int(i) for i in ids)
+                self._dirty = True
+                if len(self._active) > 4 * self._trained_for:
+                    self._to_compact()  # partitions chosen for a 4x smaller library: choose again
+                return
             revive = np.array([int(i) in self._deleted for i in ids])
             for label in ids[revive]:
                 try:
@@ -183,10 +249,19 @@ class VectorIndex:
             self._active.update(int(i) for i in ids)
             self._dense = None
             self._dirty = True
+            if len(self._active) > self.compact_threshold:
+                self._to_compact()
 
     def remove(self, ids: Iterable[int]) -> int:
         removed = 0
         with self._lock:
+            if self._compact is not None:
+                gone = np.array([int(i) for i in ids if int(i) in self._active], dtype=np.int64)
+                if gone.size:
+                    self._compact.remove(gone)
+                    self._active.difference_update(gone.tolist())
+                    self._dirty = True
+                return int(gone.size)
             for label in ids:
                 label = int(label)
                 if label not in self._active:
@@ -206,11 +281,43 @@ class VectorIndex:
     def rebuild(self, chunks: VectorChunks, expected: int = 0) -> None:
         """Start over from the catalog's vectors (the `rebuild` command and corrupt-file repair)."""
         with self._lock:
-            self._index = self._new(max(1024, expected))
-            self._active, self._deleted = set(), set()
-            for ids, vecs in chunks:
-                self.add(ids, vecs)
+            self._active, self._deleted, self._compact, self._dense = set(), set(), None, None
+            if expected > self.compact_threshold:
+                self._index = self._new()
+                self._rebuild_compact(chunks, expected)
+            else:
+                self._index = self._new(max(1024, expected))
+                for ids, vecs in chunks:
+                    self.add(ids, vecs)
             self._dirty = True
+
+    def _rebuild_compact(self, chunks: VectorChunks, expected: int) -> None:
+        """Train the partitions on the first vectors (up to ~40 per partition), then stream the rest."""
+        want = min(expected, 40 * partitions_for(expected))
+        held: list[tuple[np.ndarray, np.ndarray]] = []
+        got = 0
+        for ids, vecs in chunks:
+            ids = np.asarray(ids, dtype=np.int64)
+            vecs = np.ascontiguousarray(vecs, dtype=np.float32).reshape(len(ids), self.dim)
+            if self._compact is None:
+                held.append((ids, vecs))
+                got += len(ids)
+                if got < want:
+                    continue
+                sample = np.concatenate([v for _, v in held])
+                self._compact = CompactIndex.trained(self.path, self.dim, sample, expected, self.threads)
+                self._trained_for = expected
+                for i, v in held:
+                    self.add(i, v)
+                held = []
+            else:
+                self.add(ids, vecs)
+        if held:  # fewer vectors than expected: train on what there is, if enough for an index
+            sample = np.concatenate([v for _, v in held])
+            self._compact = CompactIndex.trained(self.path, self.dim, sample, len(sample), self.threads)
+            self._trained_for = len(sample)
+            for i, v in held:
+                self.add(i, v)
 
     def reconcile(self, catalog_ids: set[int], fetch: Callable[[list[int]], VectorChunks]) -> tuple[int, int]:
         """Make the index hold exactly ``catalog_ids``: add the missing, delete the ghosts."""
@@ -246,6 +353,13 @@ class VectorIndex:
             k = min(k, n)
             if k <= 0:
                 return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+            if self._compact is not None:
+                nprobe = max(32, self._compact.ivf.nlist // NPROBE_SHARE)
+                wanted = None if allowed is None else np.fromiter(allowed & self._active, dtype=np.int64)
+                if exact:
+                    wanted = np.fromiter(self._active, dtype=np.int64) if wanted is None else wanted
+                    return self._compact.search_exact(q[0], k, wanted)
+                return self._compact.search(q[0], k, wanted, nprobe)
             use_exact = exact if exact is not None else n <= self.exact_threshold
             if use_exact:
                 labels, mat = self._dense_matrix()
