@@ -13,9 +13,11 @@ Each configuration is built in one subprocess (saved to disk) and queried in a f
 saved files, so the memory numbers are what the app pays after opening a library: RSS growth over the
 process before loading (anonymous memory and mapped file pages separately) and its peak.
 
-One command (quiet machine, ~25-35 min on 2 cores at the default sizes, 512-d):
+One command (quiet machine, 2 cores, default sizes, 512-d, today's index vs the library's compact one;
+about 30-40 min, most of it building hnswlib at 1M and generating the 1M vectors, cached for re-runs):
     PYTHONPATH=$PWD .venv/bin/python bench/bench_ann.py
-``--sizes 100000,300000 --dims 512`` takes ~6 min. Refuses to start above load 1.5 unless ``--force``.
+``--sizes 100000,300000`` takes ~10 min; ``--configs`` adds faiss_hnsw_sq8_M32 (HNSW over 8-bit codes);
+``--dims 768`` measures SigLIP 2's size. Refuses to start above load 1.5 unless ``--force``.
 """
 
 from __future__ import annotations
@@ -177,7 +179,8 @@ def sweep_for(kind: str, n: int) -> list[int]:
         return sorted({min(2048, max(256, n // 300)), 2048})
     if kind == "faiss_hnsw":
         return [128, 256, 512, 1024]
-    return [8, 16, 32, 64, 128]
+    nlist = nlist_for(n)  # the library probes nlist // 16 (vector_index.NPROBE_SHARE)
+    return sorted({16, 32, 64, 128, nlist // 32, nlist // 16})
 
 
 def query(name: str, out: Path, q_path: Path, gt_path: Path) -> dict:
@@ -269,7 +272,7 @@ def main() -> None:
     ap.add_argument("--dims", default="512")
     ap.add_argument("--data", choices=["clip", "isotropic"], default="clip")
     ap.add_argument("--queries", type=int, default=300)
-    ap.add_argument("--configs", default=",".join(CONFIGS))
+    ap.add_argument("--configs", default="hnswlib_f32_M24,faiss_ivf_sq8", help=f"of {','.join(CONFIGS)}")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--force", action="store_true", help="run even above load 1.5 (recall/memory stay valid)")
     ap.add_argument("--name", default="ann")
