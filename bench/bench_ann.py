@@ -179,8 +179,8 @@ def sweep_for(kind: str, n: int) -> list[int]:
         return sorted({min(2048, max(256, n // 300)), 2048})
     if kind == "faiss_hnsw":
         return [128, 256, 512, 1024]
-    nlist = nlist_for(n)  # the library probes nlist // 16 (vector_index.NPROBE_SHARE)
-    return sorted({16, 32, 64, 128, nlist // 32, nlist // 16})
+    nlist = nlist_for(n)  # the library probes max(32, nlist // 64) (vector_index.NPROBE_SHARE)
+    return sorted({16, 32, 64, 128, nlist // 64, nlist // 16})
 
 
 def query(name: str, out: Path, q_path: Path, gt_path: Path) -> dict:
