@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from . import config
 from .catalog import Catalog, Root
 from .errors import QueryError, RetllmError, first_line
+from .freshness import DiskCheck
 from .index_upkeep import IndexKeeper, plan_backfill
 from .indexer import Indexer, IndexSummary
 from .library_status import LibraryStatus, collect_status
@@ -81,6 +82,7 @@ class Library:
         self.batch_size = batch_size
         self.catalog = Catalog(self.path / "catalog.db")
         self.lock = WriterLock(self.path / "write.lock")
+        self.disk = DiskCheck(self.catalog)  # results true to the disk (photos deleted behind our back)
         self._clip: ClipModel | None = None
         self._mllm: MllmScorer | None = None
         self._ocr: OcrModel | None = None
@@ -210,6 +212,8 @@ class Library:
         with self.lock:
             for p in paths or []:
                 self.add_root(p)
+            if only_paths is not None:  # a watcher batch also removes what searches found missing
+                only_paths = set(only_paths) | self.disk.recorded()
             clip = self.clip
             self._indexes.adopt_pending(clip)
             index = self._indexes.writer_index()
@@ -239,6 +243,8 @@ class Library:
                 or (summary.text and summary.text["read"] + summary.text["failed"])
             ):
                 self._backup_catalog(small_run=only_paths is not None)
+            if not summary.cancelled:
+                self.disk.forget(lambda p: self.catalog.photo_by_path(p) is not None)
         summary.seconds = round(time.perf_counter() - t0, 3)
         return summary
 
@@ -366,7 +372,15 @@ class Library:
             return SearchUpdate(query=query, results=[], phase="done", message=message)
         if allowed is None and query.places:
             allowed = place_ids(self.catalog, list(query.places))
-        return CoarseSearcher(self.catalog, index, clip).search(query, top=top, allowed=allowed)
+        searcher = CoarseSearcher(self.catalog, index, clip)
+
+        def run(exclude: set[int]) -> SearchUpdate:
+            searcher.exclude = exclude
+            return searcher.search(query, top=top, allowed=allowed)
+
+        update, missing = self.disk.search(run, {r.id: r.path for r in self.catalog.roots()})
+        update.missing = missing
+        return update
 
     # -- query understanding ---------------------------------------------------------------------
     def understand(self, text: str, ignore: tuple[str, ...] | list[str] = ()) -> Understanding:
@@ -391,10 +405,11 @@ class Library:
         """Yield the coarse results at once, then (with ``rerank`` options) the LLM-reranked updates."""
         if isinstance(query, str):
             query = Query(text=query)
+        typed = query.text
         u = None if query.literal or not query.text else self.understand(query.text, ignore=query.ignore)
         query, allowed, understood = apply_understanding(self.catalog, query, u)
         coarse = self.search_coarse(query, top=top, allowed=allowed)
-        coarse.understood = understood
+        coarse.understood, coarse.typed = understood, typed
         if rerank is None or not coarse.results:
             coarse.phase = "done"
             yield coarse
@@ -402,6 +417,8 @@ class Library:
         yield coarse
         for update in self._rerank(coarse, rerank, cancel):
             update.understood = understood
+            update.typed, update.missing = typed, coarse.missing
+            update.cutoff = getattr(rerank, "cutoff", None)
             yield update
 
     def _rerank(

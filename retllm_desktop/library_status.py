@@ -36,6 +36,7 @@ class LibraryStatus:
     skipped_files: list[dict[str, Any]] = field(default_factory=list)
     search_model: str | None = None  # differs from clip_model while a switched-to model is being filled
     taken_range: tuple[str | None, str | None] = (None, None)  # earliest, latest EXIF capture time
+    date_span: tuple[str | None, str | None] = (None, None)  # ... with file dates of photos without one
     places: list[dict[str, Any]] = field(
         default_factory=list
     )  # catalog.PlaceCount as dicts, most photos first
@@ -114,6 +115,7 @@ def collect_status(lib: Library, failures_limit: int = 50) -> LibraryStatus:
         mllm_model=mllm_model,
         mllm_error=mllm_error,
         taken_range=lib.catalog.date_range(),
+        date_span=lib.catalog.date_range(file_dates=True),
         places=[asdict(p) for p in lib.catalog.place_counts()],
         text=lib.catalog.text_counts(),
         text_failed_files=[{"path": p, "reason": r} for p, r in lib.catalog.text_failures(failures_limit)],

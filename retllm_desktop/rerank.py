@@ -1,9 +1,11 @@
 """Pure ranking logic of the fine stage (RetLLM): ordering, cut-off and streaming, no llama here.
 
 The multimodal LLM scores each of the top-k coarse (CLIP) candidates with P(True) to a
-"does it match?" question (see ``retllm_desktop.models.llm.scorer``). As in the paper's code, scores are
-compared truncated to 2 decimals (``int(p * 100) / 100``) and ties go to the lower full-vocabulary
-entropy (the more confident answer); remaining ties keep the coarse order. Everything past k keeps its
+"does it match?" question (see ``retllm_desktop.models.llm.scorer``). The order, the cutoff and every
+mark the shells show come from one verdict, the match share P(True) / (P(True) + P(False)) (``verdict.py``;
+with real weights it is P(True)). As in the paper's code, it is compared truncated to 2 decimals
+(``int(p * 100) / 100``) and ties go to the lower full-vocabulary entropy (the more confident answer);
+remaining ties keep the coarse order. Everything past k keeps its
 coarse order after the reranked block. (Where we differ from the paper: see ``models/llm/answer.py``.)
 
 The fine stage can only add, never take away: a candidate the LLM could not check (a damaged photo, an
@@ -22,6 +24,7 @@ from typing import Generic, TypeVar
 from .errors import CancelledError, RetllmError
 from .models.llm.answer import VE_BAND, VE_THRESHOLD, paper_score
 from .models.llm.fine_score import VE_MODES, FineScore
+from .verdict import DEFAULT_CUTOFF, match_share
 
 __all__ = [
     "VE_BAND",
@@ -44,15 +47,24 @@ log = logging.getLogger(__name__)
 class RerankOptions:
     k: int = 10
     ve: str = "auto"  # "off" | "auto" | "always" (second look) | "retrace" (in-layer, see retrace.py)
-    min_match: float | None = None  # hide scored candidates whose P(True) is below this
+    min_match: float | None = None  # hide checked candidates whose match share is not above this
     ve_threshold: float = VE_THRESHOLD  # second look when the first look's normalised top-10 entropy is above
     ve_band: tuple[float, float] | None = VE_BAND  # ... or its P(True) is inside this band
-    # "Only true matches": keep checked candidates with P(True) > P(False); hide the unchecked ones
+    # "Only true matches": keep checked candidates judged a match (share above the cutoff, by default
+    # P(True) > P(False)); hide the unchecked ones
     only_true: bool = False
     # Check the k candidates from this coarse position on ("check the next 10"); earlier ones keep their
     # place, or take part in the ordering with their earlier verdict from ``known``.
     offset: int = 0
     known: dict[int, FineScore] = field(default_factory=dict)  # photo id -> an earlier verdict (search layer)
+    match_cutoff: float | None = None  # the verdict's cutoff (None: ``min_match``, else 0.5), verdict.py
+
+    @property
+    def cutoff(self) -> float:
+        """The verdict's cutoff on the match share (``verdict.py``)."""
+        if self.match_cutoff is not None:
+            return float(self.match_cutoff)
+        return DEFAULT_CUTOFF if self.min_match is None else float(self.min_match)
 
     def __post_init__(self) -> None:
         if self.k < 0:
@@ -94,12 +106,13 @@ class RerankUpdate(Generic[T]):
 
 
 def fine_sort_key(fine: FineScore, coarse_rank: int) -> tuple[float, float, int]:
-    """The paper's order: score truncated to 2 decimals (desc), full-vocabulary entropy (asc), coarse rank.
+    """The paper's order on the verdict: match share truncated to 2 decimals (desc), full-vocabulary
+    entropy (asc), coarse rank.
 
     A score without a full-vocabulary entropy (an older caller) falls back to its top-10 entropy.
     """
     tie = fine.vocab_entropy if fine.vocab_entropy is not None else fine.entropy
-    return (-paper_score(fine.score), tie, coarse_rank)
+    return (-paper_score(match_share(fine)), tie, coarse_rank)
 
 
 def order_by_fine(items: Iterable[tuple[T, FineScore, int] | RankedItem[T]]) -> list[RankedItem[T]]:
@@ -133,9 +146,9 @@ def _snapshot(
     def below(it: RankedItem[T]) -> bool:
         fine = it.fine
         assert fine is not None
-        if opts.only_true and not fine.p_true > fine.p_false:
-            return True
-        return opts.min_match is not None and fine.score < opts.min_match
+        if opts.only_true:
+            return not match_share(fine) > opts.cutoff
+        return opts.min_match is not None and not match_share(fine) > opts.min_match
 
     visible = [it for it in ordered if not below(it)]
     hidden = [RankedItem(it.candidate, it.fine, it.coarse_rank, hidden=True) for it in ordered if below(it)]

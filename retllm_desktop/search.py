@@ -25,6 +25,7 @@ from .errors import CancelledError, PromptTooLongError, QueryError
 from .imaging import file_hash, is_raw, load_rgb, shot_key
 from .text_match import TextMatch, describe_match, fused_scores, parse_text_query
 from .vector_index import VectorIndex
+from .verdict import match_share, verdict
 
 
 def _iso_date(value: str | None, name: str) -> str | None:
@@ -90,6 +91,20 @@ class SearchResult:
     companions: list[str] = field(default_factory=list)  # the same shot in another file (RAW + JPEG)
     similar: list[SearchResult] = field(default_factory=list)  # near-duplicates taken seconds apart (a burst)
     in_library: bool = False  # this photo is byte-identical to the (outside) query image
+    fused: float | None = None  # the coarse ranking score when the photo's words joined the ranking
+
+    @property
+    def coarse_order_score(self) -> float:
+        """The number the coarse order sorts by: CLIP similarity, or its fusion with the words' match."""
+        return float(self.score if self.fused is None else self.fused)
+
+    @property
+    def order_score(self) -> float:
+        """The number this result's place in the list comes from: the checking model's match share
+        when it checked the photo (checked photos come first), else the coarse ranking score."""
+        if self.fine is not None:
+            return match_share(self.fine)
+        return self.coarse_order_score
 
     @property
     def path(self) -> str:
@@ -112,12 +127,12 @@ class SearchResult:
             return "checked"
         return f"could not check: {self.check_error}" if self.check_error else "unchecked"
 
-    def as_dict(self) -> dict:
+    def as_dict(self, cutoff: float | None = None) -> dict:
         p = self.photo
         d: dict[str, Any] = {
             "rank": self.rank,
             "path": p.path,
-            "score": round(float(self.score if self.fine is None else self.fine.score), 6),
+            "score": round(self.order_score, 6),
             "coarse_score": round(float(self.score), 6),
             "coarse_rank": self.coarse_rank,
             "photo_id": p.id,
@@ -132,6 +147,8 @@ class SearchResult:
             "match_stage": self.stage,
             "matched_text": self.text.snippet if self.text else None,
         }
+        if self.fused is not None:
+            d["fused_score"] = round(float(self.fused), 6)
         if self.text is not None:
             d["text_match"] = self.text.as_dict()
             d["matched_words"] = [w["text"] for w in self.text.words]
@@ -146,7 +163,10 @@ class SearchResult:
         if self.in_library:
             d["in_library"] = True
         if self.fine is not None:
+            v = verdict(self.fine, cutoff)
             d.update(
+                match=round(v.share, 6),
+                verdict="match" if v.is_match else "no match",
                 fine_score=round(float(self.fine.score), 6),
                 p_true=round(float(self.fine.p_true), 6),
                 p_false=round(float(self.fine.p_false), 6),
@@ -176,6 +196,9 @@ class SearchUpdate:
     llm_error: str | None = None  # the LLM could not be loaded: these are the coarse results (app: banner)
     llm_query: str | None = None  # the shortened query text the LLM saw, when the query was too long
     eta_s: float | None = None  # the LLM's checks still to come: an estimate of their seconds (None: unknown)
+    typed: str | None = None  # the text as the user typed it (``query.text`` is what was searched)
+    missing: list[str] = field(default_factory=list)  # photos left out: no longer on disk (see freshness)
+    cutoff: float | None = None  # the verdict's match cutoff of this search (None: the default)
 
     @property
     def visible(self) -> list[SearchResult]:
@@ -183,10 +206,12 @@ class SearchUpdate:
 
     def as_dict(self) -> dict:
         return {
+            "typed": self.typed if self.typed is not None else self.query.text,
             "query": self.query.text,
             "image": self.query.image,
             "phase": self.phase,
-            "results": [r.as_dict() for r in self.visible],
+            "results": [r.as_dict(self.cutoff) for r in self.visible],
+            "missing": list(self.missing),
             "reranked": self.done,
             "rerank_total": self.total,
             "rerank_model": self.model,
@@ -216,6 +241,7 @@ class CoarseSearcher:
         self.clip = clip
         self.burst_threshold = near_duplicates.DEFAULT_THRESHOLD
         self.burst_window_s = near_duplicates.DEFAULT_WINDOW_S
+        self.exclude: set[int] = set()  # photos known to be gone from the disk (freshness.DiskCheck)
 
     def _vectors(self, ids: list[int]) -> dict[int, np.ndarray]:
         out: dict[int, np.ndarray] = {}
@@ -288,7 +314,9 @@ class CoarseSearcher:
             vectors = self._vectors(ids.tolist()) if folding else {}
             for pid, score in zip(ids.tolist(), scores.tolist(), strict=True):
                 photo = photos.get(pid)
-                if photo is None or pid == self_id or (self_hash and photo.hash == self_hash):
+                if photo is None or pid == self_id or pid in self.exclude:
+                    continue
+                if self_hash and photo.hash == self_hash:
                     continue
                 if self_shot and shot_key(photo.path) == self_shot:  # the query photo's RAW/JPEG twin
                     continue
@@ -336,7 +364,7 @@ class CoarseSearcher:
             twins = self.catalog.photos_by_hash(file_hash(image))
         except OSError:
             return results
-        twins = [p for p in twins if allowed is None or p.id in allowed]
+        twins = [p for p in twins if (allowed is None or p.id in allowed) and p.id not in self.exclude]
         if not twins:
             return results
         ids = {p.id for p in twins}
@@ -405,7 +433,11 @@ class CoarseSearcher:
         kept = []
         for content_hash, cov, _bm25 in matches:
             if content_hash not in by_hash:
-                photos = [p for p in copies.get(content_hash, []) if allowed is None or p.id in allowed]
+                photos = [
+                    p
+                    for p in copies.get(content_hash, [])
+                    if (allowed is None or p.id in allowed) and p.id not in self.exclude
+                ]
                 if not photos:
                     continue
                 stored = self.catalog.embedding(photos[0].id, self.clip.key)
@@ -432,6 +464,7 @@ class CoarseSearcher:
         ranked.sort(key=lambda r: -fused[r.photo.hash])
         for n, r in enumerate(ranked, 1):
             r.coarse_rank = n
+            r.fused = fused[r.photo.hash]
         return ranked
 
 

@@ -154,7 +154,8 @@ def test_text_output_keeps_one_line_per_result(lib_args: list[str], tmp_path: Pa
     assert run("index", *lib_args, str(root)).returncode == 0
     r = run("search", *lib_args, "--no-rerank", "--top", "2", "anything")
     lines = r.stdout.strip().splitlines()
-    assert r.returncode == 0 and len(lines) == 2
+    assert r.returncode == 0 and len(lines) == 1 + 2  # the header, one line per result
+    assert lines[0].split() == ["#", "score", "taken", "photo"]
     assert any(line.endswith("line\\nbreak.jpg") for line in lines)
 
 

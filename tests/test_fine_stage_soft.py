@@ -91,7 +91,9 @@ def test_cli_search_with_a_damaged_candidate(indexed: Path, full_models_dir: Pat
     assert [x["check"] for x in out["results"]] == ["checked", "checked", "failed"]
     assert out["results"][2]["path"] == bad
     r = run("search", *args, "--top", "3", "--rerank-k", "3", "--ve", "off", "boats")
-    assert r.returncode == 0 and "could not check: " in r.stdout.splitlines()[2]
+    lines = r.stdout.splitlines()
+    assert r.returncode == 0 and lines[0].split() == ["#", "check", "score", "taken", "photo"]
+    assert "? could not check" in lines[3] and "could not check: " in lines[4]
     assert r.stderr.strip() == "1 photo could not be checked"
 
 
@@ -120,7 +122,7 @@ def test_an_llm_that_cannot_load_leaves_the_coarse_results(
     assert "synthetic-tiny — broken: " in line, line
     r = run("search", *args, "--top", "4", "a dog")
     assert r.returncode == 0, r.stderr
-    assert len(r.stdout.splitlines()) == 4  # the coarse results
+    assert len(r.stdout.splitlines()) == 1 + 4  # the header, the coarse results
     warning = r.stderr.strip()
     assert "\n" not in warning and "could not be loaded" in warning, warning
     out = json.loads(run("search", *args, "--json", "--top", "4", "a dog").stdout)

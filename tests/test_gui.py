@@ -157,9 +157,10 @@ def test_index_search_preview_drop(qtbot, tmp_path, settings, models_dir, photos
     assert ev.isAccepted()
     assert w.chip.isVisible() and w.searches.query.image == str(query_img.resolve())
     assert all(r.photo.path != str(query_img.resolve()) for r in w.model.results())
-    # text alongside the image makes a composed query
+    # words alongside the photo refine it once "Keep" is pressed (a composed query) ...
+    w.chip.keep_btn.click()
     search(qtbot, w, "at night")
-    assert w.searches.query.kind == "composed"
+    assert w.searches.query.kind == "composed" and w.chip.isVisible()
     # removing the chip searches by text only
     with qtbot.waitSignal(w.search_finished, timeout=WAIT):
         w.chip.close_btn.click()
@@ -248,10 +249,17 @@ def test_rerank_updates_order_live(qtbot, tmp_path, settings, models_dir, photos
     assert len(checked) == 4
     # the grid shows the engine's final (reranked) order
     assert [r.photo.id for r in w.model.results()] == [r.photo.id for r in final.visible]
-    # the preview shows the fine scores
+    # the preview says the verdict in words; the numbers only behind "Show scores"
     w.open_preview(0)
     p = w._preview
-    assert "P(True)" in p.fields["Match"].text() or p.result.fine is None
+    assert p.result.fine is not None
+    assert (
+        p.fields["Match"].text() in ("✓ Likely match", "✗ Unlikely")
+        and "P(True)" not in p.fields["Match"].text()
+    )
+    assert not p.fields["Scores"].isVisibleTo(p)
+    p.details_btn.click()
+    assert p.fields["Scores"].isVisibleTo(p) and "P(True)" in p.fields["Scores"].text()
     p.close()
     close_window(w)
 

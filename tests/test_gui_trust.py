@@ -10,6 +10,8 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import Qt  # noqa: E402
 
+from retllm_desktop.verdict import match_share  # noqa: E402
+
 from .test_gui import WAIT, close_window, index_folder, make_window, models_dir, photos, search, settings  # noqa: E402,F401
 
 
@@ -32,7 +34,7 @@ def test_check_the_next_and_only_true_matches(qtbot, tmp_path, settings, models_
     row = next(i for i, r in enumerate(w.model.results()) if r.fine is not None)
     fine = w.model.result(row).fine
     p = w.open_preview(row)
-    assert f"vocabulary entropy {fine.vocab_entropy:.2f} nats" in p.fields["Match"].text()
+    assert f"full vocabulary {fine.vocab_entropy:.2f} nats" in p.fields["Scores"].text()
     p.close()
 
     updates.clear()
@@ -51,7 +53,7 @@ def test_check_the_next_and_only_true_matches(qtbot, tmp_path, settings, models_
         w.only_check.setChecked(True)
     final = updates[-1]
     shown = w.model.results()
-    assert all(r.fine is not None and r.fine.p_true > r.fine.p_false for r in shown)
+    assert all(r.fine is not None and match_share(r.fine) > 0.5 for r in shown)
     assert len(shown) <= 2 and "hidden (not matching or not checked)" in w.status_label.text()
     w.only_check.setChecked(False)
     # the count belonged to that search: cleared with it

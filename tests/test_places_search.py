@@ -100,7 +100,7 @@ def test_cli_prints_and_returns_what_it_understood(lib_args: list[str], trip: Pa
     assert r.stdout.splitlines()[0] == (
         'understood: text "beach"; Lisbon, Portugal (--literal to search the words as typed)'
     )
-    assert len(r.stdout.splitlines()) == 1 + 4
+    assert len(r.stdout.splitlines()) == 1 + 1 + 4  # understood, the header, the results
     r = run("search", *lib_args, "--no-rerank", "--literal", "--json", "beach in Lisbon", env=env)
     out = json.loads(r.stdout)
     assert out["understood"] is None and len(out["results"]) == 9

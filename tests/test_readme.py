@@ -103,8 +103,10 @@ def test_documented_search_json_keys_exist(search_json: dict) -> None:
     assert checked, out["results"]
     present = set(out) | set(out["understood"]) | set().union(*(set(r) for r in out["results"]))
     # keys that appear only on some results (see the README: copies, RAW twins, bursts, an image query)
-    conditional = {"duplicates", "files", "similar", "in_library"}
+    conditional = {"duplicates", "files", "similar", "in_library", "fused_score"}
     assert keys - conditional <= present, sorted(keys - conditional - present)
+    assert out["typed"] == "a red photo from 2019"  # as typed (no photo is from 2019: searched as typed)
+    assert all(r["verdict"] in ("match", "no match") and r["score"] == r["match"] for r in checked)
     # the tie order's entropy is shown: full-vocabulary entropy (nats) beside the top-10 one
     assert all(isinstance(r["vocab_entropy"], float) and r["vocab_entropy"] >= 0 for r in checked)
 

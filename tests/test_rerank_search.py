@@ -95,8 +95,9 @@ def test_offline_candidate_is_not_sent_to_the_llm(lib: Library, photo_tree: Path
     gone = Path(coarse.results[0].path)
     gone.rename(gone.with_suffix(".moved-away"))
     last = list(lib.search(Query(text="y"), top=4, rerank=RerankOptions(k=4, ve="off")))[-1]
-    assert last.total == 3
-    assert last.results[3].path == str(gone) and last.results[3].fine is None
+    # a photo gone from the disk (its folder still there) is neither checked nor shown: left out, recorded
+    assert last.missing == [str(gone)] and str(gone) not in [r.path for r in last.results]
+    assert last.total == 4 and len(last.results) == 4 and all(Path(r.path).is_file() for r in last.results)
 
 
 def test_without_llm_search_still_works(library: Library, photo_tree: Path) -> None:

@@ -7,6 +7,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
 
 from .backup import CatalogBackup
@@ -15,6 +16,11 @@ from .records import PHOTO_COLUMNS, SKIPPED_PREFIX, Failure, Photo, Root
 from .schema import migrate, schema_db
 from .text import TextTables
 from .vectors import VectorTables
+
+
+def _local_ns(iso: str) -> int:
+    """An ISO date or date-time (local time, as file dates are shown) as nanoseconds since the epoch."""
+    return int(datetime.fromisoformat(iso).timestamp() * 1e9)
 
 
 def _skipped_filter(skipped: bool | None) -> str:
@@ -185,16 +191,28 @@ class Catalog(VectorTables, PlaceTables, TextTables, CatalogBackup):
         return self._conn.execute("SELECT count(*) FROM photos").fetchone()[0]
 
     def ids_in_date_range(self, date_from: str | None = None, date_to: str | None = None) -> set[int]:
-        """Photos whose EXIF capture time lies in [date_from, date_to] (ISO strings; a bare date is a whole day)."""
+        """Photos taken in [date_from, date_to] (ISO strings; a bare date is a whole day).
+
+        A photo without an EXIF capture time counts by its file date (local time), as the grid shows and
+        sorts it: a date filter never hides such photos just because their camera wrote no date.
+        """
         q = "SELECT id FROM photos WHERE taken_at IS NOT NULL"
+        f = "SELECT id FROM photos WHERE taken_at IS NULL AND mtime_ns > 0"
         args: list[object] = []
+        fargs: list[object] = []
         if date_from:
             q += " AND taken_at >= ?"
             args.append(date_from)
+            f += " AND mtime_ns >= ?"
+            fargs.append(_local_ns(date_from))
         if date_to:
+            end = date_to + "T23:59:59.999999" if len(date_to) == 10 else date_to
             q += " AND taken_at <= ?"
-            args.append(date_to + "T23:59:59.999999" if len(date_to) == 10 else date_to)
-        return {r[0] for r in self._conn.execute(q, args)}
+            args.append(end)
+            f += " AND mtime_ns <= ?"
+            fargs.append(_local_ns(end))
+        ids = {r[0] for r in self._conn.execute(q, args)}
+        return ids | {r[0] for r in self._conn.execute(f, fargs)}
 
     def timeline(self) -> list[tuple[int, str]]:
         """(id, day) of every photo, newest first: the capture day, else the file's local date ("" if none)."""
@@ -205,11 +223,21 @@ class Catalog(VectorTables, PlaceTables, TextTables, CatalogBackup):
         )
         return [(r[0], r[1]) for r in self._conn.execute(q)]
 
-    def date_range(self) -> tuple[str | None, str | None]:
-        """Earliest and latest EXIF capture time in the library (None, None without any)."""
+    def date_range(self, file_dates: bool = False) -> tuple[str | None, str | None]:
+        """Earliest and latest EXIF capture time in the library (None, None without any); with
+        ``file_dates`` photos without one count by their file date (the span a date filter should cover)."""
         q = "SELECT min(taken_at), max(taken_at) FROM photos WHERE taken_at IS NOT NULL"
         row = self._conn.execute(q).fetchone()
-        return row[0], row[1]
+        lo, hi = row[0], row[1]
+        if file_dates:
+            q = "SELECT min(mtime_ns), max(mtime_ns) FROM photos WHERE taken_at IS NULL AND mtime_ns > 0"
+            frow = self._conn.execute(q).fetchone()
+            if frow[0] is not None:
+                flo = datetime.fromtimestamp(frow[0] / 1e9).isoformat(timespec="seconds")
+                fhi = datetime.fromtimestamp(frow[1] / 1e9).isoformat(timespec="seconds")
+                lo = flo if lo is None else min(lo, flo)
+                hi = fhi if hi is None else max(hi, fhi)
+        return lo, hi
 
     # -- failures --------------------------------------------------------------------------------
     def record_failure(

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from ..errors import RetllmError
 from ..rerank import RerankOptions
-from ..search import Query, resolve_query_image
+from ..search import Query, SearchUpdate, resolve_query_image
+from ..verdict import verdict
 from .common import EXIT_OK, add_common_args, bounded, one_line, open_library, print_json
 
 
@@ -73,7 +74,8 @@ def add_rerank_args(p: argparse.ArgumentParser) -> None:
         type=bounded(float, 0, 1),
         default=None,
         metavar="P",
-        help="hide checked candidates whose P(True) is below P",
+        help="the match cutoff: hide checked candidates whose match share is not above P "
+        "(match share = P(True) / (P(True) + P(False)); default 0.5 for the verdict)",
     )
     p.add_argument(
         "--rerank-offset",
@@ -85,7 +87,7 @@ def add_rerank_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--only-matches",
         action="store_true",
-        help="only photos the LLM checked and judged as matching (P(True) > P(False))",
+        help="only photos the LLM checked and judged a match (match share above the cutoff: P(True) > P(False))",
     )
 
 
@@ -129,6 +131,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                 n = max(0, min(args.rerank_k, len(update.results) - rerank.offset))
                 print(f"checking the top {n} with the LLM…", file=sys.stderr)
     assert last is not None
+    last.cutoff = rerank.cutoff if rerank is not None else None
     if args.json:
         print_json(last.as_dict())
         return EXIT_OK
@@ -136,19 +139,47 @@ def cmd_search(args: argparse.Namespace) -> int:
         _print_understood(last.understood)
     if not last.visible:
         print(last.message or "no results")
-    for r in last.visible:
-        extra = "  in your library" if r.in_library else ""
-        if r.fine is not None:
-            extra = f"  match {r.fine.score:.2f}" + (" (2nd look)" if r.fine.ve_used else "")
-        elif r.check_error:
-            extra = f"  could not check: {one_line(r.check_error)}"
-        date = f"  {r.photo.taken_at[:10]}" if r.photo.taken_at else ""
-        print(f"{r.rank:3d}. {r.score:.3f}{extra}{date}  {one_line(r.path)}")
-        if r.text is not None:
-            print(f"       text: {one_line(r.text.snippet)}")
+    else:
+        print_results(last, cutoff=rerank.cutoff if rerank is not None else None)
+    if last.missing:
+        n = len(last.missing)
+        print(
+            f"{n} photo{'s' if n != 1 else ''} no longer on disk left out "
+            "(`retllm-desktop index` updates the library)",
+            file=sys.stderr,
+        )
     if last.message and last.visible:  # without results it was printed above already
         print(last.message, file=sys.stderr)
     return EXIT_OK
+
+
+def print_results(update: SearchUpdate, cutoff: float | None = None) -> None:
+    """A table with a header: rank, the model's verdict (when it checked any), the score the order uses,
+    the capture date, the path. Checked photos come first, by their match share; the rest follow by
+    their similarity (look, and words when the query's words were found in photos)."""
+    rows = update.visible
+    checking = any(r.fine is not None or r.check_error for r in rows)
+    head = f"{'#':>3}  " + (f"{'check':<14}  " if checking else "") + f"{'score':>7}  {'taken':<10}  photo"
+    print(head)
+    for r in rows:
+        check = ""
+        if checking:
+            if r.fine is not None:
+                v = verdict(r.fine, cutoff)
+                check = f"{v.mark} {v.words.lower()}" + (" (2nd look)" if r.fine.ve_used else "")
+            elif r.check_error:
+                check = "? could not check"
+            else:
+                check = "not checked"
+            check = f"{check:<14}  "
+        score = f"{r.order_score:7.4f}"
+        date = (r.photo.taken_at or "")[:10] or "-"
+        mine = "  (in your library: the query photo)" if r.in_library else ""
+        print(f"{r.rank:3d}. {check}{score}  {date:<10}  {one_line(r.path)}{mine}")
+        if r.check_error:
+            print(f"       could not check: {one_line(r.check_error)}")
+        if r.text is not None:
+            print(f"       text: {one_line(r.text.snippet)}")
 
 
 def _print_understood(u: dict) -> None:

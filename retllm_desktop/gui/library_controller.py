@@ -79,6 +79,7 @@ class LibraryController(QObject):
     remove_failed = Signal(str, str)  # folder, message
     watch_changed = Signal(str, str)  # label, tooltip
     watch_batch = Signal()  # the watcher indexed a change set
+    photos_changed = Signal(object)  # ... and photos were added, changed, moved or removed (IndexSummary)
     _watcher_status = Signal(str)  # from the watcher's thread, delivered on the UI thread
 
     def __init__(self, search_pool: WorkerPool, parent: QObject | None = None) -> None:
@@ -107,19 +108,13 @@ class LibraryController(QObject):
             return
         emit(self.opened, self.library)
 
-    def reopen(
-        self, library_path: str, models_path: str, settings: Settings, pools: list[WorkerPool] | None = None
-    ) -> None:
-        """Close the library and open it again with new settings, on a worker (the UI stays responsive).
-
-        ``pools``: the window's other pools whose workers use the library (the prepare pass, previews):
-        they are drained too, so the catalog is never closed under a query that is still running on it.
-        """
+    def reopen(self, library_path: str, models_path: str, settings: Settings) -> None:
+        """Close the library and open it again with new settings, on a worker (the UI stays responsive)."""
         old, self.library = self.library, None
         self.reopening = True
         watcher, self.watcher = self.watcher, None
         emit(self.watch_changed, "", "")
-        pools = [self._search_pool, self.pool, *(pools or [])]
+        pools = [self._search_pool, self.pool]
 
         def work(worker: Worker) -> Library:
             if watcher is not None:
@@ -260,7 +255,7 @@ class LibraryController(QObject):
         try:
             self.watcher = LibraryWatcher(
                 self.library,
-                on_update=lambda *_: emit(self.watch_batch),
+                on_update=self._on_watch_update,
                 on_status=lambda text: emit(self._watcher_status, str(text or "")),
             )
             self.watcher.start()
@@ -269,6 +264,15 @@ class LibraryController(QObject):
             emit(self.watch_changed, "Not watching folders", str(e))
             return
         emit(self.watch_changed, self.watch_label(), self.watch_tooltip())
+
+    def _on_watch_update(self, summary: object = None) -> None:
+        """From the watcher's thread: the signals are delivered on the UI thread."""
+        emit(self.watch_batch)
+        changed = summary is None or any(
+            getattr(summary, name, 0) for name in ("added", "updated", "moved", "removed")
+        )
+        if changed and not self.closed:
+            emit(self.photos_changed, summary)
 
     def _on_watcher_status(self, text: str) -> None:
         if self.watcher is not None and not self.closed:

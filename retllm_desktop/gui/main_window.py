@@ -39,6 +39,7 @@ from .library_panel import LibraryPanel
 from .places_panel import PlacesPanel
 from .prepare_controller import PrepareController
 from .preview import PreviewDialog
+from .query_state import QueryState
 from .results_model import ResultsModel, ThumbDelegate
 from .search_bar import SearchBar
 from .search_controller import SearchController
@@ -56,6 +57,10 @@ if TYPE_CHECKING:
     from ..indexer import IndexSummary
     from ..library import Library, LibraryStatus
     from .setup_dialog import SetupDialog
+
+
+MIN_GRID = (600, 400)  # px: the grid (or the timeline, a hint) under the search bar: a few tiles
+MIN_PANEL_HEIGHT = 160  # px: a library or Places panel shows a few rows, never a sliver
 
 
 class MainWindow(SearchActions, StatusPresenter, GridActions, MenuActions, QMainWindow):
@@ -82,10 +87,7 @@ class MainWindow(SearchActions, StatusPresenter, GridActions, MenuActions, QMain
         self._mllm_ok = False
         self._mllm_msg: str | None = None
         self._status: LibraryStatus | None = None
-        self._query_image: str | None = None
-        self._ignored: list[str] = []  # understood phrases the user removed (chips): searched as typed
-        self._ignored_for = ""  # ...for this query text (a new text starts over)
-        self._place_filter: tuple[str, str] | None = None  # (key, label) picked in the Places list
+        self.state = QueryState()  # what the next search is made of (words, photo, filters, dates)
         self._eta: tuple[str, float, int] = ("", 0.0, 0)
         self._preview: PreviewDialog | None = None
         self._setup: SetupDialog | None = None
@@ -141,6 +143,8 @@ class MainWindow(SearchActions, StatusPresenter, GridActions, MenuActions, QMain
         bar.setup_link.connect(self.show_setup)
         bar.understood.removed.connect(self._chip_removed)
         bar.chip.removed.connect(self.clear_query_image)
+        bar.chip.keep_toggled.connect(self.keep_query_image)
+        bar.cleared.connect(self.clear_search)
         # The widgets the window reads and tests drive.
         self.search_edit, self.chip, self.banner = bar.search_edit, bar.chip, bar.banner
         self.rerank_check, self.k_spin, self.only_check = bar.rerank_check, bar.k_spin, bar.only_check
@@ -149,6 +153,7 @@ class MainWindow(SearchActions, StatusPresenter, GridActions, MenuActions, QMain
 
     def _build_grid(self) -> None:
         self.model = ResultsModel(self.thumbs, self)
+        self.model.cutoff = self.settings.min_match  # the verdict's match cutoff (verdict.py)
         self.delegate = ThumbDelegate(self)
         self.view = QListView(self)
         self.view.setObjectName("results")
@@ -206,6 +211,10 @@ class MainWindow(SearchActions, StatusPresenter, GridActions, MenuActions, QMain
         lay.setSpacing(0)
         lay.addWidget(self.bar)
         lay.addWidget(self.stack, 1)
+        # The window's minimum comes from its layout, so Qt keeps it current as chips or a notice make the
+        # bar taller: the bar's own minimum plus room for a grid of tiles; the panels keep a usable height.
+        # Below it nothing is cut off or overlaps: the window simply does not get smaller.
+        self.stack.setMinimumSize(*MIN_GRID)
         self.setCentralWidget(central)
         self._show_empty("Opening the library…")
 
@@ -232,6 +241,8 @@ class MainWindow(SearchActions, StatusPresenter, GridActions, MenuActions, QMain
         self.places_dock.setWidget(self.places_panel)
         self.places_dock.setFeatures(self.dock.features())
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.places_dock)
+        for d in (self.dock, self.places_dock):
+            d.setMinimumHeight(MIN_PANEL_HEIGHT)
 
     def _build_status_bar(self) -> None:
         sb = self.statusBar()
@@ -304,6 +315,7 @@ class MainWindow(SearchActions, StatusPresenter, GridActions, MenuActions, QMain
         lc.remove_failed.connect(self._on_remove_failed)
         lc.watch_changed.connect(self._on_watch_changed)
         lc.watch_batch.connect(self._on_library_changed)
+        lc.photos_changed.connect(self._library_changed)
         self.searches.updated.connect(self._on_search_update)
         self.searches.finished.connect(self._on_search_done)
 
@@ -327,9 +339,7 @@ class MainWindow(SearchActions, StatusPresenter, GridActions, MenuActions, QMain
         self._status = None
         self._show_empty("Closing the library…")
         self.status_label.setText("Closing the library…")
-        self.libraries.reopen(
-            self.library_path(), self.models_path(), self.settings, [self.misc_pool, self.prepare.pool]
-        )
+        self.libraries.reopen(self.library_path(), self.models_path(), self.settings)
 
     # ------------------------------------------------------------------------------------------------
     # indexing

@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
 from shiboken6 import isValid
 
 from ..errors import RetllmError
+from ..verdict import verdict
 from .qtcompat import emit
 from .results_model import describe_date
 from .workers import CallWorker, ExplainWorker, WorkerPool
@@ -183,7 +184,9 @@ class PreviewDialog(QDialog):
         self.setAccessibleName("Photo preview")
         self.get_result, self.count, self.library, self.query = get_result, count, library, query
         self.pool, self.llm_pool = pool, llm_pool or pool
+        self.cutoff: float | None = getattr(getattr(get_result, "__self__", None), "cutoff", None)
         self.row = -1
+        self.shown_id: int | None = None  # the photo shown (the window closes the preview when it goes)
         self._image_worker: CallWorker | None = None
         self._explain_worker: ExplainWorker | None = None
 
@@ -204,11 +207,11 @@ class PreviewDialog(QDialog):
             "Place",
             "Camera",
             "Size",
-            "Similarity",
             "Match",
             "Second look",
             "Rank",
             "Words",
+            "Scores",
         ):
             lab = QLabel(self)
             lab.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -222,6 +225,16 @@ class PreviewDialog(QDialog):
         similar.setTextFormat(Qt.TextFormat.RichText)
         similar.setTextInteractionFlags(Qt.TextInteractionFlag.LinksAccessibleByMouse)
         similar.linkActivated.connect(self._toggle_group)
+        # The raw numbers (P(True), entropy, similarity) only when asked for: the verdict says it in words.
+        self.details_btn = QPushButton("Show scores", self)
+        self.details_btn.setCheckable(True)
+        self.details_btn.setFlat(True)
+        self.details_btn.setAccessibleName("Show scores")
+        self.details_btn.setToolTip("Show the numbers behind the verdict")
+        self.details_btn.setAutoDefault(False)
+        self.details_btn.toggled.connect(self._details_toggled)
+        self.info.addRow("", self.details_btn)
+        self.info.setRowVisible(self.fields["Scores"], False)
         self.why = QLabel(self)
         self.why.setWordWrap(True)
         self.why.setAccessibleName("Why this photo")
@@ -315,6 +328,7 @@ class PreviewDialog(QDialog):
             return
         self.row = row
         p = r.photo
+        self.shown_id = p.id
         name = os.path.basename(p.path)
         self.setWindowTitle(f"{name} — Preview")
         self.title.setText(wrap_anywhere(name, self.title.fontMetrics(), SIDE_WIDTH - 24))
@@ -334,20 +348,17 @@ class PreviewDialog(QDialog):
         size = f"{p.width} × {p.height}" if p.width and p.height else "unknown"
         self.fields["Size"].setText(size + ("" if p.status == "ok" else " · offline"))
         self._show_place(p)
-        self.fields["Similarity"].setText(f"{r.score:.4f} (coarse, CLIP cosine)")
         fine = getattr(r, "fine", None)
+        self.fields["Scores"].setText(self._scores_text(r))
         if fine is None:
-            self.fields["Match"].setText("not checked by the model")
+            error = getattr(r, "check_error", None)
+            self.fields["Match"].setText(
+                "could not check this photo" if error else "not checked by the model"
+            )
             self.fields["Second look"].setText("—")
         else:
-            self.fields["Match"].setText(
-                f"{fine.score:.0%} (P(True) {fine.p_true:.3f}, P(False) {fine.p_false:.3f}, entropy {fine.entropy:.2f}"
-                + (
-                    f"; vocabulary entropy {fine.vocab_entropy:.2f} nats, which orders equal scores)"
-                    if getattr(fine, "vocab_entropy", None) is not None
-                    else ")"
-                )
-            )
+            v = verdict(fine, self.cutoff)
+            self.fields["Match"].setText(f"{v.mark} {v.words}")
             self.fields["Second look"].setText("yes, looked again" if fine.ve_used else "no")
         rank = f"#{r.rank} of {self.count()}"
         if getattr(r, "in_library", False):
@@ -366,12 +377,35 @@ class PreviewDialog(QDialog):
         self.why.setText("")
         self.prev_btn.setEnabled(row > 0)
         self.next_btn.setEnabled(row < self.count() - 1)
-        self.why_btn.setEnabled(self.query is not None and hasattr(self.library, "explain"))
+        self.set_actions_enabled(True)
         if self._explain_worker is not None:
             self._explain_worker.cancel.set()
             self._explain_worker = None
         self._load_image(p.path)
         emit(self.row_changed, row)
+
+    def _scores_text(self, r: Any) -> str:
+        """The numbers behind the verdict, for the details toggle."""
+        lines = []
+        fine = getattr(r, "fine", None)
+        if fine is not None:
+            v = verdict(fine, self.cutoff)
+            lines.append(f"match share {v.percent} (cutoff {v.cutoff:.0%}), P(True) / (P(True) + P(False))")
+            lines.append(f"P(True) {fine.p_true:.4f} · P(False) {fine.p_false:.4f}")
+            ent = f"answer entropy {fine.entropy:.2f}"
+            if getattr(fine, "vocab_entropy", None) is not None:
+                ent += f" · full vocabulary {fine.vocab_entropy:.2f} nats"
+            lines.append(ent)
+        lines.append(f"similarity {r.score:.4f} (CLIP cosine)")
+        if getattr(r, "fused", None) is not None:
+            lines.append(f"ranking score with its words {r.fused:.4f}")
+        if getattr(r, "check_error", None):
+            lines.append(f"could not check: {r.check_error}")
+        return "\n".join(lines)
+
+    def _details_toggled(self, on: bool) -> None:
+        self.info.setRowVisible(self.fields["Scores"], on)
+        self.details_btn.setText("Hide scores" if on else "Show scores")
 
     def _similar_text(self, row: int, r: Any) -> str:
         n = len(getattr(r, "similar", None) or [])
@@ -421,11 +455,21 @@ class PreviewDialog(QDialog):
 
         def failed(msg: str, w=w) -> None:
             if w is self._image_worker and isValid(self.image):
-                self.image.set_pixmap(None, f"Can't show this photo: {msg}")
+                if not os.path.exists(path):  # deleted behind our back: nothing to open or ask about
+                    self.image.set_pixmap(None, "This photo is no longer on disk")
+                    self.set_actions_enabled(False)
+                else:
+                    self.image.set_pixmap(None, f"Can't show this photo: {msg}")
 
         w.signals.finished.connect(done)
         w.signals.failed.connect(failed)
         self.pool.start(w, priority=10)
+
+    def set_actions_enabled(self, on: bool) -> None:
+        """Open / Show in folder / Why / Find similar only for a photo that is there."""
+        for b in (self.open_btn, self.folder_btn, self.similar_btn):
+            b.setEnabled(on)
+        self.why_btn.setEnabled(on and self.query is not None and hasattr(self.library, "explain"))
 
     def step(self, delta: int) -> None:
         target = self.row + delta

@@ -16,6 +16,7 @@ from PySide6.QtCore import QAbstractListModel, QEvent, QMimeData, QModelIndex, Q
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPainterPath, QPalette, QPen
 from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem
 
+from ..verdict import verdict
 from .qtcompat import emit
 from .thumbnails import ThumbnailLoader
 
@@ -43,6 +44,16 @@ def describe_date(taken_at: str | None, mtime_ns: int | None = None) -> str:
 
 def file_day(mtime_ns: int) -> str:
     return datetime.fromtimestamp(mtime_ns / 1e9).strftime("%Y-%m-%d")
+
+
+def sort_date(photo: Any) -> str | None:
+    """The date a photo sorts by: its capture time, else its file date (same ISO form), else None."""
+    if photo.taken_at:
+        return str(photo.taken_at).replace(" ", "T")
+    mtime_ns = getattr(photo, "mtime_ns", None)
+    if mtime_ns:
+        return datetime.fromtimestamp(mtime_ns / 1e9).isoformat()
+    return None
 
 
 def tile_date_variants(photo: Any) -> list[str]:
@@ -124,6 +135,7 @@ class ResultsModel(PhotoTilesModel):
     def __init__(self, thumbs: ThumbnailLoader, parent=None) -> None:
         super().__init__(thumbs, parent)
         self.sort_mode = "relevance"
+        self.cutoff: float | None = None  # the verdict's match cutoff (settings), see verdict.py
         self._engine: list[SearchResult] = []  # results in the engine's order
         self._rows: list[SearchResult] = []  # results in display order
         self._rows_by_key: dict[str, list[int]] = {}
@@ -147,9 +159,10 @@ class ResultsModel(PhotoTilesModel):
             rows = list(results)
         else:
             newest = self.sort_mode == "newest"
-            dated = [r for r in results if r.photo.taken_at]
-            undated = [r for r in results if not r.photo.taken_at]
-            dated.sort(key=lambda r: r.photo.taken_at, reverse=newest)
+            # file-dated photos (no capture date) sort by their file date among the others
+            dated = [r for r in results if sort_date(r.photo)]
+            undated = [r for r in results if not sort_date(r.photo)]
+            dated.sort(key=lambda r: sort_date(r.photo) or "", reverse=newest)
             rows = dated + undated
         return self._with_groups(rows)
 
@@ -209,6 +222,9 @@ class ResultsModel(PhotoTilesModel):
         if same_query and sorted(old_ids) == sorted(new_ids) and len(set(new_ids)) == len(new_ids):
             self._apply_layout(new_rows)
             return
+        if same_query and len(set(new_ids)) == len(new_ids) and len(set(old_ids)) == len(old_ids):
+            self._apply_changes(new_rows)  # photos came or went (the watcher): in place, no reset
+            return
         if not same_query:
             self.thumbs.invalidate()
             self._expanded = set()
@@ -217,6 +233,25 @@ class ResultsModel(PhotoTilesModel):
         self._rows = new_rows
         self._reindex()
         self.endResetModel()
+
+    def _apply_changes(self, new_rows: list[SearchResult]) -> None:
+        """Rows whose photo is gone are removed, new photos inserted, then the order applied: the
+        selection and the current photo stay where they are when they are still there."""
+        keep = {r.photo.id for r in new_rows}
+        for row in range(len(self._rows) - 1, -1, -1):
+            if self._rows[row].photo.id not in keep:
+                self.beginRemoveRows(QModelIndex(), row, row)
+                del self._rows[row]
+                self.endRemoveRows()
+        have = {r.photo.id for r in self._rows}
+        added = [r for r in new_rows if r.photo.id not in have]
+        if added:
+            first = len(self._rows)
+            self.beginInsertRows(QModelIndex(), first, first + len(added) - 1)
+            self._rows.extend(added)
+            self.endInsertRows()
+        self._reindex()
+        self._apply_layout(new_rows)
 
     def _apply_layout(self, new_rows: list[SearchResult]) -> None:
         emit(self.layoutAboutToBeChanged)
@@ -276,11 +311,11 @@ class ResultsModel(PhotoTilesModel):
                 parts.append("in your library: the same file as the query photo")
             fine = fine_of(r)
             if fine is not None:
-                parts.append(f"match {fine.score:.0%} (checked)")
+                parts.append(f"{verdict(fine, self.cutoff).words.lower()} (checked)")
+            elif getattr(r, "check_error", None):
+                parts.append(f"could not check: {r.check_error}")
             else:
-                parts.append(f"similarity {r.score:.3f}")
-                if getattr(r, "check_error", None):
-                    parts.append(f"could not check: {r.check_error}")
+                parts.append("not checked by the model")
             similar = len(getattr(r, "similar", None) or [])
             if similar:
                 parts.append(
@@ -338,8 +373,11 @@ class ThumbDelegate(QStyledItemDelegate):
         fine = fine_of(result)
         kind, variants = None, []
         if fine is not None:
-            kind = "true" if fine.p_true > fine.p_false else "false"
-            variants = [f"{'✓' if kind == 'true' else '✗'} {fine.score:.0%}"]
+            model = index.model()
+            v = verdict(fine, getattr(model, "cutoff", None))
+            kind = "true" if v.is_match else "false"
+            short = "Likely" if v.is_match else "Unlikely"
+            variants = [f"{v.mark} {v.words}", f"{v.mark} {short}", v.mark]
         elif getattr(result, "check_error", None):
             kind, variants = "unchecked", ["? could not check", "? not checked", "?"]
         elif getattr(result, "in_library", False):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 
 from PySide6.QtCore import QDate, QEvent, QObject, Qt, Signal
-from PySide6.QtGui import QPixmap
+from PySide6.QtGui import QAction, QPixmap
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -30,13 +30,15 @@ from .settings import Settings
 
 SORT_LABELS = (("relevance", "Best match"), ("newest", "Newest first"), ("oldest", "Oldest first"))
 PLACEHOLDER = "Describe a photo — “red car”, “sunset at the beach”…  or drop a photo here"
-REFINE_PLACEHOLDER = "Add words to refine (optional) — e.g. “at night”"
+REFINE_PLACEHOLDER = "Add words to refine the photo's search (optional) — e.g. “at night”"
+NEW_SEARCH_PLACEHOLDER = "Type to start a new search — or press Keep on the photo to refine it with words"
 
 
 class QueryChip(QFrame):
-    """The query image as a removable chip next to the search field."""
+    """The query image as a removable chip next to the search field; "Keep" keeps it with new words."""
 
     removed = Signal()
+    keep_toggled = Signal(bool)
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -52,15 +54,26 @@ class QueryChip(QFrame):
         self.close_btn.setToolTip("Remove the query image")
         self.close_btn.setAccessibleName("Remove query image")
         self.close_btn.clicked.connect(lambda *_: emit(self.removed))
+        self.keep_btn = QToolButton(self)
+        self.keep_btn.setText("Keep")
+        self.keep_btn.setCheckable(True)
+        self.keep_btn.setAutoRaise(True)
+        self.keep_btn.setToolTip("Keep this photo in the search when you type new words (refine it)")
+        self.keep_btn.setAccessibleName("Keep the query image with new words")
+        self.keep_btn.toggled.connect(lambda on: emit(self.keep_toggled, bool(on)))
         lay = QHBoxLayout(self)
         lay.setContentsMargins(4, 1, 2, 1)
         lay.setSpacing(4)
         lay.addWidget(self.icon)
         lay.addWidget(self.name)
+        lay.addWidget(self.keep_btn)
         lay.addWidget(self.close_btn)
         self.setAccessibleName("Query image")
 
     def set_image(self, path: str) -> None:
+        if path == getattr(self, "_path", None):
+            return  # the same photo: keep its thumbnail
+        self._path = path
         name = os.path.basename(path)
         self.name.setText(name if len(name) <= 22 else name[:10] + "…" + name[-10:])
         self.setToolTip(f"Searching for photos like {path}")
@@ -105,7 +118,12 @@ class UnderstoodChips(QWidget):
             btn = QToolButton(self)
             btn.setObjectName("chip")
             btn.setText(f"{icon}{label}  ✕")
-            btn.setToolTip(f"Understood as a filter: {label}. Click to search the words as typed instead.")
+            if cid.startswith("understood:"):
+                btn.setToolTip(
+                    f"Understood as a filter: {label}. Click to search the words as typed instead."
+                )
+            else:
+                btn.setToolTip(f"Filter: {icon}{label}. Click to remove it.")
             btn.setAccessibleName(f"Remove filter {label}")
             btn.setStyleSheet(
                 "QToolButton#chip { border: 1px solid palette(mid); border-radius: 9px; padding: 1px 8px; }"
@@ -123,6 +141,7 @@ class SearchBar(QWidget):
 
     submitted = Signal()  # Enter or the Search button
     escape = Signal()  # Esc in the search field
+    cleared = Signal()  # the field's clear (×) button: the whole query goes
     options_changed = Signal()  # double-check, how many, only matches, dates
     sort_changed = Signal(str)
     setup_link = Signal()  # the banner's "Set up models…" link
@@ -157,6 +176,9 @@ class SearchBar(QWidget):
         self.search_edit.setObjectName("searchField")
         self.search_edit.setPlaceholderText(PLACEHOLDER)
         self.search_edit.setClearButtonEnabled(True)
+        clear_action = self.search_edit.findChild(QAction, "_q_qlineeditclearaction")
+        if clear_action is not None:  # × clears the whole query (chips, photo, dates), not only the text
+            clear_action.triggered.connect(lambda *_: emit(self.cleared))
         self.search_edit.setAccessibleName("Search")
         self.search_edit.setAcceptDrops(False)  # drops go to the window (image query / add folder)
         self.search_edit.addAction(
@@ -266,9 +288,12 @@ class SearchBar(QWidget):
         emit(self.options_changed)
 
     def _dates_toggled(self, on: bool) -> None:
+        self.set_dates_enabled(on)
+        emit(self.options_changed)
+
+    def set_dates_enabled(self, on: bool) -> None:
         self.date_from.setEnabled(on)
         self.date_to.setEnabled(on)
-        emit(self.options_changed)
 
     def date_filter(self) -> tuple[str | None, str | None]:
         """(from, to) as ISO dates when the filter is on, else (None, None)."""
@@ -299,11 +324,17 @@ class SearchBar(QWidget):
         self.banner.setVisible(bool(html))
         self.banner.setText(html or "")
 
-    def set_query_image(self, path: str | None) -> None:
+    def set_query_image(self, path: str | None, keep: bool = False) -> None:
         self.chip.setVisible(path is not None)
         if path is not None:
             self.chip.set_image(path)
-        self.search_edit.setPlaceholderText(REFINE_PLACEHOLDER if path else PLACEHOLDER)
+        self.chip.keep_btn.blockSignals(True)
+        self.chip.keep_btn.setChecked(bool(path) and keep)
+        self.chip.keep_btn.blockSignals(False)
+        if path is None:
+            self.search_edit.setPlaceholderText(PLACEHOLDER)
+        else:
+            self.search_edit.setPlaceholderText(REFINE_PLACEHOLDER if keep else NEW_SEARCH_PLACEHOLDER)
 
     def _reflow_options(self) -> None:
         """Put the date filter on its own line when the options don't fit next to each other."""

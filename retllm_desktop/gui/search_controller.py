@@ -39,6 +39,7 @@ class SearchController(QObject):
     def start(self, library: Library, query: Query, top: int, rerank: RerankOptions | None) -> None:
         self.cancel()
         self.query, self.rerank, self._first, self._extending = query, rerank, True, False
+        self.last_update = None  # of the previous query: nothing of it may leak into this one
         w = SearchWorker(library, query, top, rerank)
         self.worker = w
         w.signals.update.connect(lambda upd, w=w: self._on_update(w, upd))
@@ -63,6 +64,25 @@ class SearchController(QObject):
             library, self.query, top, dataclasses.replace(self.rerank, k=n, offset=offset, known=known)
         )
         self._first, self._extending = False, True
+        return True
+
+    def refresh(self, library: Library, top: int) -> bool:
+        """The library changed under the open results (the watcher added or removed photos): the same
+        query again, in place. Verdicts so far are kept; only photos new to the checked window are
+        checked; new photos land where their score puts them, removed ones leave the grid."""
+        if self.query is None:
+            return False
+        if self.worker is not None and self._first:  # nothing shown of this query yet: simply again
+            self.start(library, self.query, top, self.rerank)
+            return True
+        rerank = self.rerank
+        upd = self.last_update
+        if rerank is not None and upd is not None:
+            known = {r.photo.id: r.fine for r in upd.results if r.fine is not None}
+            rerank = dataclasses.replace(rerank, known={**rerank.known, **known})
+        self.start(library, self.query, top, rerank)
+        self._first = False
+        self._extending = rerank is not None  # the grid keeps its checked order: no coarse flash
         return True
 
     def cancel(self) -> None:

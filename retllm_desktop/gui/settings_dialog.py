@@ -139,7 +139,8 @@ class SettingsDialog(QDialog):
         self.cutoff.setValue(settings.min_match)
         self.cutoff.setAccessibleName("Match cutoff")
         self.cutoff.setToolTip(
-            "“Only true matches” hides checked photos whose match probability is below this"
+            "A checked photo is a match (✓ Likely match) when the model's share of “True” in its answer is "
+            "above this; “Only true matches” shows only those"
         )
         form.addRow("Match &cutoff:", self.cutoff)
         self.top = QSpinBox(self)

@@ -115,6 +115,7 @@ class MenuActions:
             if not self.settings.prepare:
                 self.prepare.stop()
             self.thumbs.set_memory_items(self.settings.thumb_memory_items)
+            self.model.cutoff = self.settings.min_match
             self.k_spin.blockSignals(True)  # one search below, not one per changed widget
             self.k_spin.setValue(self.settings.rerank_k)
             self.k_spin.blockSignals(False)

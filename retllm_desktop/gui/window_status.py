@@ -81,7 +81,7 @@ class StatusPresenter:
             else f"{n:,} photo{'s' if n != 1 else ''}"
         )
         self.bar.set_rerank_available(self._mllm_ok, self._mllm_msg)
-        self.bar.show_date_range(*st.taken_range)
+        self.bar.show_date_range(*st.date_span)  # file-dated photos inside the preset span too
         if not self._clip_ok:
             self._set_banner(*wording.clip_banner(st))
             self.status_label.setText(wording.clip_status_line(st))
@@ -133,12 +133,35 @@ class StatusPresenter:
             self.panel.choose_folder()
         elif link == "setup":
             self.show_setup()
-        elif link == "all-photos":  # the timeline's filters left nothing: drop them
-            self._place_filter = None
-            self.places_panel.clear_choice()
-            self.bar.understood.set_chips([], None)
-            self.date_check.setChecked(False)
-            self.show_timeline()
+        elif link == "all-photos":  # the timeline's filters left nothing: drop them all
+            self.clear_search()
+        elif link == "show-all":  # the undo of "Only true matches"
+            self.only_check.setChecked(False)
+        elif link.startswith("remove:"):  # a filter named in "No photos found"
+            self._chip_removed(link[len("remove:") :])
+
+    def _no_results_html(self, upd: SearchUpdate) -> str:
+        """Why the grid is empty, in words, with a way back: the filters that narrowed it (each removable),
+        or "Only true matches" when the model judged every checked photo as not matching."""
+        if upd.results:  # all hidden: the model checked them and judged none a match
+            checked = sum(1 for r in upd.results if r.fine is not None)
+            what = (
+                f"The model checked {checked} photo{'s' if checked != 1 else ''} and judged none a match"
+                if checked
+                else "The model has not checked any photo yet"
+            )
+            return (
+                f"<h2>No photo passed the check</h2>{what}; “Only true matches” hides the others."
+                "<br><br><a href='show-all'>Show all results</a>"
+            )
+        chips = self.state.chips()
+        if chips:
+            links = " · ".join(
+                f"<a href='remove:{html.escape(c.id, quote=True)}'>remove “{html.escape(c.icon + c.label)}”</a>"
+                for c in chips
+            )
+            return f"<h2>No photos found</h2>{html.escape(upd.message or 'No photo matches every filter.')}<br><br>{links}"
+        return f"<h2>No photos found</h2>{html.escape(upd.message or 'Try other words.')}"
 
     def _show_empty(self, html: str) -> None:
         self.empty.setText(html)
@@ -224,7 +247,7 @@ class StatusPresenter:
         emit(self.index_finished, summary)
         more = bool(self.libraries.pending) and not paused
         if not more and error is None and not paused and not cancelled and self.searches.query is not None:
-            self.run_search()
+            self._search_state()
 
     def _on_library_changed(self) -> None:
         """Photos may have come or gone (the watcher, a removal): fresh counts and lines."""
@@ -235,7 +258,7 @@ class StatusPresenter:
         self.status_label.setText(f"Removed {path} ({n:,} photos left the library)")
         self._on_library_changed()
         if self.searches.query is not None:
-            self.run_search()
+            self._search_state()
 
     def _on_remove_failed(self, path: str, message: str) -> None:
         self._removing = False
@@ -246,20 +269,41 @@ class StatusPresenter:
         if tooltip:
             self.watch_label.setToolTip(tooltip)
 
+    def _library_changed(self, *_: object) -> None:
+        """The watcher indexed a change: the open results follow (new photos placed, removed ones gone)."""
+        if self._closing or self.library is None or self.searches.query is None:
+            return
+        if self.libraries.indexing():
+            return  # the index run's end searches again
+        self.searches.refresh(self.library, self.settings.top)
+
+    def _close_preview_if_gone(self) -> None:
+        p = self._preview
+        if p is None or p.shown_id is None:
+            return
+        if all(r.photo.id != p.shown_id for r in self.model.results()):
+            p.close()
+            self.status_label.setText("The photo in the preview is no longer in your library")
+
     def _on_search_update(self, upd: SearchUpdate, first: bool) -> None:
         if self._closing:
             return
+        if not first:
+            self._close_preview_if_gone()
         if first:
             self._show_understood(upd)
-        if upd.results:
+        if upd.visible:
             self.stack.setCurrentWidget(self.view)
             if first:
                 self.view.scrollToTop()
                 self.view.setCurrentIndex(self.model.index(0, 0))
-        else:
+        elif upd.results and upd.phase != "done":
             self._show_empty(
-                f"<h2>No photos found</h2>{upd.message or 'Try other words, or widen the date range.'}"
+                f"<h2>Checking… {upd.done}/{upd.total}</h2>“Only true matches”: photos appear here as the "
+                "model confirms them."
             )
+        else:
+            self._show_empty(self._no_results_html(upd))
         n = len(upd.visible)
         hidden = len(upd.results) - n
         ms = upd.timings_ms.get("coarse_total")
@@ -274,6 +318,9 @@ class StatusPresenter:
             self._show_rerank_progress(upd, rerank)
         if upd.message and upd.results:
             text += f" · {upd.message}"
+        if upd.missing:
+            m = len(upd.missing)
+            text += f" · {m} photo{'s' if m != 1 else ''} no longer on disk left out"
         if upd.llm_error:  # the coarse results stand; say why they are not checked
             self._set_banner(
                 f"Results weren't double-checked: {html.escape(upd.llm_error)}. &nbsp; "
