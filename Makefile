@@ -50,6 +50,7 @@ bench: setup
 	$(PY) bench/bench_rerank.py
 	$(PY) bench/bench_text.py  # needs Debian's fonts-dejavu + fonts-liberation
 	$(PY) bench/bench_bursts.py
+	$(PY) bench/bench_ann.py  # ~35 min: builds indexes of 1M vectors
 
 # Random-weight models for trying the app without a download (meaningless scores).
 demo-models: setup
