@@ -58,6 +58,7 @@ class IndexSummary:
     seconds: float = 0.0
     cancelled: bool = False
     text: dict | None = None  # the text pass's TextSummary, when it ran
+    faces: dict | None = None  # the face pass's FaceSummary, when it ran
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -9,7 +9,7 @@ A library is one folder::
 
 Every public engine operation has its entry here and delegates to its room: ``index_upkeep`` keeps the
 vector indexes in step with the catalog, ``query_plan`` turns dates and places into filters,
-``library_status`` gathers what ``status`` shows.
+``library_status`` gathers what ``status`` shows; faces and people are in ``library_people``.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from .errors import QueryError, RetllmError, first_line
 from .freshness import DiskCheck
 from .index_upkeep import IndexKeeper, plan_backfill
 from .indexer import Indexer, IndexSummary
+from .library_people import PeopleLibrary
 from .library_status import LibraryStatus, collect_status
 from .locking import WriterLock
 from .progress import Progress
@@ -48,7 +49,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class Library:
+class Library(PeopleLibrary):
     """One photo library (a folder of catalog, indexes and caches) and the engine operations on it."""
 
     def __init__(
@@ -66,6 +67,8 @@ class Library:
         mllm_kv_cache_bytes: int = config.MLLM_KV_CACHE_BYTES,
         n_ctx: int = config.LLM_N_CTX,
         read_text: bool = True,
+        read_faces: bool = True,
+        face_detector: str = "hog",
         llm_detail: str = config.LLM_DETAIL,
         prepare_budget_bytes: int = config.PREPARE_BUDGET_BYTES,
     ):
@@ -87,6 +90,8 @@ class Library:
         self._mllm: MllmScorer | None = None
         self._ocr: OcrModel | None = None
         self.read_text = read_text  # run the text pass (OCR) after the CLIP pass
+        self.read_faces = read_faces  # run the face pass (and group people) after the text pass
+        self.face_detector = face_detector
         self.mllm_cache_bytes = mllm_cache_bytes  # image embeddings of checked photos
         self.mllm_kv_cache_bytes = mllm_kv_cache_bytes  # LLM state after each checked photo (MBs per photo)
         self.n_ctx = n_ctx
@@ -123,6 +128,7 @@ class Library:
                 if m is not None:
                     m.close()
             self._clip = self._mllm = self._ocr = None
+            self._close_faces()
         self.catalog.close()
 
     def _try_lock(self) -> bool:
@@ -203,10 +209,12 @@ class Library:
         cancel: threading.Event | None = None,
         only_paths: set[str] | None = None,
         text: bool | None = None,
+        faces: bool | None = None,
     ) -> IndexSummary:
         """Add ``paths`` as roots (if given) and bring the catalog and index up to date with the disk.
 
-        Then (unless ``text`` or the library's ``read_text`` says no) the text pass reads photos' words.
+        Then (unless ``text`` or the library's ``read_text`` says no) the text pass reads photos' words, and
+        (unless ``faces`` or ``read_faces`` says no) the face pass finds faces and groups them into people.
         """
         t0 = time.perf_counter()
         with self.lock:
@@ -233,6 +241,9 @@ class Library:
                 if self.read_text if text is None else text:
                     summary.text = self._run_text_pass(progress, cancel).as_dict()
                     summary.cancelled = summary.text["cancelled"]
+                if not summary.cancelled and (self.read_faces if faces is None else faces):
+                    summary.faces = self._run_face_pass(progress, cancel).as_dict()
+                    summary.cancelled = summary.faces["cancelled"]
             if (
                 paths
                 or summary.added
@@ -241,6 +252,10 @@ class Library:
                 or summary.removed
                 or summary.places
                 or (summary.text and summary.text["read"] + summary.text["failed"])
+                or (
+                    summary.faces
+                    and summary.faces["scanned"] + summary.faces["failed"] + summary.faces["grouped"]
+                )
             ):
                 self._backup_catalog(small_run=only_paths is not None)
             if not summary.cancelled:
@@ -384,8 +399,8 @@ class Library:
 
     # -- query understanding ---------------------------------------------------------------------
     def understand(self, text: str, ignore: tuple[str, ...] | list[str] = ()) -> Understanding:
-        """Dates and places in ``text``; places resolve to where the library has photos. Without a usable
-        gazetteer only dates are understood."""
+        """Dates, places and named people in ``text``; places resolve to where the library has photos.
+        Without a usable gazetteer only dates and people are understood."""
         return understand_query(self.catalog, text, self.today(), self.week_start, ignore=ignore)
 
     def today(self) -> date:

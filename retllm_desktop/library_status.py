@@ -1,4 +1,4 @@
-"""What ``status`` reports: folders, counts, the models and their health, failures, places and text.
+"""What ``status`` reports: folders, counts, the models and their health, failures, places, text and faces.
 
 Both shells show it (the Library panel, ``retllm-desktop status``); gathering it never writes.
 """
@@ -42,6 +42,10 @@ class LibraryStatus:
     )  # catalog.PlaceCount as dicts, most photos first
     text: dict[str, int] = field(default_factory=dict)  # the text pass: read, with_text, failed, pending
     text_failed_files: list[dict[str, Any]] = field(default_factory=list)
+    faces: dict[str, Any] = field(
+        default_factory=dict
+    )  # the face pass: scanned, faces, recognisable, people, named, failed, pending, error
+    face_failed_files: list[dict[str, Any]] = field(default_factory=list)
     prepared_photos: int = 0  # photos prepared ahead for the LLM (the prepare pass)
     prepared_bytes: int = 0
 
@@ -78,6 +82,7 @@ def collect_status(lib: Library, failures_limit: int = 50) -> LibraryStatus:
         check_mllm_files(cfg.model_path, cfg.mmproj_path)
     except RetllmError as e:
         mllm_error = f"broken: {first_line(e)}" if mllm_model else str(e)
+    face_counts, face_failed = lib.face_status(failures_limit)
     prepared = lib.prepared_usage() if mllm_model and not mllm_error else (0, 0)
     roots = []
     counts = lib.catalog.root_photo_counts()
@@ -119,6 +124,8 @@ def collect_status(lib: Library, failures_limit: int = 50) -> LibraryStatus:
         places=[asdict(p) for p in lib.catalog.place_counts()],
         text=lib.catalog.text_counts(),
         text_failed_files=[{"path": p, "reason": r} for p, r in lib.catalog.text_failures(failures_limit)],
+        faces=face_counts,
+        face_failed_files=face_failed,
         prepared_photos=prepared[0],
         prepared_bytes=prepared[1],
     )

@@ -1,7 +1,8 @@
-"""Query planning: the dates and places a query names become filters (allowed photo ids) before search.
+"""Query planning: the dates, places and people a query names become filters (allowed photo ids) before search.
 
-"beach in Lisbon last summer" searches "beach" among the photos taken in Lisbon in that date range; when
-the filters leave no photo at all, the words are searched as typed and the result says so.
+"beach in Lisbon last summer" searches "beach" among the photos taken in Lisbon in that date range; "Anna
+at the beach" searches "at the beach" among the photos showing Anna. When the filters leave no photo at
+all, the words are searched as typed and the result says so.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import math
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
+from . import people as people_mod
 from .catalog import Catalog
 from .search import Query
 
@@ -32,8 +34,8 @@ def understand_query(
     week_start: int | None,
     ignore: tuple[str, ...] | list[str] = (),
 ) -> Understanding:
-    """Dates and places in ``text``; places resolve to where the library has photos. Without a usable
-    gazetteer only dates are understood."""
+    """Dates, places and named people in ``text``; places resolve to where the library has photos. Without
+    a usable gazetteer only dates and people are understood."""
     from .understand import understand
 
     try:
@@ -44,7 +46,15 @@ def understand_query(
         log.warning("place names not available: %s", e)
         gaz = None
     counts = {c.key: c.photos for c in catalog.place_counts()} if gaz is not None else {}
-    return understand(text, gaz, today=today, week_start=week_start, library_places=counts, ignore=ignore)
+    return understand(
+        text,
+        gaz,
+        today=today,
+        week_start=week_start,
+        library_places=counts,
+        ignore=ignore,
+        people=catalog.person_names(),
+    )
 
 
 def place_ids(catalog: Catalog, places: list[Any]) -> set[int]:
@@ -69,6 +79,26 @@ def place_ids(catalog: Catalog, places: list[Any]) -> set[int]:
     return ids
 
 
+def person_filter(catalog: Catalog, groups: list[list[int]]) -> set[int]:
+    """Photos showing someone of every group (a group: the person ids one name stands for)."""
+    allowed: set[int] | None = None
+    for ids in groups:
+        found: set[int] = set()
+        for pid in ids:
+            found |= catalog.ids_with_person(pid)
+        allowed = found if allowed is None else allowed & found
+    return allowed or set()
+
+
+def _people_words(catalog: Catalog, query: Query) -> str:
+    """Words for CLIP when a query is only people: their names (or "a person")."""
+    names = list(query.people)
+    for pid in query.person_ids:
+        p = catalog.person(int(pid))
+        names.append(p.name if p is not None and p.name else "a person")
+    return " and ".join(names) or "a person"
+
+
 def apply_understanding(
     catalog: Catalog, query: Query, understood: Understanding | None
 ) -> tuple[Query, set[int] | None, dict | None]:
@@ -79,6 +109,12 @@ def apply_understanding(
     result says so).
     """
     explicit = place_ids(catalog, list(query.places)) if query.places else None
+    if query.people or query.person_ids:  # `search --person NAME`: an unknown name is an error
+        groups = people_mod.people_named(catalog, list(query.people)) + [[int(i)] for i in query.person_ids]
+        found = person_filter(catalog, groups)
+        explicit = found if explicit is None else explicit & found
+        if not query.text and not query.image:  # only people: CLIP still needs words to rank by
+            query = dataclasses.replace(query, text=_people_words(catalog, query), literal=True)
     if understood is None:
         return query, explicit, None
     u = understood
@@ -91,6 +127,9 @@ def apply_understanding(
     allowed = explicit
     if u.places:
         found = place_ids(catalog, u.places)
+        allowed = found if allowed is None else allowed & found
+    if u.people:
+        found = person_filter(catalog, [p["ids"] for p in u.people])
         allowed = found if allowed is None else allowed & found
     candidates = allowed
     if date_from or date_to:

@@ -52,6 +52,8 @@ class Query:
     date_from: str | None = None  # ISO date/time bounds on the EXIF capture time, inclusive
     date_to: str | None = None
     places: tuple[str, ...] = ()  # place keys ("city:<geonameid>", "country:PT", …): photos from any of them
+    people: tuple[str, ...] = ()  # names of people (full or unique first name): photos showing all of them
+    person_ids: tuple[int, ...] = ()  # people picked in the app's People list: photos showing all
     literal: bool = False  # True: the text goes to CLIP as typed (no dates or places taken out of it)
     ignore: tuple[str, ...] = ()  # phrases to keep literal (the chips the user removed)
     use_text: bool = True  # match the query's words against the text read in photos (the text pass)
@@ -60,7 +62,7 @@ class Query:
     def __post_init__(self) -> None:
         text = (self.text or "").strip()
         object.__setattr__(self, "text", text or None)
-        if self.text is None and not self.image:
+        if self.text is None and not self.image and not self.people and not self.person_ids:
             raise QueryError("empty query: give some text, an image, or both")
         if self.image and not os.path.isfile(self.image):
             raise QueryError(f"query image not found: {self.image}")

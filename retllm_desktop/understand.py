@@ -23,6 +23,7 @@ from typing import Any
 
 from . import config
 from .places import PlaceName, normalize_name
+from .understand_people import find_people
 
 # CLDR supplemental weekData "firstDay": territories whose week does not start on Monday.
 _SUNDAY_FIRST = set(
@@ -316,7 +317,7 @@ class _DateParser:
 class Chip:
     """One understood phrase: shown as a removable chip; ``source`` is the query text it came from."""
 
-    kind: str  # "date" | "place"
+    kind: str  # "date" | "place" | "person"
     label: str
     source: str
 
@@ -330,6 +331,7 @@ class Understanding:
     date_to: date | None = None
     chips: list[Chip] = field(default_factory=list)
     place_labels: dict[str, str] = field(default_factory=dict)  # key → "Paris, Texas, United States"
+    people: list[dict[str, Any]] = field(default_factory=list)  # {"ids": [person ids], "name": str}
 
     @property
     def changed(self) -> bool:
@@ -344,6 +346,7 @@ class Understanding:
             ],
             "from": self.date_from.isoformat() if self.date_from else None,
             "to": self.date_to.isoformat() if self.date_to else None,
+            "people": [{"ids": list(p["ids"]), "name": p["name"]} for p in self.people],
             "chips": [{"kind": c.kind, "label": c.label, "source": c.source} for c in self.chips],
         }
 
@@ -374,11 +377,13 @@ def understand(
     week_start: int | None = None,
     library_places: Mapping[str, int] | None = None,
     ignore: Collection[str] = (),
+    people: Collection[tuple[int, str, str]] = (),
 ) -> Understanding:
     """Split a query into filters and the text left for CLIP.
 
     ``gazetteer`` (places.Gazetteer) enables place names; ``library_places`` (key → photo count) makes names
-    resolve to where the library has photos; phrases in ``ignore`` (a chip's ``source``) stay literal.
+    resolve to where the library has photos; phrases in ``ignore`` (a chip's ``source``) stay literal;
+    ``people`` ((id, name, folded name) of the named people) turns their names into person filters.
     """
     today = today or date.today()
     ws = locale_week_start() if week_start is None else week_start
@@ -399,6 +404,10 @@ def understand(
         taken.append(m.span())
         chips.append(Chip("date", _date_label(a, min(b, today) if a <= today else b), _core(m)))
     out = Understanding(original=text, text=text, date_from=lo, date_to=hi, chips=chips)
+    for m in find_people(text, list(people), taken=taken, ignored=ignored, ordinary=ordinary_words()):
+        taken.append((m.start, m.end))
+        out.people.append({"ids": list(m.ids), "name": m.name})
+        out.chips.append(Chip("person", m.name, text[m.start : m.end]))
     if gazetteer is not None:
         _find_places(text, gazetteer, library_places or {}, ignored, taken, out)
     out.text = _remaining(text, taken)

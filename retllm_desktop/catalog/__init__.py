@@ -10,7 +10,7 @@ its write helpers commit by themselves (``with conn:`` / ``executescript``), whi
 
 The rooms: ``schema`` (migrations), ``connection`` (the guarded connection, transactions, errors),
 ``backup`` (online copies, file checks, salvage), ``records`` (the row dataclasses), and the queries by
-subject — ``store`` (roots, photos, failures), ``vectors``, ``places``, ``text`` — joined in ``Catalog``.
+subject — ``store`` (roots, photos, failures), ``vectors``, ``places``, ``text``, ``faces`` — joined in ``Catalog``.
 """
 
 from .connection import CatalogError, is_damage

@@ -9,7 +9,7 @@ import sqlite_utils
 
 from .connection import CatalogConnection, CatalogError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 def schema_db(db: Any) -> sqlite_utils.Database:
@@ -137,7 +137,47 @@ def _migration_text(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS = [_migration_1, _migration_2, _migration_places, _migration_text]
+def _migration_faces(db: sqlite3.Connection) -> None:
+    # Faces and people (catalog/faces.py): faces per content hash, people with AUTOINCREMENT ids (never
+    # reused), the faces the user said are not a person, and the face pass's failures.
+    db.execute(
+        """CREATE TABLE IF NOT EXISTS people (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            name TEXT, folded TEXT,
+            hidden INTEGER NOT NULL DEFAULT 0,
+            centroid BLOB,
+            created_at REAL NOT NULL, updated_at REAL NOT NULL
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE IF NOT EXISTS faces (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            hash TEXT NOT NULL,
+            x0 REAL NOT NULL, y0 REAL NOT NULL, x1 REAL NOT NULL, y1 REAL NOT NULL,
+            score REAL NOT NULL, size_px INTEGER NOT NULL,
+            embedding BLOB,
+            person_id INTEGER REFERENCES people(id) ON DELETE SET NULL,
+            by_user INTEGER NOT NULL DEFAULT 0
+        )"""
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS faces_hash ON faces(hash)")
+    db.execute("CREATE INDEX IF NOT EXISTS faces_person ON faces(person_id)")
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS face_scans (hash TEXT PRIMARY KEY, model TEXT NOT NULL, "
+        "faces INTEGER NOT NULL, scanned_at REAL NOT NULL)"
+    )
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS face_rejects (face_id INTEGER NOT NULL REFERENCES faces(id) ON DELETE CASCADE, "
+        "person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE, PRIMARY KEY (face_id, person_id)) "
+        "WITHOUT ROWID"
+    )
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS face_failures (hash TEXT PRIMARY KEY, path TEXT NOT NULL, "
+        "reason TEXT NOT NULL, failed_at REAL NOT NULL)"
+    )
+
+
+MIGRATIONS = [_migration_1, _migration_2, _migration_places, _migration_text, _migration_faces]
 
 
 def migrate(catalog: CatalogConnection) -> None:

@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 from .backup import CatalogBackup
+from .faces import FaceTables
 from .places import PlaceTables
 from .records import PHOTO_COLUMNS, SKIPPED_PREFIX, Failure, Photo, Root
 from .schema import migrate, schema_db
@@ -29,7 +30,7 @@ def _skipped_filter(skipped: bool | None) -> str:
     return f" WHERE reason {'' if skipped else 'NOT '}LIKE '{SKIPPED_PREFIX}%'"
 
 
-class Catalog(VectorTables, PlaceTables, TextTables, CatalogBackup):
+class Catalog(VectorTables, PlaceTables, TextTables, FaceTables, CatalogBackup):
     """Typed access to the library's SQLite file. Safe to share between threads (one lock for writes)."""
 
     def __init__(self, path: str | Path):

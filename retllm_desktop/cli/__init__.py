@@ -22,12 +22,12 @@ from ..catalog import is_damage
 from ..errors import RetllmError
 from ..logs import setup_logging
 from . import eval as eval_cmd
-from . import explain, library, models, prepare, search, watch
+from . import explain, library, models, people, prepare, search, watch
 from .common import EXIT_CANCELLED, EXIT_ERROR, EXIT_OK, Parser, add_common_args
 
 __all__ = ["build_parser", "main"]
 
-COMMAND_GROUPS = (library, search, explain, watch, models, prepare, eval_cmd)
+COMMAND_GROUPS = (library, search, explain, watch, models, people, prepare, eval_cmd)
 GLOBAL_PREFIX = "global_"  # top-level copies of the common options live under this dest prefix
 APP_ONLY = ("settings",)  # options only the app takes
 APP_TAKES = ("library", "models", "settings")  # what a launch without a command passes to the app

@@ -22,6 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=bounded(int, 1, 1024), default=16)
     p.add_argument("--workers", type=bounded(int, 1, 64), help="parallel image decoders")
     p.add_argument("--no-text", action="store_true", help="skip the text pass (reading words in photos)")
+    p.add_argument("--no-faces", action="store_true", help="skip the face pass (finding people in photos)")
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("status", help="library folders, counts, failures, models, index health")
@@ -75,7 +76,9 @@ def cmd_index(args: argparse.Namespace) -> int:
     with open_library(args, batch_size=args.batch_size, decode_workers=args.workers) as lib:
         if not args.paths and not lib.roots():
             raise RetllmError("no folders to index: pass one or more folder paths")
-        summary = lib.index_roots(args.paths, progress=bar, cancel=cancel, text=not args.no_text)
+        summary = lib.index_roots(
+            args.paths, progress=bar, cancel=cancel, text=not args.no_text, faces=not args.no_faces
+        )
     bar.finish()
     if args.json:
         print_json(summary.as_dict())
@@ -97,6 +100,18 @@ def cmd_index(args: argparse.Namespace) -> int:
                     f"text: {t['read']} photos read, {t['with_text']} with text, {t['failed']} failed"
                     + (f", {t['pending']} left" if t["pending"] else "")
                     + f" in {t['seconds']:.1f}s"
+                )
+        if s.faces is not None:
+            f = s.faces
+            if f["error"]:
+                print(f"face pass skipped: {f['error']}")
+            else:
+                print(
+                    f"faces: {f['scanned']} photos scanned, {f['faces']} faces in {f['with_faces']} photos"
+                    + (f", {f['failed']} failed" if f["failed"] else "")
+                    + (f", {f['pending']} left" if f["pending"] else "")
+                    + (f"; {f['new_people']} new people" if f["new_people"] else "")
+                    + f" in {f['seconds']:.1f}s"
                 )
         if s.failed:
             print("run `retllm-desktop status` to see which files failed and why")
@@ -139,6 +154,17 @@ def cmd_status(args: argparse.Namespace) -> int:
         + (f", {t['failed']} failed" if t.get("failed") else "")
         + (f", {t['pending']} to read (run `retllm-desktop index`)" if t.get("pending") else "")
     )
+    fc = st.faces
+    if fc.get("error") and not fc.get("faces"):
+        print(f"faces: not available — {fc['error']}")
+    else:
+        print(
+            f"faces: {fc.get('faces', 0)} in {fc.get('scanned', 0)} photos scanned "
+            f"({fc.get('faces', 0) - fc.get('recognisable', 0)} too small to recognise); "
+            f"people: {fc.get('people', 0)} ({fc.get('named', 0)} named)"
+            + (f", {fc['failed']} photos failed" if fc.get("failed") else "")
+            + (f", {fc['pending']} to scan (run `retllm-desktop index`)" if fc.get("pending") else "")
+        )
     print(
         f"LLM for reranking: {st.mllm_model or 'not installed'}"
         + (f" — {st.mllm_error}" if st.mllm_error else "")
@@ -157,6 +183,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"  skipped: {one_line(f['path'])}: {one_line(reason)}")
     for f in st.text_failed_files:
         print(f"  text not read: {one_line(f['path'])}: {one_line(f['reason'])}")
+    for f in st.face_failed_files:
+        print(f"  faces not scanned: {one_line(f['path'])}: {one_line(f['reason'])}")
     return EXIT_OK
 
 

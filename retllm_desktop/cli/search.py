@@ -38,6 +38,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--no-text", action="store_true", help="ignore the words read in photos (rank by CLIP alone)"
     )
+    p.add_argument(
+        "--person",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="only photos showing this named person (repeat: photos showing all of them)",
+    )
     add_rerank_args(p)
     p.set_defaults(func=cmd_search)
 
@@ -115,6 +122,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         date_to=args.date_to,
         literal=args.literal,
         use_text=not args.no_text,
+        people=tuple(args.person),
     )
     with open_library(args) as lib:
         rerank = None
@@ -190,6 +198,7 @@ def _print_understood(u: dict) -> None:
     if not u.get("chips"):
         return
     parts = [f'text "{u["text"]}"' if u["text"] else "no text left"]
+    parts += [p["name"] for p in u.get("people", [])]
     parts += [p["label"] for p in u["places"]]
     if u["from"] or u["to"]:
         parts.append(f"{u['from'] or '…'} to {u['to'] or '…'}")

@@ -44,6 +44,7 @@ def open_engine(library_path: str, models_path: str, settings: Settings) -> Libr
         mllm_kv_cache_bytes=settings.mllm_kv_cache_bytes,
         n_ctx=settings.n_ctx,
         read_text=settings.read_text,
+        read_faces=settings.read_faces,
         llm_detail=settings.llm_detail,
         prepare_budget_bytes=settings.prepare_budget_bytes,
     )

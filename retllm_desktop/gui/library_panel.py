@@ -49,6 +49,7 @@ STAGE_NAMES = {
     "embedding": "Indexing",
     "places": "Finding places",
     "reading text": "Reading text",
+    "finding faces": "Finding faces",
 }
 
 

@@ -36,6 +36,7 @@ from ..imaging import is_supported
 from .index_state import IndexState
 from .library_controller import LibraryController
 from .library_panel import LibraryPanel
+from .people_controller import PeopleController
 from .places_panel import PlacesPanel
 from .prepare_controller import PrepareController
 from .preview import PreviewDialog
@@ -88,6 +89,8 @@ class MainWindow(SearchActions, StatusPresenter, GridActions, MenuActions, QMain
         self._mllm_msg: str | None = None
         self._status: LibraryStatus | None = None
         self.state = QueryState()  # what the next search is made of (words, photo, filters, dates)
+        self._index_done_since_people = False  # the People list is refreshed after each index run
+        self._people_count: int | None = None
         self._eta: tuple[str, float, int] = ("", 0.0, 0)
         self._preview: PreviewDialog | None = None
         self._setup: SetupDialog | None = None
@@ -243,6 +246,9 @@ class MainWindow(SearchActions, StatusPresenter, GridActions, MenuActions, QMain
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.places_dock)
         for d in (self.dock, self.places_dock):
             d.setMinimumHeight(MIN_PANEL_HEIGHT)
+        self.people = PeopleController(self, self.misc_pool, self.dock.features())
+        self.people.filter_changed.connect(self.run_search)
+        self.people.message.connect(lambda text: self.status_label.setText(text))
 
     def _build_status_bar(self) -> None:
         sb = self.statusBar()

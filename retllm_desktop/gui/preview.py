@@ -96,6 +96,7 @@ class ImageView(QWidget):
         self._pm: QPixmap | None = None
         self._message = "Loading…"
         self._highlights: list[list[list[float]]] = []  # quads, fractions of the photo's width/height
+        self._faces: list[tuple[tuple[float, float, float, float], str]] = []  # (box fractions, name or "")
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setMinimumSize(320, 240)
         self.setAccessibleName("Photo")
@@ -115,6 +116,14 @@ class ImageView(QWidget):
     def highlights(self) -> list[list[list[float]]]:
         return list(self._highlights)
 
+    def set_faces(self, faces: list[tuple[tuple[float, float, float, float], str]]) -> None:
+        """Outline the faces found in the photo, each with its person's name (empty: not named)."""
+        self._faces = list(faces)
+        self.update()
+
+    def faces(self) -> list[tuple[tuple[float, float, float, float], str]]:
+        return list(self._faces)
+
     def sizeHint(self) -> QSize:
         return QSize(900, 640)
 
@@ -132,10 +141,31 @@ class ImageView(QWidget):
             p.drawPixmap(QRectF(x0, y0, tw, th), pm, QRectF(pm.rect()))
             if self._highlights:
                 self._paint_highlights(p, x0, y0, tw, th)
+            if self._faces:
+                self._paint_faces(p, x0, y0, tw, th)
         else:
             p.setPen(self.palette().color(QPalette.ColorRole.PlaceholderText))
             p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, self._message)
         p.end()
+
+    def _paint_faces(self, p: QPainter, x0: float, y0: float, w: float, h: float) -> None:
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        fm = p.fontMetrics()
+        for (fx0, fy0, fx1, fy1), name in self._faces:
+            rect = QRectF(x0 + fx0 * w, y0 + fy0 * h, (fx1 - fx0) * w, (fy1 - fy0) * h)
+            pen = QPen(QColor(255, 255, 255) if name else QColor(200, 200, 200, 180))
+            pen.setWidthF(2.0)
+            p.setPen(pen)
+            p.setBrush(Qt.BrushStyle.NoBrush)
+            p.drawRoundedRect(rect, 4, 4)
+            if name:
+                tw = fm.horizontalAdvance(name) + 10
+                label = QRectF(rect.center().x() - tw / 2, rect.bottom() + 3, tw, fm.height() + 4)
+                p.setPen(Qt.PenStyle.NoPen)
+                p.setBrush(QColor(0, 0, 0, 170))
+                p.drawRoundedRect(label, 4, 4)
+                p.setPen(QColor(255, 255, 255))
+                p.drawText(label, Qt.AlignmentFlag.AlignCenter, name)
 
     def _paint_highlights(self, p: QPainter, x0: float, y0: float, w: float, h: float) -> None:
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
@@ -432,19 +462,27 @@ class PreviewDialog(QDialog):
         if self._image_worker is not None:
             self._image_worker.cancel.set()
         self.image.set_pixmap(None, "Loading…")
+        self.image.set_faces([])
         dpr = self.devicePixelRatioF() or 1.0
         px = int(max(1600, 1200 * dpr))
 
-        def load() -> QImage:
+        def load() -> tuple[QImage, list]:
             from .thumbnails import load_qimage
 
-            return load_qimage(path, px)
+            faces = []
+            if hasattr(self.library, "faces_in"):
+                try:
+                    faces = [(tuple(f["box"]), f["person_name"] or "") for f in self.library.faces_in(path)]
+                except Exception:  # noqa: BLE001 - outlines are a bonus: the photo shows without them
+                    faces = []
+            return load_qimage(path, px), faces
 
         w = CallWorker(load)
         self._image_worker = w
 
         # The worker may finish after the preview was closed and its widgets deleted: check before use.
-        def done(img: Any, w=w) -> None:
+        def done(res: Any, w=w) -> None:
+            img, faces = res if isinstance(res, tuple) else (res, [])
             if (
                 w is self._image_worker
                 and isValid(self.image)
@@ -452,6 +490,7 @@ class PreviewDialog(QDialog):
                 and not img.isNull()
             ):
                 self.image.set_pixmap(QPixmap.fromImage(img))
+                self.image.set_faces(faces)
 
         def failed(msg: str, w=w) -> None:
             if w is self._image_worker and isValid(self.image):

@@ -41,6 +41,7 @@ class Settings:
     image_weight: float = 0.5
     sort: str = "relevance"
     read_text: bool = True  # read the words in photos (OCR) while indexing and match them in searches
+    read_faces: bool = True  # find the faces in photos while indexing and group them into people
     thumb_size: int = 160  # logical pixels
     # Tuning (Settings ▸ Advanced); None = automatic. Changing the first four reopens the library.
     decode_workers: int | None = None  # parallel photo decoders while indexing (None: up to 4)

@@ -155,6 +155,12 @@ class SettingsDialog(QDialog):
             "Signs, receipts, documents, screenshots: their words are read on this computer and searchable"
         )
         form.addRow(self.read_text)
+        self.read_faces = QCheckBox("Find &people in photos (finds faces while indexing)", self)
+        self.read_faces.setChecked(settings.read_faces)
+        self.read_faces.setToolTip(
+            "Faces are found and grouped into people on this computer; name them in the People list"
+        )
+        form.addRow(self.read_faces)
         form.addRow(self._advanced(settings))
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self
@@ -271,6 +277,7 @@ class SettingsDialog(QDialog):
         s.min_match = self.cutoff.value()
         s.top = self.top.value()
         s.read_text = self.read_text.isChecked()
+        s.read_faces = self.read_faces.isChecked()
         s.decode_workers = self.decoders.value() or None
         if self.emb_cache.value() != self._shown[0]:  # untouched: keep the exact byte count
             s.mllm_cache_bytes = int(self.emb_cache.value() * GIB)

@@ -46,6 +46,7 @@ class MenuActions:
         m = self.menuBar().addMenu("&View")
         m.addAction(self.dock.toggleViewAction())
         m.addAction(self.places_dock.toggleViewAction())
+        m.addAction(self.people.dock.toggleViewAction())
         action(m, "&Larger thumbnails", lambda: self.zoom(1), QKeySequence.StandardKey.ZoomIn)
         action(m, "&Smaller thumbnails", lambda: self.zoom(-1), QKeySequence.StandardKey.ZoomOut)
         m = self.menuBar().addMenu("&Help")
@@ -111,6 +112,7 @@ class MenuActions:
             reopen = d.apply()  # first: writes the dialog's values into the settings
             if self.library is not None:
                 self.library.read_text = self.settings.read_text
+                self.library.read_faces = self.settings.read_faces
             self.prepare.enabled = self.settings.prepare
             if not self.settings.prepare:
                 self.prepare.stop()

@@ -47,6 +47,7 @@ class SearchActions:
     def clear_search(self) -> None:
         """Clear (×, Esc): every part of the query goes — words, chips, the example photo, the dates."""
         self.state.clear()
+        self.people.clear_filter()
         self.cancel_search()
         self.searches.clear()  # first: the date box below must not start a search
         self.bar.understood.set_chips([], None)
@@ -153,10 +154,11 @@ class SearchActions:
         self.bar.set_query_image(st.image, keep=st.keep_image)
         st.dates = self.bar.date_filter() if self.date_check.isChecked() else None
         self._show_state_chips()
-        if st.empty and st.dates is None:
+        person = self.people.person_ids()  # a person picked in the People list
+        if st.empty and st.dates is None and not person:
             self.clear_search()
             return
-        if st.browsing:  # no words, no photo: the filters' photos, newest first, never model-checked
+        if st.browsing and not person:  # no words, no photo: the filters' photos, newest first, never model-checked
             self.cancel_search()
             self.searches.clear()
             self.status_label.setText("")
@@ -180,6 +182,7 @@ class SearchActions:
                 date_to=date_to,
                 ignore=tuple(st.ignored),
                 use_text=self.settings.read_text,
+                person_ids=person,
                 **st.filter_values(),
             )
         except RetllmError as e:
@@ -229,6 +232,8 @@ class SearchActions:
                 else next((f.chip_id for f in self.state.filters if f.kind == "place"), chip_id)
             )
             self._clear_place_choice()
+        elif chip_id == "person-filter":
+            self.people.clear_filter()
         elif not chip_id.startswith(("filter:", "understood:")):
             chip_id = f"understood:{chip_id}"
         self.state.remove(chip_id)
@@ -238,6 +243,8 @@ class SearchActions:
         """Every part of the query as a chip: filters, the date range, then what the words were understood
         as (dates and places taken out of them); a note when the understood filters matched nothing."""
         chips: list[tuple[str, str, str]] = [(c.id, c.icon, c.label) for c in self.state.chips()]
+        if self.people.person_filter:
+            chips.append(("person-filter", "With ", self.people.person_filter[1]))
         note = None
         if upd is not None:
             u = upd.understood or {}

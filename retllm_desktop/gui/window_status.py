@@ -46,6 +46,7 @@ class StatusPresenter:
         self.status_label.setText("Loading models…")
         self._show_empty("Opening the library…")
         emit(self.library_opened, lib)
+        self.people.set_library(lib)
         self.refresh_status()
 
     def _on_open_failed(self, message: str) -> None:
@@ -74,6 +75,9 @@ class StatusPresenter:
         known = [r["path"] for r in st.roots]
         self.panel.set_status(st, adding=self.index_state.pending_folders(known))
         self.places_panel.set_places(st.places)
+        if st.faces.get("people") != self._people_count or self._index_done_since_people:
+            self._people_count, self._index_done_since_people = st.faces.get("people"), False
+            self.people.refresh()
         n = st.photos
         self.count_label.setText(
             self.index_state.count_text(n)
@@ -206,7 +210,7 @@ class StatusPresenter:
         if total > 0:
             self.index_bar.setRange(0, total)
             self.index_bar.setValue(min(done, total))
-            what = "Reading text" if stage == "reading text" else "Indexing"
+            what = {"reading text": "Reading text", "finding faces": "Finding faces"}.get(stage, "Indexing")
             self.index_label.setText(f"{what} {done:,}/{total:,}" + (f" · {eta}" if eta else ""))
         else:
             self.index_bar.setRange(0, 0)
@@ -219,6 +223,7 @@ class StatusPresenter:
         paused = self.libraries.index_paused
         self.panel.set_indexing(False, paused=paused)
         self.last_index_summary = summary
+        self._index_done_since_people = True
         if error is not None:
             if not self._clip_ok:  # the long engine message is in the banner and the setup dialog
                 self.panel.set_message("Indexing stopped: the search model is missing (see Models…).")

@@ -1,0 +1,164 @@
+"""The face pass: find the faces in every photo, store their boxes and vectors, then group them into people.
+
+It runs after the CLIP pass (and the text pass), so search works before it finishes. Faces are stored per
+content hash, so a moved or copied photo keeps its faces and a changed photo is scanned again. Decoding
+runs one photo ahead of the model; every batch of photos is committed in one transaction, so a crash or
+Ctrl+C loses at most the batch in flight and the next run resumes. A photo that cannot be read is recorded
+with its reason and never fails the run. When the scan is done (or cancelled), the new faces are grouped
+into people (:mod:`.people`): joined to the people they match, the rest clustered among themselves.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+from PIL import Image
+
+from .catalog import Catalog
+from .errors import ImageError
+from .imaging import load_rgb
+from .progress import Progress
+
+STAGE = "finding faces"
+
+
+class FaceFinder(Protocol):
+    """What the pass needs from a face model (see models.faces.FaceModel)."""
+
+    key: str
+
+    def find(self, image: Image.Image) -> list[Any]: ...
+
+
+@dataclass
+class FaceSummary:
+    scanned: int = 0  # photos scanned in this run
+    with_faces: int = 0  # of which show at least one face
+    faces: int = 0  # faces found (recognisable or not)
+    failed: int = 0
+    pending: int = 0  # left for a later run (cancelled)
+    grouped: int = 0  # faces put into people by this run
+    new_people: int = 0
+    seconds: float = 0.0
+    cancelled: bool = False
+    error: str | None = None  # why the pass did not run (dlib missing): everything else still works
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class _Decoded:
+    content_hash: str
+    path: str
+    image: Image.Image | None = None
+    error: str | None = None
+
+
+class FacePass:
+    def __init__(
+        self,
+        catalog: Catalog,
+        finder: FaceFinder,
+        *,
+        batch_size: int = 8,
+        max_side: int = 2048,
+        prefetch: int = 2,
+        group: Any = None,
+    ):
+        self.catalog = catalog
+        self.finder = finder
+        self.batch_size = max(1, batch_size)
+        self.max_side = max_side  # decoded at most this large: bounded memory, faces still sharp
+        self.prefetch = max(1, prefetch)
+        self.group = group  # callable(catalog) -> (faces grouped, new people); people.group_faces
+
+    def _decode(self, content_hash: str, path: str) -> _Decoded:
+        try:
+            img = load_rgb(path, min_side=self.max_side // 2)
+            if max(img.size) > self.max_side:
+                img.thumbnail((self.max_side, self.max_side), Image.Resampling.LANCZOS)
+            return _Decoded(content_hash, path, img)
+        except ImageError as e:
+            return _Decoded(content_hash, path, error=str(e))
+        except FileNotFoundError:
+            return _Decoded(content_hash, path, error="file not found")
+        except MemoryError:
+            return _Decoded(content_hash, path, error="image too large to decode in memory")
+        except Exception as e:  # noqa: BLE001 - one bad file never stops a run
+            return _Decoded(content_hash, path, error=f"cannot open: {type(e).__name__}: {e}")
+
+    def _find(self, item: _Decoded) -> list[Any] | str:
+        """The photo's faces, or the reason finding them failed."""
+        if item.error is not None:
+            return item.error
+        try:
+            return self.finder.find(item.image)
+        except MemoryError:
+            return "out of memory while finding faces"
+        except Exception as e:  # noqa: BLE001
+            return f"face detection failed: {type(e).__name__}: {e}"
+        finally:
+            item.image = None
+
+    def _commit(self, done: list[tuple[_Decoded, list[Any] | str]], summary: FaceSummary) -> None:
+        with self.catalog.transaction():
+            for item, outcome in done:
+                if isinstance(outcome, str):
+                    self.catalog.record_face_failure(item.content_hash, item.path, outcome)
+                    summary.failed += 1
+                else:
+                    n = self.catalog.put_faces(item.content_hash, self.finder.key, outcome)
+                    summary.scanned += 1
+                    summary.faces += n
+                    summary.with_faces += int(n > 0)
+
+    def run(self, progress: Progress | None = None, cancel: threading.Event | None = None) -> FaceSummary:
+        t0 = time.perf_counter()
+        summary = FaceSummary()
+        self.catalog.prune_faces()
+        todo = self.catalog.faces_pending()
+        total = len(todo)
+        if progress:
+            progress(STAGE, 0, total)
+        queue = iter(todo)
+        pending: deque[Future[_Decoded]] = deque()
+        batch: list[tuple[_Decoded, list[Any] | str]] = []
+        n = 0
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="face-decode") as pool:
+
+            def refill() -> None:
+                while len(pending) < self.prefetch:
+                    nxt = next(queue, None)
+                    if nxt is None:
+                        return
+                    pending.append(pool.submit(self._decode, *nxt))
+
+            refill()
+            while pending:
+                if cancel is not None and cancel.is_set():
+                    summary.cancelled = True
+                    for f in pending:
+                        f.cancel()
+                    break
+                item = pending.popleft().result()
+                refill()
+                batch.append((item, self._find(item)))
+                n += 1
+                if len(batch) >= self.batch_size:
+                    self._commit(batch, summary)
+                    batch = []
+                if progress:
+                    progress(STAGE, n, total)
+            if batch:
+                self._commit(batch, summary)
+        summary.pending = total - n
+        if self.group is not None:  # even after a cancel: what was found so far is searchable by person
+            summary.grouped, summary.new_people = self.group(self.catalog)
+        summary.seconds = round(time.perf_counter() - t0, 3)
+        return summary
