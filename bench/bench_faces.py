@@ -268,7 +268,7 @@ def face_size(
     import dlib
 
     out = {}
-    for s in (20, 30, 40, 50, 60, 80, 120):
+    for s in (20, 30, 40, 50, 60, 70, 80, 100, 120):
         emb = {}
         for p, (img, face) in base.items():
             w = (face.box[2] - face.box[0]) * img.size[0]

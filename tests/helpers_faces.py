@@ -75,3 +75,23 @@ def side_by_side(a: str, b: str, dest: Path, height: int = 700) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     out.save(dest, quality=92)
     return dest
+
+
+def distant_face(name: str, dest: Path, box_px: int, canvas: tuple[int, int] = (900, 650)) -> Path:
+    """A photo where the person of ``name`` stands far away: the photo shrunk so that the face detector's box
+    around the face is about ``box_px`` wide, pasted into a larger grey scene."""
+    from retllm_desktop.models.faces import FaceModel
+
+    with Image.open(FACES / name) as im:
+        full = im.convert("RGB")
+    with FaceModel() as model:
+        face = max(model.find(full), key=lambda f: f.box[2] - f.box[0])
+    k = box_px / ((face.box[2] - face.box[0]) * full.width)
+    small = full.resize(
+        (max(1, round(full.width * k)), max(1, round(full.height * k))), Image.Resampling.LANCZOS
+    )
+    scene = Image.new("RGB", canvas, (118, 124, 120))
+    scene.paste(small, ((canvas[0] - small.width) // 2, (canvas[1] - small.height) // 3))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    scene.save(dest, quality=94)
+    return dest

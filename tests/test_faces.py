@@ -22,7 +22,7 @@ from retllm_desktop.errors import QueryError
 from retllm_desktop.library import Library
 from retllm_desktop.search import Query
 
-from .helpers_faces import by_identity, copy_photos, identities, needs_faces, side_by_side
+from .helpers_faces import by_identity, copy_photos, distant_face, identities, needs_faces, side_by_side
 
 pytestmark = needs_faces
 
@@ -217,6 +217,29 @@ def test_cancel_then_resume_and_people_searchable_meanwhile(tmp_path: Path, clip
         assert not rest.cancelled and rest.scanned == s.pending and rest.pending == 0
         person = _person_of(lib)
         assert len({person[n] for n in BIG}) == 1 and len({person[n] for n in THREE}) == 1
+
+
+def test_faces_too_small_to_recognise_are_counted_but_kept_out_of_people(
+    tmp_path: Path, clip_models_dir: Path
+) -> None:
+    from retllm_desktop.models.faces import MIN_FACE_PX
+
+    photos = tmp_path / "photos"
+    near = copy_photos(BIG[:2], photos / "near")
+    far = [distant_face(n, photos / "far" / n, box_px=40) for n in BIG[2:6]]  # the same person, far away
+    with _open(tmp_path / "lib", clip_models_dir) as lib:
+        s = lib.index_roots([str(photos)])
+        assert s.faces["faces"] == len(near) + len(far)  # found, and counted...
+        counts = lib.status().faces
+        assert counts["faces"] == len(near) + len(far) and counts["recognisable"] == len(near)
+        for path in far:  # ...but never recognised, so never put into a person
+            [face] = lib.faces_in(str(path))
+            assert face["size_px"] < MIN_FACE_PX and not face["recognisable"] and face["person_id"] is None
+        assert lib.regroup_faces() == (0, 0)
+        people = lib.people(min_faces=1, include_hidden=True)
+        assert [sorted(p["photos"]) for p in people] == [sorted(str(p) for p in near)]
+        lib.name_person(people[0]["id"], "Ada Quist")
+        assert _names(_search(lib, "Ada")) == {p.name for p in near}
 
 
 def test_an_unreadable_photo_is_listed_with_its_reason(tmp_path: Path, clip_models_dir: Path) -> None:

@@ -9,7 +9,6 @@ machine never moves a placed face, and never puts a face back into a person it w
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass

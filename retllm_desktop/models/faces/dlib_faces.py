@@ -25,6 +25,11 @@ from ...errors import ModelLoadError, ModelNotFoundError
 
 MODEL_NAME = "dlib-resnet-v1"  # stored with every scan: another model's vectors would not compare
 EMBED_DIM = 128
+# Faces whose box is smaller than this (shorter side, in the analysed photo's pixels) are kept but get no
+# vector, so they never join a person. bench_faces.py's face-size table: on the shared pairs the ResNet
+# first confuses people at 30 px (a false match) and was still clean at 40 px; 50 px leaves a margin on
+# a small sample and is PhotoPrism's default minimum face size too.
+MIN_FACE_PX = 50
 _FILES = {
     "landmarks": "shape_predictor_5_face_landmarks.dat",
     "resnet": "dlib_face_recognition_resnet_model_v1.dat",
@@ -73,7 +78,7 @@ class FaceModel:
         detect_side: int = 1024,
         upsample: int = 1,
         min_score: float = 0.0,
-        min_face_px: int = 40,
+        min_face_px: int = MIN_FACE_PX,
         max_faces: int = 40,
     ):
         if detector not in ("hog", "cnn"):
