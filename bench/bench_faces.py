@@ -281,7 +281,7 @@ def face_size(
                 int(face.box[0] * W), int(face.box[1] * H), int(face.box[2] * W), int(face.box[3] * H)
             )
             rgb = np.ascontiguousarray(np.asarray(small))
-            model._load()
+            model.load()
             shape = model._landmarks(rgb, rect)
             emb[p] = np.asarray(model._resnet.compute_face_descriptor(rgb, shape), np.float32)
         d = np.array([np.linalg.norm(emb[a] - emb[b]) for a, b, _ in pairs if a in emb and b in emb])

@@ -123,12 +123,12 @@ class Library(PeopleLibrary):
                 self._mllm,
                 self._indexes.take_fallback(),
                 self._ocr,
+                self._faces_model,
             )
             for m in held:
                 if m is not None:
                     m.close()
-            self._clip = self._mllm = self._ocr = None
-            self._close_faces()
+            self._clip = self._mllm = self._ocr = self._faces_model = None
         self.catalog.close()
 
     def _try_lock(self) -> bool:

@@ -45,12 +45,6 @@ class PeopleLibrary:
                 self._faces_model = FaceModel(detector=self.face_detector)
             return self._faces_model
 
-    def _close_faces(self) -> None:
-        with self._model_lock:
-            if self._faces_model is not None:
-                self._faces_model.close()
-            self._faces_model = None
-
     def find_faces(
         self, progress: Progress | None = None, cancel: threading.Event | None = None
     ) -> FaceSummary:

@@ -1,8 +1,9 @@
-"""One ``Model`` shape (load / loaded / close) for CLIP, OCR and the LLM: nothing is read on construction,
+"""One ``Model`` shape (load / loaded / close) for CLIP, OCR, the LLM and the faces: nothing is read on construction,
 ``load()`` reads the weights, ``close()`` frees them; the library closes every model it opened."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,13 @@ def test_the_reranking_llm_follows_the_model_shape(full_models_dir: Path) -> Non
         scorer.load()
 
 
+def test_the_face_model_follows_the_model_shape() -> None:
+    from retllm_desktop.models.faces import FaceModel
+
+    pytest.importorskip("dlib")
+    _lifecycle(FaceModel())
+
+
 def test_the_library_closes_every_model_it_opened(
     tmp_path: Path, full_models_dir: Path, photo_tree: Path
 ) -> None:
@@ -53,7 +61,7 @@ def test_the_library_closes_every_model_it_opened(
 
     lib = Library(tmp_path / "lib", models_dir=full_models_dir, threads=1, read_text=False)
     lib.index_roots([str(photo_tree)])
-    models = [lib.clip, lib.mllm, lib.ocr]
+    models = [lib.clip, lib.mllm, lib.ocr, *([lib.faces_model] if importlib.util.find_spec("dlib") else [])]
     for m in models:
         m.load()
     assert all(m.loaded for m in models)

@@ -1,4 +1,4 @@
-"""The one shape of every model class (the CLIP towers, OCR, the reranking LLM), like Immich's
+"""The one shape of every model class (the CLIP towers, OCR, the reranking LLM, the faces), like Immich's
 ``InferenceModel``: constructing one reads no weights; ``load()`` does (or the first use does, lazily);
 ``close()`` frees them. The engine holds its models as :class:`Model` and closes them the same way.
 """

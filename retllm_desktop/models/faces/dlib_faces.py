@@ -109,6 +109,16 @@ class FaceModel:
             raise ModelNotFoundError(MISSING_DLIB)
         bundled_model_files()
 
+    @property
+    def loaded(self) -> bool:
+        return self._resnet is not None
+
+    def load(self) -> FaceModel:
+        """Read the three model files now (the first ``find`` does it otherwise)."""
+        with self._lock:
+            self._load()
+        return self
+
     def _load(self) -> None:
         if self._resnet is not None:
             return
