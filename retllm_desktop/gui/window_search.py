@@ -158,7 +158,7 @@ class SearchActions:
         if st.empty and st.dates is None and not person:
             self.clear_search()
             return
-        if st.browsing and not person:  # no words, no photo: the filters' photos, newest first, never model-checked
+        if st.browsing and not person:  # the filters' photos, newest first, never model-checked
             self.cancel_search()
             self.searches.clear()
             self.status_label.setText("")
