@@ -14,6 +14,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ class DiskCheck:
         except (ValueError, TypeError, OSError) as e:
             log.warning("missing photos list unreadable: %s", e)
             return set()
-        except Exception as e:  # noqa: BLE001 - a damaged catalog is reported by the search itself
+        except Exception as e:  # a damaged catalog is reported by the search itself
             log.warning("missing photos list unreadable: %s", e)
             return set()
 
@@ -60,7 +61,7 @@ class DiskCheck:
         merged = sorted(self.recorded() | set(paths))[:MAX_RECORDED]
         try:
             self.catalog.set_meta(META_KEY, json.dumps(merged))
-        except Exception as e:  # noqa: BLE001 - sqlite3.OperationalError (read-only, locked), disk full
+        except Exception as e:  # sqlite3.OperationalError (read-only, locked), disk full
             log.warning("missing photos not recorded: %s", e)
 
     def forget(self, still_known: Callable[[str], bool]) -> None:
@@ -71,7 +72,7 @@ class DiskCheck:
         keep = sorted(p for p in paths if still_known(p) and not os.path.exists(p))
         try:
             self.catalog.set_meta(META_KEY, json.dumps(keep))
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             log.warning("missing photos list not updated: %s", e)
         self.gone_ids = {i for i in self.gone_ids if self.catalog.photo(i) is not None}
 
@@ -94,7 +95,7 @@ class DiskCheck:
                 found += [r.photo.path for r in gone]
                 self._record(r.photo.path for r in gone)
                 ids = {r.photo.id for r in gone}
-                update.results = [r for r in update.results if r.photo.id not in ids]
+                update = replace(update, results=[r for r in update.results if r.photo.id not in ids])
                 for n, r in enumerate(update.results, 1):
                     r.rank = n
         for r in update.results:  # copies listed with a result: only those still there

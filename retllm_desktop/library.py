@@ -19,9 +19,10 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from . import config
 from .catalog import Catalog, Root
@@ -40,10 +41,12 @@ from .text_pass import TextPass, TextSummary
 from .vector_index import VectorIndex
 
 if TYPE_CHECKING:
+    from .catalog.records import Photo, PlaceCount
     from .models.base import Model
     from .models.clip.towers import ClipModel
     from .models.llm.scorer import MllmScorer
     from .models.ocr import OcrModel
+    from .rerank import RerankOptions
     from .understand import Understanding
 
 log = logging.getLogger(__name__)
@@ -274,7 +277,9 @@ class Library(PeopleLibrary):
         except (RetllmError, OSError) as e:
             log.warning("catalog backup not made: %s", e)
 
-    def _places_pass(self, summary: IndexSummary, progress: Progress | None, cancel: Any) -> None:
+    def _places_pass(
+        self, summary: IndexSummary, progress: Progress | None, cancel: threading.Event | None
+    ) -> None:
         """GPS → place for photos that lack one; fails soft (a broken gazetteer never fails indexing)."""
         try:
             summary.places = self.update_places(progress=progress, cancel=cancel)
@@ -307,8 +312,8 @@ class Library(PeopleLibrary):
                 progress("places", done, len(todo))
         return done
 
-    def places(self) -> list[Any]:
-        """Cities, regions and countries with photo counts, most photos first (catalog.PlaceCount)."""
+    def places(self) -> list[PlaceCount]:
+        """Cities, regions and countries with photo counts, most photos first."""
         return self.catalog.place_counts()
 
     def timeline(
@@ -325,7 +330,7 @@ class Library(PeopleLibrary):
             keep = in_place if keep is None else keep & in_place
         return rows if keep is None else [r for r in rows if r[0] in keep]
 
-    def photos(self, ids: list[int]) -> dict[int, Any]:
+    def photos(self, ids: list[int]) -> dict[int, Photo]:
         """Catalog photos by id (the timeline fetches the rows it shows, a page at a time)."""
         return self.catalog.photos_by_ids(ids)
 
@@ -394,8 +399,7 @@ class Library(PeopleLibrary):
             return searcher.search(query, top=top, allowed=allowed)
 
         update, missing = self.disk.search(run, {r.id: r.path for r in self.catalog.roots()})
-        update.missing = missing
-        return update
+        return replace(update, missing=missing)
 
     # -- query understanding ---------------------------------------------------------------------
     def understand(self, text: str, ignore: tuple[str, ...] | list[str] = ()) -> Understanding:
@@ -414,7 +418,7 @@ class Library(PeopleLibrary):
         self,
         query: Query | str,
         top: int = 50,
-        rerank: Any = None,
+        rerank: RerankOptions | None = None,
         cancel: threading.Event | None = None,
     ) -> Iterator[SearchUpdate]:
         """Yield the coarse results at once, then (with ``rerank`` options) the LLM-reranked updates."""
@@ -423,37 +427,31 @@ class Library(PeopleLibrary):
         typed = query.text
         u = None if query.literal or not query.text else self.understand(query.text, ignore=query.ignore)
         query, allowed, understood = apply_understanding(self.catalog, query, u)
-        coarse = self.search_coarse(query, top=top, allowed=allowed)
-        coarse.understood, coarse.typed = understood, typed
+        coarse = replace(
+            self.search_coarse(query, top=top, allowed=allowed), understood=understood, typed=typed
+        )
         if rerank is None or not coarse.results:
-            coarse.phase = "done"
-            yield coarse
+            yield replace(coarse, phase="done")
             return
         yield coarse
+        cutoff = rerank.cutoff
         for update in self._rerank(coarse, rerank, cancel):
-            update.understood = understood
-            update.typed, update.missing = typed, coarse.missing
-            update.cutoff = getattr(rerank, "cutoff", None)
-            yield update
+            yield replace(update, understood=understood, typed=typed, missing=coarse.missing, cutoff=cutoff)
 
     def _rerank(
-        self, coarse: SearchUpdate, options: Any, cancel: threading.Event | None
+        self, coarse: SearchUpdate, options: RerankOptions, cancel: threading.Event | None
     ) -> Iterator[SearchUpdate]:
         """The fine stage can only add: without a usable LLM the coarse results stand, with one warning."""
         try:
             scorer = self.mllm
         except RetllmError as e:
-            coarse.phase = "done"
-            coarse.message = f"reranking skipped: {first_line(e)}"
-            yield coarse
+            yield replace(coarse, phase="done", message=f"reranking skipped: {first_line(e)}")
             return
         try:
             self._load_mllm(scorer)
         except RetllmError as e:
-            coarse.phase = "done"
-            coarse.llm_error = f"the LLM {scorer.config.name} could not be loaded: {first_line(e)}"
-            coarse.message = f"reranking skipped: {coarse.llm_error}"
-            yield coarse
+            error = f"the LLM {scorer.config.name} could not be loaded: {first_line(e)}"
+            yield replace(coarse, phase="done", llm_error=error, message=f"reranking skipped: {error}")
             return
         from .prepare_pass import TopkHits
 
@@ -462,7 +460,7 @@ class Library(PeopleLibrary):
         TopkHits(self.path / "cache" / "prepared" / "topk-hits.json").record(r.photo.hash for r in window)
         yield from rerank_updates(coarse, scorer, options, cancel)
 
-    def _load_mllm(self, scorer: Any) -> None:
+    def _load_mllm(self, scorer: MllmScorer) -> None:
         """Check the GGUF files (header, size, mmproj pairing) before llama.cpp sees them, then load.
 
         A failed load drops the scorer, so the next search tries again (the user may have fixed the files).

@@ -101,12 +101,12 @@ def _people_words(catalog: Catalog, query: Query) -> str:
 
 def apply_understanding(
     catalog: Catalog, query: Query, understood: Understanding | None
-) -> tuple[Query, set[int] | None, dict | None]:
+) -> tuple[Query, set[int] | None, Understanding | None]:
     """The query with its dates and places turned into filters, the allowed ids, and what was understood.
 
     ``understood`` is what ``understand_query`` made of the query's text (None for a literal query or one
     without text). When the filters leave no photo at all, the literal text is searched instead (and the
-    result says so).
+    returned understanding says so).
     """
     explicit = place_ids(catalog, list(query.places)) if query.places else None
     if query.people or query.person_ids:  # `search --person NAME`: an unknown name is an error
@@ -115,13 +115,9 @@ def apply_understanding(
         explicit = found if explicit is None else explicit & found
         if not query.text and not query.image:  # only people: CLIP still needs words to rank by
             query = dataclasses.replace(query, text=_people_words(catalog, query), literal=True)
-    if understood is None:
-        return query, explicit, None
     u = understood
-    info = u.as_dict()
-    info["literal"] = False
-    if not u.changed:
-        return query, explicit, info
+    if u is None or not u.changed:
+        return query, explicit, u
     date_from = max(filter(None, [query.date_from, u.date_from and u.date_from.isoformat()]), default=None)
     date_to = min(filter(None, [query.date_to, u.date_to and u.date_to.isoformat()]), default=None)
     allowed = explicit
@@ -136,8 +132,8 @@ def apply_understanding(
         dated = catalog.ids_in_date_range(date_from, date_to)
         candidates = dated if candidates is None else candidates & dated
     if not candidates:
-        info.update(literal=True, message=f"no photos from {_chips_text(u)}; searched for the words as typed")
-        return query, explicit, info
+        message = f"no photos from {_chips_text(u)}; searched for the words as typed"
+        return query, explicit, dataclasses.replace(u, literal=True, message=message)
     text = u.text or query.text  # nothing left but filters: the whole phrase still guides the ranking
     new = dataclasses.replace(query, text=text, date_from=date_from, date_to=date_to)
-    return new, allowed, info
+    return new, allowed, u

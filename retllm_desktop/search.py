@@ -11,11 +11,11 @@ import dataclasses
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,9 +23,16 @@ from . import near_duplicates
 from .catalog import Catalog, Photo
 from .errors import CancelledError, PromptTooLongError, QueryError
 from .imaging import file_hash, is_raw, load_rgb, shot_key
-from .text_match import TextMatch, describe_match, fused_scores, parse_text_query
+from .text_match import TextMatch, TextQuery, describe_match, fused_scores, parse_text_query
 from .vector_index import VectorIndex
 from .verdict import match_share, verdict
+
+if TYPE_CHECKING:
+    from .models.clip.towers import ClipModel
+    from .models.llm.fine_score import FineScore
+    from .models.llm.scorer import MllmScorer
+    from .rerank import RerankOptions, RerankUpdate
+    from .understand import Understanding
 
 
 def _iso_date(value: str | None, name: str) -> str | None:
@@ -84,7 +91,7 @@ class SearchResult:
     score: float  # the coarse (CLIP cosine) score
     coarse_rank: int
     rank: int = 0  # current position, 1-based
-    fine: Any = None  # models.llm.scorer.FineScore once the LLM judged this photo
+    fine: FineScore | None = None  # once the LLM judged this photo
     check_error: str | None = None  # why the LLM could not check this photo (then ``fine`` is None)
     hidden: bool = False  # judged as not matching under the relevance cutoff
     duplicates: list[str] = field(default_factory=list)  # other paths with byte-identical content
@@ -182,9 +189,11 @@ class SearchResult:
         return d
 
 
-@dataclass
+@dataclass(frozen=True)
 class SearchUpdate:
-    """One state of a search's result list; ``phase`` is "coarse", "rerank" (partial) or "done"."""
+    """One state of a search's result list; ``phase`` is "coarse", "rerank" (partial) or "done".
+
+    Never changed once made: a later state is a new update (``dataclasses.replace``)."""
 
     query: Query
     results: list[SearchResult]
@@ -194,7 +203,7 @@ class SearchUpdate:
     timings_ms: dict[str, float] = field(default_factory=dict)
     model: str | None = None  # the reranking model's name
     message: str | None = None  # one line for the user: why reranking did not run, or what it changed
-    understood: dict | None = None  # what the query was understood as (understand.Understanding.as_dict())
+    understood: Understanding | None = None  # the dates and places taken out of the query
     llm_error: str | None = None  # the LLM could not be loaded: these are the coarse results (app: banner)
     llm_query: str | None = None  # the shortened query text the LLM saw, when the query was too long
     eta_s: float | None = None  # the LLM's checks still to come: an estimate of their seconds (None: unknown)
@@ -218,7 +227,7 @@ class SearchUpdate:
             "rerank_total": self.total,
             "rerank_model": self.model,
             "message": self.message,
-            "understood": self.understood,
+            "understood": self.understood.as_dict() if self.understood is not None else None,
             "llm_error": self.llm_error,
             "llm_query": self.llm_query,
             "rerank_eta_s": None if self.eta_s is None else round(self.eta_s, 1),
@@ -237,7 +246,7 @@ TEXT_WINDOW = 200  # CLIP candidates and text matches considered for fusion
 class CoarseSearcher:
     """Query → embedding → nearest photos. Knows nothing about the LLM stage."""
 
-    def __init__(self, catalog: Catalog, index: VectorIndex, clip: Any):
+    def __init__(self, catalog: Catalog, index: VectorIndex, clip: ClipModel):
         self.catalog = catalog
         self.index = index
         self.clip = clip
@@ -409,7 +418,7 @@ class CoarseSearcher:
 
     def _fuse_text(
         self,
-        tq: Any,
+        tq: TextQuery,
         vec: np.ndarray,
         clip_results: list[SearchResult],
         allowed: set[int] | None,
@@ -519,8 +528,8 @@ class _QueryFitter:
 
 def rerank_updates(
     coarse: SearchUpdate,
-    scorer: Any,
-    options: Any,
+    scorer: MllmScorer,
+    options: RerankOptions,
     cancel: threading.Event | None = None,
 ) -> Iterator[SearchUpdate]:
     """The fine stage as a stream: one :class:`SearchUpdate` after every candidate the LLM judged.
@@ -539,7 +548,7 @@ def rerank_updates(
     rest = [r for r in coarse.results if not r.in_library]
     reachable = [r for r in rest if os.path.isfile(r.photo.path)]
     unreachable = [r for r in rest if not os.path.isfile(r.photo.path)]
-    only_true = bool(getattr(options, "only_true", False))
+    only_true = options.only_true
     query_key = None
     if query.image:
         try:
@@ -571,9 +580,9 @@ def rerank_updates(
     ready = _readiness(scorer)
     clock = _CheckClock(scorer)
     try:
-        known = getattr(options, "known", None) or {}
+        known = options.known
         prior = {i: known[r.photo.id] for i, r in enumerate(reachable) if r.photo.id in known}
-        lo, k = getattr(options, "offset", 0), getattr(options, "k", 10)
+        lo, k = options.offset, options.k
         window = [r for i, r in enumerate(reachable[lo : lo + k], lo) if i not in prior]
         quick = {id(r): ready(r) for r in window}
         for upd in rerank_stream(
@@ -607,6 +616,7 @@ def rerank_updates(
                 timings_ms=timings,
                 model=model_name,
                 message=_rerank_message(upd, model_name, fitter.note),
+                understood=coarse.understood,
                 llm_query=fitter.text if fitter.note else None,
                 eta_s=None if upd.finished else clock.estimate(left),
             )
@@ -614,7 +624,7 @@ def rerank_updates(
         return
 
 
-def _readiness(scorer: Any) -> Any:
+def _readiness(scorer: MllmScorer) -> Callable[[SearchResult], bool]:
     """``ready(result)``: the LLM has this photo's image rows at hand (prepared or checked before)."""
     probe = getattr(scorer, "ready", None)
 
@@ -633,12 +643,12 @@ class _CheckClock:
     """Seconds per check, separately for photos at hand and new ones: this search's so far, else the
     scorer's last searches'. Gives "about N s left"."""
 
-    def __init__(self, scorer: Any):
+    def __init__(self, scorer: MllmScorer):
         self.history: dict[bool, float] = getattr(scorer, "check_seconds", {}) or {}
         self.seen: dict[bool, list[float]] = {True: [], False: []}
         self._counted: set[int] = set()
 
-    def saw(self, upd: Any, quick: dict[int, bool]) -> None:
+    def saw(self, upd: RerankUpdate, quick: dict[int, bool]) -> None:
         for it in list(upd.items) + list(upd.hidden):
             fine = it.fine
             if fine is None or id(it.candidate) in self._counted or id(it.candidate) not in quick:
@@ -664,7 +674,7 @@ class _CheckClock:
         return total
 
 
-def _rerank_message(upd: Any, model_name: str | None, note: str | None) -> str | None:
+def _rerank_message(upd: RerankUpdate, model_name: str | None, note: str | None) -> str | None:
     """One line: what the LLM is doing, what it could not check, whether the query was shortened."""
     if not upd.finished and not upd.done:
         return f"checking {upd.total} photos with {model_name}"

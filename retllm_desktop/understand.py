@@ -324,6 +324,8 @@ class Chip:
 
 @dataclass
 class Understanding:
+    """What a query was understood as: the dates and places taken out of it, and the text left."""
+
     original: str
     text: str  # what is left for CLIP and the LLM prompt
     places: list[PlaceName] = field(default_factory=list)
@@ -332,23 +334,34 @@ class Understanding:
     chips: list[Chip] = field(default_factory=list)
     place_labels: dict[str, str] = field(default_factory=dict)  # key → "Paris, Texas, United States"
     people: list[dict[str, Any]] = field(default_factory=list)  # {"ids": [person ids], "name": str}
+    # The filters left no photo, so the words were searched as typed; ``message`` says so to the user.
+    literal: bool = False
+    message: str | None = None
 
     @property
     def changed(self) -> bool:
         return bool(self.chips)
 
+    def place_label(self, p: PlaceName) -> str:
+        return self.place_labels.get(p.key, p.name)
+
     def as_dict(self) -> dict[str, Any]:
-        return {
+        """The ``understood`` object of ``search --json``."""
+        out: dict[str, Any] = {
             "text": self.text,
             "places": [
-                {"key": p.key, "name": p.name, "kind": p.kind, "label": self.place_labels.get(p.key, p.name)}
+                {"key": p.key, "name": p.name, "kind": p.kind, "label": self.place_label(p)}
                 for p in self.places
             ],
             "from": self.date_from.isoformat() if self.date_from else None,
             "to": self.date_to.isoformat() if self.date_to else None,
             "people": [{"ids": list(p["ids"]), "name": p["name"]} for p in self.people],
             "chips": [{"kind": c.kind, "label": c.label, "source": c.source} for c in self.chips],
+            "literal": self.literal,
         }
+        if self.message is not None:
+            out["message"] = self.message
+        return out
 
 
 def _date_label(a: date, b: date) -> str:

@@ -40,10 +40,13 @@ def test_place_and_date_filters(library, trip: Path) -> None:
     lisbon = _last(library, "beach in Lisbon")
     assert _names(lisbon) == {f"lisbon{i}.jpg" for i in range(4)}
     assert lisbon.query.text == "beach"  # what CLIP (and the LLM prompt) got
-    assert lisbon.understood["places"][0]["key"] == LISBON_KEY and lisbon.understood["literal"] is False
+    assert lisbon.understood.places[0].key == LISBON_KEY and lisbon.understood.literal is False
     xmas = _last(library, "dinner at Christmas 2021")
     assert _names(xmas) == {f"paris{i}.jpg" for i in range(3)}
-    assert (xmas.understood["from"], xmas.understood["to"]) == ("2021-12-24", "2021-12-26")
+    assert (xmas.understood.date_from.isoformat(), xmas.understood.date_to.isoformat()) == (
+        "2021-12-24",
+        "2021-12-26",
+    )
     both = _last(library, "Portugal summer 2019")
     assert _names(both) == {f"lisbon{i}.jpg" for i in range(4)}
     assert both.query.text == "Portugal summer 2019"  # nothing but filters left: the phrase still ranks
@@ -53,7 +56,7 @@ def test_a_filter_that_matches_nothing_falls_back_to_the_words(library, trip: Pa
     library.index_roots([str(trip)])
     u = _last(library, "Paris in summer 2019")  # Paris photos exist, none from summer 2019
     assert len(u.visible) == 9  # literal search over everything
-    assert u.understood["literal"] is True and "searched for the words as typed" in u.understood["message"]
+    assert u.understood.literal is True and "searched for the words as typed" in u.understood.message
     assert u.query.text == "Paris in summer 2019"
 
 
@@ -68,7 +71,7 @@ def test_literal_and_explicit_place_filter(library, trip: Path) -> None:
 def test_removed_chip_keeps_the_phrase(library, trip: Path) -> None:
     library.index_roots([str(trip)])
     u = _last(library, Query(text="beach in Lisbon", ignore=("Lisbon",)))
-    assert u.understood["places"] == [] and len(u.visible) == 9 and u.query.text == "beach in Lisbon"
+    assert u.understood.places == [] and len(u.visible) == 9 and u.query.text == "beach in Lisbon"
 
 
 def test_manhattan_finds_photos_labelled_new_york_city(library, tmp_path: Path) -> None:

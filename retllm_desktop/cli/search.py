@@ -6,12 +6,16 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import RetllmError
 from ..rerank import RerankOptions
 from ..search import Query, SearchUpdate, resolve_query_image
 from ..verdict import verdict
 from .common import EXIT_OK, add_common_args, bounded, one_line, open_library, print_json
+
+if TYPE_CHECKING:
+    from ..understand import Understanding
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -139,7 +143,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                 n = max(0, min(args.rerank_k, len(update.results) - rerank.offset))
                 print(f"checking the top {n} with the LLM…", file=sys.stderr)
     assert last is not None
-    last.cutoff = rerank.cutoff if rerank is not None else None
+    last = dataclasses.replace(last, cutoff=rerank.cutoff if rerank is not None else None)
     if args.json:
         print_json(last.as_dict())
         return EXIT_OK
@@ -190,18 +194,20 @@ def print_results(update: SearchUpdate, cutoff: float | None = None) -> None:
             print(f"       text: {one_line(r.text.snippet)}")
 
 
-def _print_understood(u: dict) -> None:
+def _print_understood(u: Understanding) -> None:
     """One line saying which dates and places were taken out of the query (and what is left for CLIP)."""
-    if u.get("literal") and u.get("message"):
-        print(f"understood: {u['message']}")
+    if u.literal and u.message:
+        print(f"understood: {u.message}")
         return
-    if not u.get("chips"):
+    if not u.chips:
         return
-    parts = [f'text "{u["text"]}"' if u["text"] else "no text left"]
-    parts += [p["name"] for p in u.get("people", [])]
-    parts += [p["label"] for p in u["places"]]
-    if u["from"] or u["to"]:
-        parts.append(f"{u['from'] or '…'} to {u['to'] or '…'}")
+    parts = [f'text "{u.text}"' if u.text else "no text left"]
+    parts += [p["name"] for p in u.people]
+    parts += [u.place_label(p) for p in u.places]
+    if u.date_from or u.date_to:
+        start = u.date_from.isoformat() if u.date_from else "…"
+        end = u.date_to.isoformat() if u.date_to else "…"
+        parts.append(f"{start} to {end}")
     print("understood: " + "; ".join(parts) + " (--literal to search the words as typed)")
 
 

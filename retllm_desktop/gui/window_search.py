@@ -201,9 +201,11 @@ class SearchActions:
 
     def _drop_understood_places(self) -> None:
         upd = self.searches.last_update
-        u = (upd.understood if upd is not None else None) or {}
-        sources = [c["source"] for c in u.get("chips", []) if c.get("kind") == "place" and c.get("source")]
-        if not sources or u.get("literal"):
+        u = upd.understood if upd is not None else None
+        if u is None or u.literal:
+            return
+        sources = [c.source for c in u.chips if c.kind == "place" and c.source]
+        if not sources:
             return
         text = self.search_edit.text()
         for src in sources:
@@ -247,12 +249,11 @@ class SearchActions:
             chips.append(("person-filter", "With ", self.people.person_filter[1]))
         note = None
         if upd is not None:
-            u = upd.understood or {}
-            if u.get("literal") and u.get("message"):
-                note = u["message"][0].upper() + u["message"][1:] + "."
-            else:
-                for c in u.get("chips", []):
-                    chips.append((f"understood:{c['source']}", "", c["label"]))
+            u = upd.understood
+            if u is not None and u.literal and u.message:
+                note = u.message[0].upper() + u.message[1:] + "."
+            elif u is not None:
+                chips += [(f"understood:{c.source}", "", c.label) for c in u.chips]
         self.bar.understood.set_chips(chips, note)
 
     def _show_understood(self, upd: SearchUpdate) -> None:
