@@ -90,7 +90,7 @@ class FacePass:
             return _Decoded(content_hash, path, error="file not found")
         except MemoryError:
             return _Decoded(content_hash, path, error="image too large to decode in memory")
-        except Exception as e:  # noqa: BLE001 - one bad file never stops a run
+        except Exception as e:  # one bad file never stops a run
             return _Decoded(content_hash, path, error=f"cannot open: {type(e).__name__}: {e}")
 
     def _find(self, item: _Decoded) -> list[Any] | str:
@@ -101,7 +101,7 @@ class FacePass:
             return self.finder.find(item.image)
         except MemoryError:
             return "out of memory while finding faces"
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             return f"face detection failed: {type(e).__name__}: {e}"
         finally:
             item.image = None

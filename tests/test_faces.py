@@ -123,7 +123,7 @@ def test_names_find_exactly_their_photos_two_names_both(lib_copy) -> None:
     lib.name_person(three, "tom baker")
     zoe = _search(lib, "zoe")  # a unique first name, folded
     assert _names(zoe) == {*BIG, "pair.jpg"}
-    assert zoe.understood["people"] == [{"ids": [big], "name": "Zoë Durand"}]
+    assert zoe.understood.people == [{"ids": [big], "name": "Zoë Durand"}]
     full = _search(lib, "ZOË DURAND smiling")
     assert _names(full) == {*BIG, "pair.jpg"} and full.query.text == "smiling"  # the name left CLIP's text
     both = _search(lib, "Zoë and Tom Baker")

@@ -473,7 +473,7 @@ class PreviewDialog(QDialog):
             if hasattr(self.library, "faces_in"):
                 try:
                     faces = [(tuple(f["box"]), f["person_name"] or "") for f in self.library.faces_in(path)]
-                except Exception:  # noqa: BLE001 - outlines are a bonus: the photo shows without them
+                except Exception:  # outlines are a bonus: the photo shows without them
                     faces = []
             return load_qimage(path, px), faces
 
