@@ -45,22 +45,43 @@ class GuardedConnection:
 
     def __init__(self, conn: sqlite3.Connection, path: Path):
         self.raw, self._path = conn, path
+        # Statements running on other threads: closing under one of them frees what its C code still
+        # uses (a segfault, not an exception), so close() waits for them and later statements are refused.
+        self._in_use = threading.Condition()
+        self._running = 0
+        self._closed = False
+
+    @contextmanager
+    def _statement(self) -> Iterator[None]:
+        with self._in_use:
+            if self._closed:
+                raise CatalogError("the library was closed")
+            self._running += 1
+        try:
+            yield
+        except sqlite3.DatabaseError as e:
+            if is_damage(e):
+                raise CatalogDamagedError(self._path, e) from e
+            raise
+        finally:
+            with self._in_use:
+                self._running -= 1
+                self._in_use.notify_all()
 
     def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
-        try:
+        with self._statement():
             return self.raw.execute(sql, params)
-        except sqlite3.DatabaseError as e:
-            if is_damage(e):
-                raise CatalogDamagedError(self._path, e) from e
-            raise
 
     def executemany(self, sql: str, rows: Any) -> sqlite3.Cursor:
-        try:
+        with self._statement():
             return self.raw.executemany(sql, rows)
-        except sqlite3.DatabaseError as e:
-            if is_damage(e):
-                raise CatalogDamagedError(self._path, e) from e
-            raise
+
+    def close(self, timeout_s: float = 60.0) -> None:
+        """Refuse new statements, wait for the running ones (other threads), then close the file."""
+        with self._in_use:
+            self._closed = True
+            self._in_use.wait_for(lambda: self._running == 0, timeout_s)
+        self.raw.close()
 
     # Refused so that nothing (a sqlite-utils helper included) can commit half of a transaction:
     # ``with conn:`` commits on exit and ``executescript`` commits before it runs.
@@ -105,6 +126,8 @@ class CatalogConnection:
             try:
                 wrote = self._conn.total_changes
             except sqlite3.ProgrammingError:  # closed already
+                return
+            if self._conn._closed:
                 return
             if wrote:  # only a connection that wrote moves its WAL into the file
                 try:
