@@ -95,3 +95,39 @@ def test_detail_names_the_cache_variant():
     assert a.variant != b.variant and b.variant == "whole-1024"
     with pytest.raises(ValueError):
         detail_tokens("huge")
+
+
+def _with_flash(tmp_path: Path, flash: bool | None, name: str = "") -> Path:
+    """The SmolVLM replica's files under a description that sets (or leaves out) its flash_attn key."""
+    import json
+
+    src = replica("smolvlm-500m")
+    d = tmp_path / f"flash-{flash}{name}"
+    d.mkdir()
+    meta = json.loads((src / "mllm.json").read_text(encoding="utf-8"))
+    meta.pop("flash_attn", None)
+    if flash is not None:
+        meta["flash_attn"] = flash
+    (d / "mllm.json").write_text(json.dumps(meta), encoding="utf-8")
+    for f in ("model.gguf", "mmproj.gguf"):
+        (d / f).symlink_to(src / f)
+    return d
+
+
+def test_flash_attention_comes_from_the_model_entry_and_keeps_the_verdict(tmp_path, photo):
+    """Registry data decides flash attention per model (on for SmolVLM, where bench_replicas measured it
+    faster); an explicit argument wins; the check's probabilities are the same either way."""
+    from retllm_desktop.models.hub.registry import load_registry
+
+    assert load_registry().get("smolvlm-500m").config.get("flash_attn") is True
+    assert not load_registry().get("qwen2.5-vl-3b").config.get("flash_attn")
+    scores = {}
+    for flash in (True, False, None):
+        with MllmScorer(_with_flash(tmp_path, flash), threads=2) as s:
+            assert s.session.flash_attn is bool(flash)  # no key: off
+            scores[flash] = s.score(photo, text=Q, ve="off")
+    with MllmScorer(_with_flash(tmp_path, True, "-overridden"), threads=2, flash_attn=False) as s:
+        assert s.session.flash_attn is False
+    on, off = scores[True], scores[False]
+    assert abs(on.p_true - off.p_true) < 0.01 and abs(on.p_false - off.p_false) < 0.01
+    assert scores[None].p_true == off.p_true

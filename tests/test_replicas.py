@@ -426,8 +426,8 @@ def _handler_logits(name: str, photo: Path) -> tuple[np.ndarray, str]:
 
 @pytest.mark.parametrize("name", SCORER_CASES)
 def test_scores_equal_llama_cpp_python_chat_handler(name, photos, mllm_sources):
-    # the handler's mtmd context sets no image-token cap: compare at the projector's own detail
-    with _scorer(name, detail="full") as s:
+    # the handler's mtmd context sets no image-token cap and no flash attention: compare like with like
+    with _scorer(name, detail="full", flash_attn=False) as s:
         got = s.score(photos[0], text=QUERY, ve="off")
         true_ids, false_ids = s.true_token_ids, s.false_token_ids
     raw, prompt = _handler_logits(name, photos[0])

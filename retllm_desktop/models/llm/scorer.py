@@ -95,7 +95,7 @@ class MllmScorer:
         state_disk_cache: EmbeddingCache | None = None,
         prompts_path: Path | None = None,
         detail: str = LLM_DETAIL,
-        flash_attn: bool = False,
+        flash_attn: bool | None = None,
         prepared_dir: Path | None = None,
         prepared_codec: str = "f16",
     ):
@@ -135,7 +135,8 @@ class MllmScorer:
             threads=self.threads,
             stats=self.stats,
             image_max_tokens=self.max_image_tokens,
-            flash_attn=flash_attn,
+            # None: the model's own entry decides (registry data, measured per model by bench_replicas)
+            flash_attn=bool(self.config.extra.get("flash_attn", False)) if flash_attn is None else flash_attn,
         )
         self.embeddings = ImageEmbeddings(int(memory_embeddings_bytes), cache, self.stats)
         self._prepared_dir = Path(prepared_dir) if prepared_dir is not None else None
