@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from PIL import Image
 
+from .batch_loop import run_batched
 from .catalog import Catalog
 from .errors import ImageError
 from .imaging import load_rgb
@@ -126,37 +125,20 @@ class FacePass:
         total = len(todo)
         if progress:
             progress(STAGE, 0, total)
-        queue = iter(todo)
-        pending: deque[Future[_Decoded]] = deque()
-        batch: list[tuple[_Decoded, list[Any] | str]] = []
-        n = 0
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="face-decode") as pool:
-
-            def refill() -> None:
-                while len(pending) < self.prefetch:
-                    nxt = next(queue, None)
-                    if nxt is None:
-                        return
-                    pending.append(pool.submit(self._decode, *nxt))
-
-            refill()
-            while pending:
-                if cancel is not None and cancel.is_set():
-                    summary.cancelled = True
-                    for f in pending:
-                        f.cancel()
-                    break
-                item = pending.popleft().result()
-                refill()
-                batch.append((item, self._find(item)))
-                n += 1
-                if len(batch) >= self.batch_size:
-                    self._commit(batch, summary)
-                    batch = []
-                if progress:
-                    progress(STAGE, n, total)
-            if batch:
-                self._commit(batch, summary)
+        n, cancelled = run_batched(
+            todo,
+            self._decode,
+            self._find,
+            lambda batch: self._commit(batch, summary),
+            prefetch=self.prefetch,
+            batch_size=self.batch_size,
+            stage=STAGE,
+            total=total,
+            thread_name="face-decode",
+            progress=progress,
+            cancel=cancel,
+        )
+        summary.cancelled = cancelled
         summary.pending = total - n
         if self.group is not None:  # even after a cancel: what was found so far is searchable by person
             summary.grouped, summary.new_people = self.group(self.catalog)

@@ -12,13 +12,12 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from PIL import Image
 
+from .batch_loop import run_batched
 from .catalog import Catalog
 from .errors import ImageError
 from .imaging import load_rgb
@@ -123,37 +122,20 @@ class TextPass:
         total = len(todo)
         if progress:
             progress(STAGE, 0, total)
-        queue = iter(todo)
-        pending: deque[Future[_Decoded]] = deque()
-        batch: list[tuple[_Decoded, tuple[str, str, str] | str]] = []
-        n = 0
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="text-decode") as pool:
-
-            def refill() -> None:
-                while len(pending) < self.prefetch:
-                    nxt = next(queue, None)
-                    if nxt is None:
-                        return
-                    pending.append(pool.submit(self._decode, *nxt))
-
-            refill()
-            while pending:
-                if cancel is not None and cancel.is_set():
-                    summary.cancelled = True
-                    for f in pending:
-                        f.cancel()
-                    break
-                item = pending.popleft().result()
-                refill()
-                batch.append((item, self._read(item)))
-                n += 1
-                if len(batch) >= self.batch_size:
-                    self._commit(batch, summary)
-                    batch = []
-                if progress:
-                    progress(STAGE, n, total)
-            if batch:
-                self._commit(batch, summary)
+        n, cancelled = run_batched(
+            todo,
+            self._decode,
+            self._read,
+            lambda batch: self._commit(batch, summary),
+            prefetch=self.prefetch,
+            batch_size=self.batch_size,
+            stage=STAGE,
+            total=total,
+            thread_name="text-decode",
+            progress=progress,
+            cancel=cancel,
+        )
+        summary.cancelled = cancelled
         summary.pending = total - n
         summary.seconds = round(time.perf_counter() - t0, 3)
         return summary
