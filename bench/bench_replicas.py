@@ -96,7 +96,15 @@ def _times(fn, items) -> list[float]:
     return out
 
 
-def worker(model: str, size: str, threads: int, k: int, detail: str, flash: bool) -> dict:
+def worker(
+    model: str,
+    size: str,
+    threads: int,
+    k: int,
+    detail: str,
+    flash: bool | None,
+    single_view: bool | None = None,
+) -> dict:
     from retllm_desktop.models.llm.scorer import MllmScorer
 
     d = model_dir(model, size)
@@ -104,13 +112,18 @@ def worker(model: str, size: str, threads: int, k: int, detail: str, flash: bool
     warmup, cands = cands[-1], cands[:k]
     keys = [f"bench-{p.stem}" for p in cands]
     out: dict = {"model": model, "size": size, "threads": threads, "detail": detail, "flash_attn": flash}
+    opts = {"single_view": single_view}  # None: the app's rule (one view of a photo that fits one tile)
     with tempfile.TemporaryDirectory() as tmp:
         prep_dir = Path(tmp) / "prepared"
         t0 = time.perf_counter()
-        with MllmScorer(d, threads=threads, detail=detail, flash_attn=flash, prepared_dir=prep_dir) as s:
+        with MllmScorer(
+            d, threads=threads, detail=detail, flash_attn=flash, prepared_dir=prep_dir, **opts
+        ) as s:
             s.load()
             out["load_s"] = round(time.perf_counter() - t0, 2)
             out["detail_used"] = s.detail  # what "auto" became for this projector
+            out["single_view"] = s.single_view
+            out["flash_attn"] = s.session.flash_attn  # None asked: the model entry's
             s.score(warmup, text=Q1, ve="off", candidate_key="warmup")  # first graph allocation, not counted
             cold_p: list[float] = []
             cold = _times(lambda i: cold_p.append(s.score(cands[i], text=Q1, ve="off", candidate_key=keys[i]).p_true), range(k))  # fmt: skip
@@ -123,7 +136,7 @@ def worker(model: str, size: str, threads: int, k: int, detail: str, flash: bool
             if codec == "i8":  # the same photos stored as int8 rows: re-encode from the fp16 store's rows
                 _recode(prep_dir, "i8")
             with MllmScorer(d, threads=threads, detail=detail, flash_attn=flash, prepared_dir=prep_dir,
-                            prepared_codec=codec) as s2:  # fmt: skip
+                            prepared_codec=codec, **opts) as s2:  # fmt: skip
                 s2.load()
                 s2.score(warmup, text=Q2, ve="off", candidate_key="warmup")
                 enc0 = s2.stats["encode"]
@@ -185,7 +198,10 @@ def main() -> int:
     ap.add_argument("--threads", default="2")
     ap.add_argument("--busy", default="0,1", help="0 = quiet, 1 = one core kept busy")
     ap.add_argument("--details", default="auto", help="photo detail(s); auto = the app's default per model")
-    ap.add_argument("--flash", default="0", help="0,1 = flash attention off and on")
+    ap.add_argument("--flash", default="", help="0,1 = flash attention off and on; empty: the model entry's")
+    ap.add_argument(
+        "--single-view", default="", help="0,1 = mtmd's tile + overview vs one view; empty: the app's rule"
+    )
     ap.add_argument("--max-load", type=float, default=1.5)
     ap.add_argument("--wait", type=float, default=120.0, help="seconds to wait for the load to drop")
     ap.add_argument("--out", default="replicas")
@@ -208,10 +224,10 @@ def main() -> int:
         for busy in (int(b) for b in args.busy.split(",")):
             for threads in (int(t) for t in args.threads.split(",")):
                 for detail in args.details.split(","):
-                    for flash in (bool(int(f)) for f in args.flash.split(",")):
+                    for flash, single in _variants(args.flash, args.single_view):
                         ok, load0 = wait_quiet(args.max_load, args.wait)
                         cfg = {"model": name, "size": args.size, "threads": threads, "k": args.k,
-                               "detail": detail, "flash": flash}  # fmt: skip
+                               "detail": detail, "flash": flash, "single_view": single}  # fmt: skip
                         if not ok:
                             runs.append({**cfg, "refused": f"load average {load0:.2f} > {args.max_load}"})
                             print(json.dumps(runs[-1]), flush=True)
@@ -232,6 +248,13 @@ def main() -> int:
     save(args.out, {"k": args.k, "size": args.size, "max_load": args.max_load, "layouts": layout, "runs": runs,
                     "note": "random weights at real size; 2-core machine; see load_average_1min per run"})  # fmt: skip
     return 0
+
+
+def _variants(flash: str, single: str) -> list[tuple[bool | None, bool | None]]:
+    """(flash attention, single view) per run; None = the app's own choice for the model."""
+    fl = [bool(int(f)) for f in flash.split(",")] if flash else [None]
+    sv = [bool(int(v)) for v in single.split(",")] if single else [None]
+    return [(f, v) for f in fl for v in sv]
 
 
 def _spawn(cfg: dict) -> dict:

@@ -11,7 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retllm_desktop.models.llm.images import DETAIL_LEVELS, ImageRef, detail_tokens, resolve_detail
+from retllm_desktop.models.llm.images import (
+    DETAIL_LEVELS,
+    ImageRef,
+    detail_tokens,
+    prepare_image,
+    resolve_detail,
+)
 from retllm_desktop.models.llm.scorer import MllmScorer
 from tests.test_replicas import mllm_sources, replica  # noqa: F401 - the fixture
 
@@ -34,15 +40,58 @@ def _layout(name: str, detail: str, photo: Path) -> tuple[int, int]:
         return s.image_layout(photo)
 
 
-def test_smolvlm_quick_is_the_overview_and_one_tile(photo):
-    """idefics3: overview + 4x3 tiles of 64 tokens by default (preproc_image_size 2048 at 1024 px), one
-    tile + overview when capped: the fewest chunks the architecture allows."""
+def test_smolvlm_quick_is_the_overview_alone(photo):
+    """idefics3: overview + 4x3 tiles of 64 tokens by default (preproc_image_size 2048 at 1024 px); capped
+    to one tile, mtmd makes that tile + an overview of the same pixels, and the session keeps one."""
     full = _layout("smolvlm-500m", "full", photo)
     quick = _layout("smolvlm-500m", "quick", photo)
     standard = _layout("smolvlm-500m", "standard", photo)
     assert full == (13, 13 * 64)
-    assert quick == (2, 128)
+    assert quick == (1, 64)
     assert quick[1] < standard[1] < full[1] and standard[0] == standard[1] // 64
+
+
+def test_the_dropped_tile_repeats_the_overview(photo):
+    """Why the single view loses no detail: on a 1 x 1 grid mtmd's tile and overview both show the whole photo
+    at 512 px (the tile letterboxed, the overview stretched), 64 tokens each; the kept prompt is
+    SmolVLM's own single-image layout: <fake_token_around_image><global-img> + 64 image tokens +
+    <fake_token_around_image>."""
+    from retllm_desktop.models.llm.session import ImageInput
+
+    with MllmScorer(replica("smolvlm-500m"), threads=2, detail="quick") as s:
+        s.load()
+        sess = s.session
+        marks = sess._find_tile_marks()
+        assert marks is not None
+        img = prepare_image(s._ref(photo, "k", "whole"))
+        image = ImageInput("k", img.width, img.height, img.tobytes())
+        sess._tile_marks = None  # mtmd's own layout
+        both = sess.tokenize("Look: " + sess.marker + " Answer.", [image])
+        try:
+            kinds = [seg[0] for seg in both.segments]
+            assert kinds == ["text", "image", "text", "image", "text"]
+            mc = sess._mc
+            grids = [
+                (mc.mtmd_image_tokens_get_nx(t), mc.mtmd_image_tokens_get_ny(t))
+                for t in (
+                    mc.mtmd_input_chunk_get_tokens_image(seg[1]) for seg in both.segments if seg[0] == "image"
+                )
+            ]
+            assert grids[0] == grids[1] and grids[0][0] * grids[0][1] == 64
+            assert both.segments[0][1][-2:] == [marks.fake, marks.first_tile]
+        finally:
+            sess.free(both)
+        sess._tile_marks = marks
+        one = sess.tokenize("Look: " + sess.marker + " Answer.", [image])
+        try:
+            kinds = [seg[0] for seg in one.segments]
+            assert kinds == ["text", "image", "text"]
+            before, after = one.segments[0][1], one.segments[2][1]
+            assert before[-2:] == [marks.fake, marks.overview] and marks.first_tile not in before
+            assert after[0] == marks.fake
+            assert one.image_tokens["k"] == 64 and one.pos_after[-1] == len(before) + 64 + len(after)
+        finally:
+            sess.free(one)
 
 
 def test_qwen_quick_caps_the_tokens_and_gemma_is_fixed(photo):
@@ -57,7 +106,7 @@ def test_auto_detail_is_per_projector(photo):
     """The default: SmolVLM's fewest tiles, Qwen2.5-VL's whole 448-px photo (not quick's ~250 px)."""
     with MllmScorer(replica("smolvlm-500m"), threads=2) as s:  # default detail
         assert (s.projector, s.detail) == ("idefics3", "quick")
-        assert s.image_layout(photo) == (2, 128)
+        assert s.image_layout(photo) == (1, 64)
     with MllmScorer(replica("qwen2.5-vl-3b"), threads=2, detail="auto") as s:
         assert (s.projector, s.detail) == ("qwen2.5vl_merger", "standard")
         assert s.image_layout(photo) == _layout("qwen2.5-vl-3b", "full", photo) == (1, 192)
@@ -93,6 +142,8 @@ def test_detail_names_the_cache_variant():
     a = ImageRef(Path("x"), "h", "whole", 1024, 1.0, detail_tokens("quick"))
     b = ImageRef(Path("x"), "h", "whole", 1024, 1.0, detail_tokens("full"))
     assert a.variant != b.variant and b.variant == "whole-1024"
+    single = ImageRef(Path("x"), "h", "whole", 1024, 1.0, detail_tokens("quick"), single_view=True)
+    assert single.variant not in (a.variant, b.variant)  # rows of the two-chunk layout are never reused
     with pytest.raises(ValueError):
         detail_tokens("huge")
 

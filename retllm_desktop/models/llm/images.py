@@ -4,15 +4,17 @@ How much detail: ``DETAIL_LEVELS`` caps the image tokens mtmd makes of one photo
 ``image_max_tokens``). What each projector does with the cap (llama.cpp's ``tools/mtmd``, as pinned):
 
 * idefics3 (SmolVLM): the photo becomes an overview tile plus a grid of 512-px tiles, 64 tokens each; the
-  grid is chosen so the tiles fit the cap (at least one tile), the overview is always added. "quick" =
-  overview + 1 tile (128 tokens), the fewest the architecture allows; without a cap the grid follows the
-  mmproj's ``clip.vision.preproc_image_size`` (up to 4 x 4 tiles + overview, 1088 tokens).
+  grid is chosen so the tiles fit the cap (at least one tile), mtmd always adds the overview. On a 1 x 1
+  grid that one tile is the overview again (the photo resized to 512 x 512 both times), so the session
+  drops it (``single_view``): "quick" = the overview alone, 64 tokens, the layout SmolVLM's own processor
+  uses for a photo that fits one tile. Without a cap the grid follows the mmproj's
+  ``clip.vision.preproc_image_size`` (up to 4 x 4 tiles + overview, 1088 tokens).
 * qwen2.5vl_merger (Qwen2.5-VL): one chunk, the photo resized to at most the cap's pixels (28 px/token).
 * gemma3 (896 px, 256 tokens) and mlp (LLaVA-1.5, 336 px, 576 tokens): fixed, the cap changes nothing.
 
 The default is "auto": per projector, the least detail that still shows the photo at the size its
-registry entry was sized for. SmolVLM gets "quick" (one 512-px tile + overview: 128 tokens instead of 832,
-6-7x cheaper per new photo); Qwen2.5-VL gets "standard" (256 tokens: the whole 448-px photo its entry
+registry entry was sized for. SmolVLM gets "quick" (the whole photo as one 512 x 512 view: 64 tokens
+instead of 832, one vision-tower run instead of 13); Qwen2.5-VL gets "standard" (256 tokens: the whole 448-px photo its entry
 downscales to, 192 tokens for 4:3; "quick" would squeeze it to about 250 px, a quarter of the pixels the
 preset was chosen for); fixed-size projectors get "full" (the cap changes nothing there).
 """
@@ -67,6 +69,7 @@ class ImageRef:
     max_side: int
     zoom_fraction: float = 1.0
     max_tokens: int = 0  # mtmd's image-token cap (DETAIL_LEVELS); 0 = none
+    single_view: bool = False  # idefics3: a photo that fits one tile is shown once (session.py)
 
     @property
     def variant(self) -> str:
@@ -74,7 +77,9 @@ class ImageRef:
         v = f"{self.view}-{self.max_side}"
         if self.view == "zoom":
             v += f"-z{self.zoom_fraction:.3f}"
-        return v + f"-t{self.max_tokens}" if self.max_tokens else v
+        if self.max_tokens:
+            v += f"-t{self.max_tokens}"
+        return v + "-1v" if self.single_view else v
 
 
 def prepare_image(ref: ImageRef):  # -> PIL.Image.Image

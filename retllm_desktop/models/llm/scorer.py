@@ -26,7 +26,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -98,12 +98,18 @@ class MllmScorer:
         flash_attn: bool | None = None,
         prepared_dir: Path | None = None,
         prepared_codec: str = "f16",
+        single_view: bool | None = None,
     ):
         self.config = MllmConfig.from_dir(model_dir)
         self.projector = projector_type(self.config.mmproj_path)
         self.detail = resolve_detail(detail, self.projector)  # "auto" becomes this projector's level
         self.max_image_tokens = detail_tokens(self.detail)  # mtmd's cap per photo (images.DETAIL_LEVELS)
+        # idefics3: no tile that repeats the overview (images.py); False: mtmd's layout as it is (benchmarks)
+        self.single_view = self.projector == "idefics3" if single_view is None else bool(single_view)
         self.threads = int(threads or default_threads())
+        # threads for the next check, asked before each one (the library: one fewer while it indexes);
+        # None: always ``threads``
+        self.thread_policy: Callable[[], int] | None = None
         self.n_ctx = int(n_ctx)
         self.default_second_look = SecondLook("auto", float(ve_threshold), ambiguous_band)
         self.prompts = load_prompts(prompts_path)
@@ -135,6 +141,7 @@ class MllmScorer:
             threads=self.threads,
             stats=self.stats,
             image_max_tokens=self.max_image_tokens,
+            single_view=self.single_view,
             # None: the model's own entry decides (registry data, measured per model by bench_replicas)
             flash_attn=bool(self.config.extra.get("flash_attn", False)) if flash_attn is None else flash_attn,
         )
@@ -257,6 +264,7 @@ class MllmScorer:
         """
         policy = self._policy(ve, ve_threshold)
         with self._foreground(), self._lock, self.session.watching(cancel):  # the flag: the lock holder's
+            self._apply_thread_policy()
             try:
                 res = self._score(candidate_path, text, query_image, candidate_key, query_key, policy)
             except (RetllmError, RuntimeError) as e:
@@ -266,6 +274,11 @@ class MllmScorer:
             old = self.check_seconds.get(res.cache_hit)  # running mean for "about N s left"
             self.check_seconds[res.cache_hit] = res.seconds if old is None else 0.7 * old + 0.3 * res.seconds
             return res
+
+    def _apply_thread_policy(self) -> None:
+        """Between prompts (under the lock): the thread count the policy asks for now."""
+        if self.thread_policy is not None and not self._closed:
+            self.session.set_threads(max(1, min(self.threads, int(self.thread_policy()))))
 
     @contextlib.contextmanager
     def _foreground(self) -> Iterator[None]:
@@ -285,7 +298,9 @@ class MllmScorer:
     # -- photos prepared ahead (the prepare pass, prepare_pass.py) --------------------------------
     def prepared_namespace(self) -> str:
         """What prepared rows depend on: the mmproj file, how a photo is shown to it, the llama.cpp build."""
-        probe = ImageRef(Path("."), "", "whole", self.image_max_side, 1.0, self.max_image_tokens)
+        probe = ImageRef(
+            Path("."), "", "whole", self.image_max_side, 1.0, self.max_image_tokens, self.single_view
+        )
         return namespace_of(self.model_id, probe.variant, llama_cpp_version())
 
     @property
@@ -327,6 +342,7 @@ class MllmScorer:
             raise RetllmError("This scorer has no folder for prepared photos.")
         with self._lock, self.session.watching(cancel):
             self._ensure_loaded()
+            self._apply_thread_policy()
             ref = self._ref(path, content_key, "whole")
             key = self._emb_key(ref)
             if store.has(key):
@@ -533,7 +549,7 @@ class MllmScorer:
                 key = file_hash(p)
                 self._content_keys[memo] = key
         zoom = self.zoom_fraction if view == "zoom" else 1.0
-        return ImageRef(p, key, view, self.image_max_side, zoom, self.max_image_tokens)
+        return ImageRef(p, key, view, self.image_max_side, zoom, self.max_image_tokens, self.single_view)
 
     def _emb_key(self, ref: ImageRef) -> str:
         return f"{self.model_id}|{ref.content_key}|{ref.variant}"

@@ -133,6 +133,57 @@ class StateStore(Protocol):
     def drop(self, key: str) -> None: ...
 
 
+@dataclass(frozen=True)
+class TileMarks:
+    """Token ids of idefics3's image layout: ``<fake_token_around_image>``, ``<global-img>``,
+    ``<row_1_col_1>`` and the blank line mtmd puts before the overview."""
+
+    fake: int
+    overview: int
+    first_tile: int
+    gap: int
+
+
+def _drop_repeated_tiles(elements: list[tuple[Any, ...]], marks: TileMarks) -> list[tuple[Any, ...]]:
+    """idefics3 on a 1 x 1 grid: drop the one tile, which repeats the overview.
+
+    mtmd (as pinned) always adds an overview, so a photo that fits one 512-px tile is shown twice: as the
+    tile (the photo resized to 512 x 512, cropped whole) and as the overview (the photo resized to
+    512 x 512). SmolVLM's own processor shows such a photo once (``<fake><global-img>`` + 64 image tokens +
+    ``<fake>``, as for video frames); so do we, for half the vision work. Bigger grids, and any layout
+    other than the expected one, are left as mtmd made them.
+    """
+    images: dict[int, list[int]] = {}
+    for i, el in enumerate(elements):
+        if el[0] == "image":
+            images.setdefault(el[2], []).append(i)
+    out = list(elements)
+    dropped: set[int] = set()
+    for where in images.values():
+        if len(where) != 2:
+            continue
+        tile, overview = where
+        before, between = tile - 1, tile + 1
+        if before < 0 or between != overview - 1 or out[before][0] != "text" or out[between][0] != "text":
+            continue
+        pre, mid = out[before][1], out[between][1]
+        if pre[-2:] != [marks.fake, marks.first_tile] or mid != [marks.gap, marks.fake, marks.overview]:
+            continue
+        out[before] = ("text", pre[:-2] + [marks.fake, marks.overview])
+        dropped.update((tile, between))
+    merged: list[tuple[Any, ...]] = []
+    for i, el in enumerate(out):
+        if i in dropped:
+            continue
+        if el[0] == "text" and merged and merged[-1][0] == "text":
+            merged[-1] = ("text", merged[-1][1] + el[1])  # one llama.cpp call for text between chunks
+        elif el[0] == "text" and not el[1]:
+            continue
+        else:
+            merged.append(el)
+    return merged
+
+
 class LlamaSession:
     """A loaded text model + vision projector and the KV bookkeeping of its one sequence.
 
@@ -150,6 +201,7 @@ class LlamaSession:
         stats: dict[str, int],
         image_max_tokens: int = 0,
         flash_attn: bool = False,
+        single_view: bool = False,
     ):
         self.model_path, self.mmproj_path = Path(model_path), Path(mmproj_path)
         self.n_ctx, self.n_batch, self.threads = int(n_ctx), int(n_batch), int(threads)
@@ -158,6 +210,11 @@ class LlamaSession:
         # (Gemma 3, LLaVA-1.5) ignore it. See images.py's DETAIL_LEVELS.
         self.image_max_tokens = max(0, int(image_max_tokens))
         self.flash_attn = bool(flash_attn)
+        # idefics3 only: show a photo that fits one tile once, not as tile + identical overview
+        self.single_view = bool(single_view)
+        self._tile_marks: TileMarks | None = None
+        self._gpu = False
+        self._mtmd_threads = 0  # threads the open mtmd context was made with
         self._vision_cb: Any = None
         self._vision_stop: Any = None  # while set, a callable: True stops the vision tower mid-chunk
         self.stats = stats
@@ -207,10 +264,46 @@ class LlamaSession:
             )
         except (ValueError, RuntimeError, OSError, AssertionError) as e:
             raise ModelLoadError(f"Cannot load the multimodal text model {self.model_path}: {e}") from e
+        self._gpu = gpu_layers != 0
+        self._lc, self._mc = llama_cpp, mtmd_cpp
+        try:
+            mtmd = self._open_mtmd(llm, self.threads)
+        except ModelLoadError:
+            llm.close()
+            raise
+        self._llm, self._mtmd, self._mtmd_threads = llm, mtmd, self.threads
+        # llama.cpp asks this between graph nodes: a cancelled search stops mid-candidate, not after it.
+        flag = self._abort_flag
+        self._abort_cb = llama_cpp.ggml_abort_callback(lambda _data: flag.is_set())
+        llama_cpp.llama_set_abort_callback(llm._ctx.ctx, self._abort_cb, None)
+        self.n_vocab = llm.n_vocab()
+        self.n_embd = int(llama_cpp.llama_model_n_embd_inp(llm.model))
+        self.marker = mtmd_cpp.mtmd_default_marker().decode("utf-8")
+        self._vocab = llama_cpp.llama_model_get_vocab(llm.model)
+        self._post_decode_cb = mtmd_cpp.mtmd_helper_post_decode_callback(lambda batch, user: 0)
+        self.bos_text = self._special_text(llm.token_bos())
+        self.eos_text = self._special_text(llm.token_eos())
+        self.chat_template: str | None = llm.metadata.get("tokenizer.chat_template")
+        self._tile_marks = self._find_tile_marks() if self.single_view else None
+        self._kv_ids, self._kv_pos = [], []
+
+    def _find_tile_marks(self) -> TileMarks | None:
+        """idefics3's layout tokens, each a single token of this vocabulary (else: keep mtmd's layout)."""
+        ids = []
+        for text in ("<fake_token_around_image>", "<global-img>", "<row_1_col_1>", "\n\n"):
+            toks = self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+            if len(toks) != 1:
+                return None
+            ids.append(int(toks[0]))
+        return TileMarks(*ids)
+
+    def _open_mtmd(self, llm: Any, threads: int) -> Any:
+        """The vision projector's mtmd context (its threads are fixed here, see ``set_threads``)."""
+        llama_cpp, mtmd_cpp = self._lc, self._mc
         params = mtmd_cpp.mtmd_context_params_default()
-        params.use_gpu = gpu_layers != 0
+        params.use_gpu = self._gpu
         params.print_timings = False
-        params.n_threads = self.threads
+        params.n_threads = threads
         params.warmup = False
         if self.image_max_tokens > 0:
             params.image_max_tokens = self.image_max_tokens
@@ -235,30 +328,36 @@ class LlamaSession:
         )
         mtmd = mtmd_cpp.mtmd_init_from_file(str(self.mmproj_path).encode(), llm.model, params)
         if not mtmd:
-            llm.close()
             raise ModelLoadError(
                 f"Cannot load the vision projector {self.mmproj_path} "
                 f"(corrupt, or not made for {self.model_path.name})."
             )
         if not mtmd_cpp.mtmd_support_vision(mtmd):
             mtmd_cpp.mtmd_free(mtmd)
-            llm.close()
             raise ModelLoadError(f"{self.mmproj_path} has no vision encoder.")
-        self._llm, self._mtmd = llm, mtmd
-        self._lc, self._mc = llama_cpp, mtmd_cpp
-        # llama.cpp asks this between graph nodes: a cancelled search stops mid-candidate, not after it.
-        flag = self._abort_flag
-        self._abort_cb = llama_cpp.ggml_abort_callback(lambda _data: flag.is_set())
-        llama_cpp.llama_set_abort_callback(llm._ctx.ctx, self._abort_cb, None)
-        self.n_vocab = llm.n_vocab()
-        self.n_embd = int(llama_cpp.llama_model_n_embd_inp(llm.model))
-        self.marker = mtmd_cpp.mtmd_default_marker().decode("utf-8")
-        self._vocab = llama_cpp.llama_model_get_vocab(llm.model)
-        self._post_decode_cb = mtmd_cpp.mtmd_helper_post_decode_callback(lambda batch, user: 0)
-        self.bos_text = self._special_text(llm.token_bos())
-        self.eos_text = self._special_text(llm.token_eos())
-        self.chat_template: str | None = llm.metadata.get("tokenizer.chat_template")
-        self._kv_ids, self._kv_pos = [], []
+        return mtmd
+
+    def set_threads(self, threads: int) -> None:
+        """Threads for the evaluations from now on (bench_replicas: 1 beats 2 while a core is busy).
+
+        The text model takes the new count at once; mtmd fixes the vision tower's threads when it opens,
+        so the projector is opened again (page-cached weights: a fraction of one image's encode; the
+        count changes only when background work starts or stops). Call it between prompts, never with
+        one tokenised and not yet evaluated (its chunks belong to the old projector context).
+        """
+        threads = max(1, int(threads))
+        if threads == self.threads:
+            return
+        self.threads = threads
+        if self._llm is None:
+            return  # load() uses it
+        self._lc.llama_set_n_threads(self._llm._ctx.ctx, threads, threads)
+        if self._rt_ctx is not None:
+            self._lc.llama_set_n_threads(self._rt_ctx.ctx, threads, threads)
+        if self._mtmd_threads != threads:
+            mtmd = self._open_mtmd(self._llm, threads)
+            self._mc.mtmd_free(self._mtmd)
+            self._mtmd, self._mtmd_threads = mtmd, threads
 
     def _special_text(self, tok: int) -> str:
         return self._llm.detokenize([tok]).decode("utf-8", errors="ignore") if tok >= 0 else ""
@@ -354,23 +453,45 @@ class LlamaSession:
         return prompt
 
     def _index_chunks(self, prompt: Prompt, keys: list[str]) -> None:
-        mc = self._mc
         pos = 0
-        img_i = 0
         parts: dict[int, int] = {}  # chunks seen so far per image occurrence (index into ``keys``)
         rows: dict[int, int] = {}  # embedding rows seen so far per image occurrence
+        elements = self._raw_chunks(prompt, keys)
+        if self._tile_marks is not None:
+            elements = _drop_repeated_tiles(elements, self._tile_marks)
+        for el in elements:
+            if el[0] == "text":
+                toks = el[1]
+                prompt.segments.append(("text", toks, None, len(prompt.ids)))
+                for t in toks:
+                    prompt.ids.append(t)
+                    pos += 1
+                    prompt.pos_after.append(pos)
+                continue
+            _, chunk, idx, n_tok, n_pos = el
+            key = keys[idx]
+            part = parts.get(idx, 0)
+            parts[idx] = part + 1
+            offset = rows.get(idx, 0)
+            rows[idx] = offset + n_tok
+            prompt.image_tokens[key] = rows[idx]
+            prompt.segments.append(("image", chunk, (key, offset, n_tok), len(prompt.ids)))
+            prompt.ids.append(("img", key) if part == 0 else ("img", key, part))
+            pos += n_pos
+            prompt.pos_after.append(pos)
+
+    def _raw_chunks(self, prompt: Prompt, keys: list[str]) -> list[tuple[Any, ...]]:
+        """mtmd's chunks in order: ("text", tokens) and ("image", chunk, occurrence, n_tokens, n_pos)."""
+        mc = self._mc
+        img_i = 0
+        out: list[tuple[Any, ...]] = []
         for i in range(mc.mtmd_input_chunks_size(prompt.chunks)):
             chunk = mc.mtmd_input_chunks_get(prompt.chunks, i)
             ctype = mc.mtmd_input_chunk_get_type(chunk)
             if ctype == mc.MTMD_INPUT_CHUNK_TYPE_TEXT:
                 n = ctypes.c_size_t()
                 ptr = mc.mtmd_input_chunk_get_tokens_text(chunk, ctypes.byref(n))
-                toks = [int(ptr[j]) for j in range(n.value)]
-                prompt.segments.append(("text", toks, None, len(prompt.ids)))
-                for t in toks:
-                    prompt.ids.append(t)
-                    pos += 1
-                    prompt.pos_after.append(pos)
+                out.append(("text", [int(ptr[j]) for j in range(n.value)]))
             elif ctype == mc.MTMD_INPUT_CHUNK_TYPE_IMAGE:
                 # Which occurrence of which photo this chunk shows: from the id set on its bitmap; a
                 # chunk without one (older mtmd) is taken as one whole image, in marker order.
@@ -383,19 +504,11 @@ class LlamaSession:
                     img_i += 1
                 else:
                     raise RetllmError("mtmd returned more images than the prompt holds.")
-                key = keys[idx]
-                part = parts.get(idx, 0)
-                parts[idx] = part + 1
                 n_tok = int(mc.mtmd_input_chunk_get_n_tokens(chunk))
-                offset = rows.get(idx, 0)
-                rows[idx] = offset + n_tok
-                prompt.image_tokens[key] = rows[idx]
-                prompt.segments.append(("image", chunk, (key, offset, n_tok), len(prompt.ids)))
-                prompt.ids.append(("img", key) if part == 0 else ("img", key, part))
-                pos += int(mc.mtmd_input_chunk_get_n_pos(chunk))
-                prompt.pos_after.append(pos)
+                out.append(("image", chunk, idx, n_tok, int(mc.mtmd_input_chunk_get_n_pos(chunk))))
             else:
                 raise RetllmError("Unsupported (audio) chunk in the prompt.")
+        return out
 
     def image_layout(self, image: ImageInput) -> tuple[int, int]:
         """(image chunks, image tokens) mtmd makes of one photo (tiles + overview for idefics3)."""
@@ -697,6 +810,7 @@ class LlamaSession:
         except ValueError as e:
             raise RetllmError(f"Cannot create the retracing context: {e}") from e
         lc.llama_set_abort_callback(ctx.ctx, self._abort_cb, None)
+        lc.llama_set_n_threads(ctx.ctx, self.threads, self.threads)  # set_threads may have changed them
         self._rt_ctx = ctx
         return ctx
 
