@@ -357,6 +357,15 @@ def main() -> int:
         "min_faces": people.MIN_FACES,
         **app_grouping(photos, ident),
     }
+    # Baseline in the same run: one view per face (the plain ResNet vector; what the app stored before).
+    with FaceModel(views=1) as one_view:
+        emb1 = embeddings(photos, one_view)
+        result["one_view_baseline"] = {
+            "verification": verification(emb1, pairs, [0.5, 0.55, 0.6]),
+            "grouping": grouping(emb1, ident, [0.6]),
+            "cost_ms": cost(one_view, 3 if args.quick else 7),
+        }
+    result["views"] = model.views
     result["face_size"] = face_size(photos, pairs, model, people.JOIN_DISTANCE)
     result["min_face_px"] = MIN_FACE_PX  # the app keeps smaller faces out of people
     rounds = 3 if args.quick else 7

@@ -24,14 +24,17 @@ from .imaging import load_rgb
 from .progress import Progress
 
 STAGE = "finding faces"
+REMAKE_STAGE = "updating faces"
 
 
 class FaceFinder(Protocol):
     """What the pass needs from a face model (see models.faces.FaceModel)."""
 
-    key: str
+    key: str  # "<recipe>/<detector>": what a scan was made with
 
     def find(self, image: Image.Image) -> list[Any]: ...
+
+    def embed(self, image: Image.Image, boxes: list[tuple[float, float, float, float]]) -> list[Any]: ...
 
 
 @dataclass
@@ -41,6 +44,7 @@ class FaceSummary:
     faces: int = 0  # faces found (recognisable or not)
     failed: int = 0
     pending: int = 0  # left for a later run (cancelled)
+    remade: int = 0  # photos whose face vectors an older recipe made, made again in place
     grouped: int = 0  # faces put into people by this run
     new_people: int = 0
     seconds: float = 0.0
@@ -117,10 +121,67 @@ class FacePass:
                     summary.faces += n
                     summary.with_faces += int(n > 0)
 
+    def _remake(self, item: _Decoded) -> list[tuple[int, Any]] | str:
+        """New vectors for the photo's stored faces (same boxes), or the reason it failed."""
+        if item.error is not None:
+            return item.error
+        try:
+            faces = self.catalog.recognisable_faces(item.content_hash)
+            vectors = self.finder.embed(item.image, [box for _, box in faces])
+            return [(face_id, v) for (face_id, _), v in zip(faces, vectors, strict=True)]
+        except MemoryError:
+            return "out of memory while updating faces"
+        except Exception as e:
+            return f"face update failed: {type(e).__name__}: {e}"
+        finally:
+            item.image = None
+
+    def _commit_remade(
+        self, done: list[tuple[_Decoded, list[tuple[int, Any]] | str]], summary: FaceSummary
+    ) -> None:
+        with self.catalog.transaction():
+            for item, outcome in done:
+                if isinstance(outcome, str):  # the old vectors stay (still usable); tried again next run
+                    summary.failed += 1
+                else:
+                    self.catalog.put_face_vectors(item.content_hash, self.finder.key, outcome)
+                    summary.remade += 1
+
+    def _remake_outdated(
+        self, summary: FaceSummary, progress: Progress | None, cancel: threading.Event | None
+    ) -> bool:
+        """Vectors of an older recipe made again in place: people, names and corrections stay as they are."""
+        recipe = self.finder.key.split("/", 1)[0]
+        todo = self.catalog.faces_outdated(recipe)
+        if not todo:
+            return False
+        n, cancelled = run_batched(
+            todo,
+            self._decode,
+            self._remake,
+            lambda batch: self._commit_remade(batch, summary),
+            prefetch=self.prefetch,
+            batch_size=self.batch_size,
+            stage=REMAKE_STAGE,
+            total=len(todo),
+            thread_name="face-decode",
+            progress=progress,
+            cancel=cancel,
+        )
+        summary.pending += len(todo) - n
+        if summary.remade:
+            with self.catalog.transaction():  # people's mean vectors follow their faces' new ones
+                self.catalog.update_centroids()
+        return cancelled
+
     def run(self, progress: Progress | None = None, cancel: threading.Event | None = None) -> FaceSummary:
         t0 = time.perf_counter()
         summary = FaceSummary()
         self.catalog.prune_faces()
+        summary.cancelled = self._remake_outdated(summary, progress, cancel)
+        if summary.cancelled:
+            summary.seconds = round(time.perf_counter() - t0, 3)
+            return summary
         todo = self.catalog.faces_pending()
         total = len(todo)
         if progress:
@@ -139,7 +200,7 @@ class FacePass:
             cancel=cancel,
         )
         summary.cancelled = cancelled
-        summary.pending = total - n
+        summary.pending += total - n
         if self.group is not None:  # even after a cancel: what was found so far is searchable by person
             summary.grouped, summary.new_people = self.group(self.catalog)
         summary.seconds = round(time.perf_counter() - t0, 3)

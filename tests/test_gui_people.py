@@ -118,3 +118,22 @@ def test_people_panel_filter_rename_merge_chips_and_outlines(qtbot, tmp_path, cl
     assert faces and all(name == "Zoë Durand" for _, name in faces)
     assert all(0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1 for (x0, y0, x1, y1), _ in faces)
     prev.close()
+
+
+def test_face_finding_setting_reaches_the_library(qtbot, tmp_path):
+    """Settings ▸ Advanced ▸ Face finding: kept in the settings file, reopens the library with that detector."""
+    from retllm_desktop.gui.library_controller import open_engine
+    from retllm_desktop.gui.settings_dialog import SettingsDialog
+
+    s = Settings(path=Path(tmp_path) / "gui.json")
+    d = SettingsDialog(s, str(tmp_path), str(tmp_path))
+    qtbot.addWidget(d)
+    assert d.face_finder.currentData() == "hog"
+    d.face_finder.setCurrentIndex(d.face_finder.findData("cnn"))
+    assert d.apply() is True  # another face model: the library is reopened with it
+    back = Settings.load(Path(tmp_path) / "gui.json")
+    assert back.face_detector == "cnn"
+    with open_engine(str(tmp_path / "lib"), str(tmp_path), back) as lib:
+        assert lib.face_detector == "cnn" and lib.faces_model.key.endswith("/cnn")
+    (tmp_path / "bad.json").write_text('{"face_detector": "laser"}')
+    assert Settings.load(tmp_path / "bad.json").face_detector == "hog"

@@ -84,6 +84,46 @@ class FaceTables(CatalogConnection):
         self._conn.execute("DELETE FROM face_failures WHERE hash = ?", (content_hash,))
         return len(rows)
 
+    def faces_outdated(self, recipe: str) -> list[tuple[str, str]]:
+        """(hash, path) of online photos whose face vectors were made by another recipe than ``recipe``.
+
+        Photos scanned by another recipe without a recognisable face just take the new key: nothing to
+        remake."""
+        like = recipe.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"
+        old = "s.model NOT LIKE ? ESCAPE '\\'"
+        with self.transaction():
+            self._conn.execute(
+                f"UPDATE face_scans SET model = ? || '/' || substr(model, instr(model, '/') + 1) "
+                f"WHERE hash IN (SELECT s.hash FROM face_scans s WHERE {old} AND NOT EXISTS "
+                "(SELECT 1 FROM faces f WHERE f.hash = s.hash AND f.embedding IS NOT NULL))",
+                (recipe, like),
+            )
+        q = (
+            "SELECT p.hash, min(p.path) FROM photos p JOIN face_scans s ON s.hash = p.hash "
+            f"WHERE p.status = 'ok' AND {old} GROUP BY p.hash ORDER BY min(p.id)"
+        )
+        return [(r[0], r[1]) for r in self._conn.execute(q, (like,))]
+
+    def recognisable_faces(self, content_hash: str) -> list[tuple[int, tuple[float, float, float, float]]]:
+        """(face id, box) of a photo's faces that have a vector."""
+        rows = self._conn.execute(
+            "SELECT id, x0, y0, x1, y1 FROM faces WHERE hash = ? AND embedding IS NOT NULL ORDER BY id",
+            (content_hash,),
+        )
+        return [(int(r[0]), (float(r[1]), float(r[2]), float(r[3]), float(r[4]))) for r in rows]
+
+    def put_face_vectors(self, content_hash: str, key: str, vectors: Iterable[tuple[int, Any]]) -> int:
+        """New vectors for faces already stored (call inside a transaction): boxes, people, the user's
+        corrections stay; the scan takes ``key``. Returns how many faces changed."""
+        n = 0
+        for face_id, emb in vectors:
+            blob = np.ascontiguousarray(emb, np.float32).tobytes()
+            n += self._conn.execute(
+                "UPDATE faces SET embedding = ? WHERE id = ? AND hash = ?", (blob, int(face_id), content_hash)
+            ).rowcount
+        self._conn.execute("UPDATE face_scans SET model = ? WHERE hash = ?", (key, content_hash))
+        return n
+
     def record_face_failure(self, content_hash: str, path: str, reason: str) -> None:
         self._conn.execute(
             "INSERT OR REPLACE INTO face_failures (hash, path, reason, failed_at) VALUES (?, ?, ?, ?)",

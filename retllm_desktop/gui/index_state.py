@@ -17,6 +17,8 @@ STAGE_WORDS = {
     "embedding": "Adding",
     "places": "Finding places",
     "reading text": "Reading the words in photos",
+    "finding faces": "Finding faces",
+    "updating faces": "Updating the faces found before",
 }
 
 

@@ -45,6 +45,7 @@ def open_engine(library_path: str, models_path: str, settings: Settings) -> Libr
         n_ctx=settings.n_ctx,
         read_text=settings.read_text,
         read_faces=settings.read_faces,
+        face_detector=settings.face_detector,
         llm_detail=settings.llm_detail,
         prepare_budget_bytes=settings.prepare_budget_bytes,
     )

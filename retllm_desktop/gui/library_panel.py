@@ -50,6 +50,7 @@ STAGE_NAMES = {
     "places": "Finding places",
     "reading text": "Reading text",
     "finding faces": "Finding faces",
+    "updating faces": "Updating faces",
 }
 
 

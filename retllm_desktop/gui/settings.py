@@ -42,6 +42,7 @@ class Settings:
     sort: str = "relevance"
     read_text: bool = True  # read the words in photos (OCR) while indexing and match them in searches
     read_faces: bool = True  # find the faces in photos while indexing and group them into people
+    face_detector: str = "hog"  # "hog": frontal faces, fast; "cnn": also turned and smaller faces, ~5x slower
     thumb_size: int = 160  # logical pixels
     # Tuning (Settings ▸ Advanced); None = automatic. Changing the first four reopens the library.
     decode_workers: int | None = None  # parallel photo decoders while indexing (None: up to 4)
@@ -115,6 +116,8 @@ class Settings:
         self.thumb_memory_items = max(100, int(self.thumb_memory_items))
         if self.llm_detail not in DETAIL_CHOICES:
             self.llm_detail = config.LLM_DETAIL
+        if self.face_detector not in ("hog", "cnn"):
+            self.face_detector = "hog"
         self.prepare_budget_bytes = max(0, int(self.prepare_budget_bytes))
 
     def to_dict(self) -> dict[str, Any]:

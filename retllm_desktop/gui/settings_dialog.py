@@ -245,6 +245,16 @@ class SettingsDialog(QDialog):
             0.0, 1024.0, s.prepare_budget_bytes / GIB, "Space for prepared photos", 0.5, " GB"
         )
         form.addRow("Disk space for prepared &photos:", self.prepare_space)
+        self.face_finder = QComboBox(box)
+        self.face_finder.setAccessibleName("Face finding")
+        self.face_finder.addItem("Fast (faces turned towards the camera)", "hog")
+        self.face_finder.addItem("Thorough (also turned and smaller faces, about 5× slower)", "cnn")
+        self.face_finder.setCurrentIndex(max(0, self.face_finder.findData(s.face_detector)))
+        self.face_finder.setToolTip(
+            "How photos are searched for faces. Applies to photos looked at from now on; photos already "
+            "looked at keep the faces found in them"
+        )
+        form.addRow("&Face finding:", self.face_finder)
         self._shown_prepare = self.prepare_space.value()
         return box
 
@@ -263,7 +273,7 @@ class SettingsDialog(QDialog):
             return (
                 s.library, s.models_dir, s.clip_model, s.mllm_model, s.threads,
                 s.decode_workers, s.mllm_cache_bytes, s.mllm_kv_cache_bytes, s.n_ctx,
-                s.llm_detail, s.prepare_budget_bytes,
+                s.llm_detail, s.prepare_budget_bytes, s.face_detector,
             )  # fmt: skip
 
         before = engine()
@@ -288,6 +298,7 @@ class SettingsDialog(QDialog):
         s.ve_band = (self.band_low.value(), self.band_high.value())
         s.thumb_memory_items = self.thumbs.value()
         s.llm_detail = self.detail.currentData()
+        s.face_detector = self.face_finder.currentData()
         s.prepare = self.prepare.isChecked()
         if self.prepare_space.value() != self._shown_prepare:
             s.prepare_budget_bytes = int(self.prepare_space.value() * GIB)

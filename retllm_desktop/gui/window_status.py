@@ -210,7 +210,11 @@ class StatusPresenter:
         if total > 0:
             self.index_bar.setRange(0, total)
             self.index_bar.setValue(min(done, total))
-            what = {"reading text": "Reading text", "finding faces": "Finding faces"}.get(stage, "Indexing")
+            what = {
+                "reading text": "Reading text",
+                "finding faces": "Finding faces",
+                "updating faces": "Updating faces",
+            }.get(stage, "Indexing")
             self.index_label.setText(f"{what} {done:,}/{total:,}" + (f" · {eta}" if eta else ""))
         else:
             self.index_bar.setRange(0, 0)
