@@ -166,12 +166,13 @@ def _with_flash(tmp_path: Path, flash: bool | None, name: str = "") -> Path:
 
 
 def test_flash_attention_comes_from_the_model_entry_and_keeps_the_verdict(tmp_path, photo):
-    """Registry data decides flash attention per model (on for SmolVLM, where bench_replicas measured it
-    faster); an explicit argument wins; the check's probabilities are the same either way."""
+    """Registry data decides flash attention per model (on for SmolVLM and Qwen2.5-VL-3B, where bench_replicas
+    measured it faster); an explicit argument wins; the check's probabilities are the same either way."""
     from retllm_desktop.models.hub.registry import load_registry
 
     assert load_registry().get("smolvlm-500m").config.get("flash_attn") is True
-    assert not load_registry().get("qwen2.5-vl-3b").config.get("flash_attn")
+    assert load_registry().get("qwen2.5-vl-3b").config.get("flash_attn") is True
+    assert not load_registry().get("qwen2.5-vl-7b").config.get("flash_attn")  # measured: no clear gain
     scores = {}
     for flash in (True, False, None):
         with MllmScorer(_with_flash(tmp_path, flash), threads=2) as s:
