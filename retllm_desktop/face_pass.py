@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -96,18 +97,23 @@ class FacePass:
         except Exception as e:  # one bad file never stops a run
             return _Decoded(content_hash, path, error=f"cannot open: {type(e).__name__}: {e}")
 
-    def _find(self, item: _Decoded) -> list[Any] | str:
-        """The photo's faces, or the reason finding them failed."""
+    @staticmethod
+    def _attempt(item: _Decoded, work: Callable[[Image.Image], Any], doing: str, failure: str) -> Any:
+        """``work(image)`` for a decoded photo, or the reason it failed (a bad photo never stops a run)."""
         if item.error is not None:
             return item.error
         try:
-            return self.finder.find(item.image)
+            return work(item.image)
         except MemoryError:
-            return "out of memory while finding faces"
+            return f"out of memory while {doing}"
         except Exception as e:
-            return f"face detection failed: {type(e).__name__}: {e}"
+            return f"{failure} failed: {type(e).__name__}: {e}"
         finally:
             item.image = None
+
+    def _find(self, item: _Decoded) -> list[Any] | str:
+        """The photo's faces, or the reason finding them failed."""
+        return self._attempt(item, self.finder.find, "finding faces", "face detection")
 
     def _commit(self, done: list[tuple[_Decoded, list[Any] | str]], summary: FaceSummary) -> None:
         with self.catalog.transaction():
@@ -123,18 +129,13 @@ class FacePass:
 
     def _remake(self, item: _Decoded) -> list[tuple[int, Any]] | str:
         """New vectors for the photo's stored faces (same boxes), or the reason it failed."""
-        if item.error is not None:
-            return item.error
-        try:
+
+        def remake(image: Image.Image) -> list[tuple[int, Any]]:
             faces = self.catalog.recognisable_faces(item.content_hash)
-            vectors = self.finder.embed(item.image, [box for _, box in faces])
+            vectors = self.finder.embed(image, [box for _, box in faces])
             return [(face_id, v) for (face_id, _), v in zip(faces, vectors, strict=True)]
-        except MemoryError:
-            return "out of memory while updating faces"
-        except Exception as e:
-            return f"face update failed: {type(e).__name__}: {e}"
-        finally:
-            item.image = None
+
+        return self._attempt(item, remake, "updating faces", "face update")
 
     def _commit_remade(
         self, done: list[tuple[_Decoded, list[tuple[int, Any]] | str]], summary: FaceSummary
@@ -147,28 +148,45 @@ class FacePass:
                     self.catalog.put_face_vectors(item.content_hash, self.finder.key, outcome)
                     summary.remade += 1
 
-    def _remake_outdated(
-        self, summary: FaceSummary, progress: Progress | None, cancel: threading.Event | None
+    def _batched(
+        self,
+        todo: list[tuple[str, str]],
+        work: Callable[[_Decoded], Any],
+        commit: Callable[[list[tuple[_Decoded, Any]], FaceSummary], None],
+        stage: str,
+        summary: FaceSummary,
+        progress: Progress | None,
+        cancel: threading.Event | None,
     ) -> bool:
-        """Vectors of an older recipe made again in place: people, names and corrections stay as they are."""
-        recipe = self.finder.key.split("/", 1)[0]
-        todo = self.catalog.faces_outdated(recipe)
-        if not todo:
-            return False
+        """Decode ahead, ``work`` per photo, commit per batch; what is left counts as pending. True: cancelled."""
         n, cancelled = run_batched(
             todo,
             self._decode,
-            self._remake,
-            lambda batch: self._commit_remade(batch, summary),
+            work,
+            lambda batch: commit(batch, summary),
             prefetch=self.prefetch,
             batch_size=self.batch_size,
-            stage=REMAKE_STAGE,
+            stage=stage,
             total=len(todo),
             thread_name="face-decode",
             progress=progress,
             cancel=cancel,
         )
         summary.pending += len(todo) - n
+        return cancelled
+
+    def _remake_outdated(
+        self, summary: FaceSummary, progress: Progress | None, cancel: threading.Event | None
+    ) -> bool:
+        """Vectors of an older recipe made again in place: people, names and corrections stay as they are."""
+        recipe = self.finder.key.split("/", 1)[0]
+        self.catalog.adopt_faceless_scans(recipe)
+        todo = self.catalog.faces_outdated(recipe)
+        if not todo:
+            return False
+        cancelled = self._batched(
+            todo, self._remake, self._commit_remade, REMAKE_STAGE, summary, progress, cancel
+        )
         if summary.remade:
             with self.catalog.transaction():  # people's mean vectors follow their faces' new ones
                 self.catalog.update_centroids()
@@ -183,24 +201,9 @@ class FacePass:
             summary.seconds = round(time.perf_counter() - t0, 3)
             return summary
         todo = self.catalog.faces_pending()
-        total = len(todo)
         if progress:
-            progress(STAGE, 0, total)
-        n, cancelled = run_batched(
-            todo,
-            self._decode,
-            self._find,
-            lambda batch: self._commit(batch, summary),
-            prefetch=self.prefetch,
-            batch_size=self.batch_size,
-            stage=STAGE,
-            total=total,
-            thread_name="face-decode",
-            progress=progress,
-            cancel=cancel,
-        )
-        summary.cancelled = cancelled
-        summary.pending += total - n
+            progress(STAGE, 0, len(todo))
+        summary.cancelled = self._batched(todo, self._find, self._commit, STAGE, summary, progress, cancel)
         if self.group is not None:  # even after a cancel: what was found so far is searchable by person
             summary.grouped, summary.new_people = self.group(self.catalog)
         summary.seconds = round(time.perf_counter() - t0, 3)

@@ -84,23 +84,29 @@ class FaceTables(CatalogConnection):
         self._conn.execute("DELETE FROM face_failures WHERE hash = ?", (content_hash,))
         return len(rows)
 
-    def faces_outdated(self, recipe: str) -> list[tuple[str, str]]:
-        """(hash, path) of online photos whose face vectors were made by another recipe than ``recipe``.
-
-        Photos scanned by another recipe without a recognisable face just take the new key: nothing to
-        remake."""
+    @staticmethod
+    def _other_recipe(recipe: str) -> tuple[str, str]:
+        """SQL condition on ``s.model`` (a scan made by another recipe than ``recipe``) and its argument."""
         like = recipe.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"
-        old = "s.model NOT LIKE ? ESCAPE '\\'"
+        return "s.model NOT LIKE ? ESCAPE '\\'", like
+
+    def adopt_faceless_scans(self, recipe: str) -> None:
+        """Scans of another recipe without a recognisable face take ``recipe``: they have nothing to remake."""
+        other, like = self._other_recipe(recipe)
         with self.transaction():
             self._conn.execute(
-                f"UPDATE face_scans SET model = ? || '/' || substr(model, instr(model, '/') + 1) "
-                f"WHERE hash IN (SELECT s.hash FROM face_scans s WHERE {old} AND NOT EXISTS "
+                "UPDATE face_scans SET model = ? || '/' || substr(model, instr(model, '/') + 1) "
+                f"WHERE hash IN (SELECT s.hash FROM face_scans s WHERE {other} AND NOT EXISTS "
                 "(SELECT 1 FROM faces f WHERE f.hash = s.hash AND f.embedding IS NOT NULL))",
                 (recipe, like),
             )
+
+    def faces_outdated(self, recipe: str) -> list[tuple[str, str]]:
+        """(hash, path) of online photos whose face vectors were made by another recipe than ``recipe``."""
+        other, like = self._other_recipe(recipe)
         q = (
             "SELECT p.hash, min(p.path) FROM photos p JOIN face_scans s ON s.hash = p.hash "
-            f"WHERE p.status = 'ok' AND {old} GROUP BY p.hash ORDER BY min(p.id)"
+            f"WHERE p.status = 'ok' AND {other} GROUP BY p.hash ORDER BY min(p.id)"
         )
         return [(r[0], r[1]) for r in self._conn.execute(q, (like,))]
 
