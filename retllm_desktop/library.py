@@ -282,8 +282,8 @@ class Library(PeopleLibrary):
 
     def check_threads(self) -> int:
         """Threads for an LLM check now: one fewer while this process indexes. bench_replicas with one
-        core busy: 1 thread checks a new photo in 10.5 s, 2 in 12.9 s (ggml's threads wait on each other
-        at every graph node, and one of them waits for the busy core)."""
+        core busy (SmolVLM): 1 thread checks a new photo in 4.2 s, 2 in 6.9 s (ggml's threads wait on each
+        other at every graph node, and one of them waits for the busy core)."""
         return max(1, self.threads - 1) if self._busy_runs else self.threads
 
     def _backup_catalog(self, small_run: bool) -> None:
